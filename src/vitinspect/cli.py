@@ -1,0 +1,30 @@
+"""How a stage script starts and fails: one line on stderr and exit code 2 for user errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from vitinspect.errors import VitinspectError
+
+# Nothing reaches a hub or an analytics server from a stage.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def run_stage(main, argv=None) -> None:
+    """Call ``main(argv)``; turn a VitinspectError into ``error: <message>`` and exit 2.
+
+    Set VITINSPECT_DEBUG=1 to see the traceback instead.
+    """
+    try:
+        main(argv)
+    except VitinspectError as exc:
+        if os.environ.get("VITINSPECT_DEBUG") == "1":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,78 @@
+"""The on-disk layout of the parts and NSOARTC data sets (Arrow tables via ``datasets``).
+
+A few Arrow files per split instead of thousands of PNGs: DVC hashes every
+file of a directory output, and decoding arrays once beats decoding images per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitinspect.errors import VitinspectError
+
+SPLITS = ("train", "val", "test")
+
+
+def _record_features(classes, size):
+    import datasets
+
+    return {
+        "id": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(classes)),
+        "defect_terminal": datasets.Value("int32"),
+        "tilt": datasets.Sequence(datasets.Value("float32"), length=2),
+        "retraction": datasets.Value("float32"),
+        "bbox": datasets.Sequence(datasets.Value("int32"), length=4),
+        "mask": datasets.Array2D(shape=(size, size), dtype="uint8"),
+    }
+
+
+def parts_features(classes, views, size):
+    """Features of the ``prepare`` output: the record plus every view, (V, S, S) uint8."""
+    import datasets
+
+    f = _record_features(classes, size)
+    f["views"] = datasets.Array3D(shape=(len(views), size, size), dtype="uint8")
+    return datasets.Features(f)
+
+
+def nsoartc_features(classes, size):
+    """Features of the ``nsoartc`` output: the record, the raw centre view and the composite."""
+    import datasets
+
+    f = _record_features(classes, size)
+    f["raw"] = datasets.Array2D(shape=(size, size), dtype="uint8")
+    f["nsoartc"] = datasets.Array3D(shape=(size, size, 3), dtype="uint8")
+    return datasets.Features(f)
+
+
+def to_dataset_dict(columns: dict, features, label_names) -> "datasets.DatasetDict":
+    """Columns of N rows (with a ``split`` column of names) -> a DatasetDict by split."""
+    import datasets
+
+    split = np.asarray(columns["split"])
+    label_index = {c: i for i, c in enumerate(label_names)}
+    out = {}
+    for name in SPLITS:
+        idx = np.flatnonzero(split == name)
+        cols = {}
+        for key in features:
+            values = columns[key]
+            if key == "label":
+                values = [label_index[v] if isinstance(v, str) else int(v) for v in values]
+            cols[key] = [values[i] for i in idx] if isinstance(values, list) else values[idx]
+        out[name] = datasets.Dataset.from_dict(cols, features=features)
+    return datasets.DatasetDict(out)
+
+
+def columns(ds, names) -> dict[str, np.ndarray]:
+    """Decode the named columns of one split into numpy arrays, once."""
+    missing = [n for n in names if n not in ds.column_names]
+    if missing:
+        raise VitinspectError(f"dataset lacks column {missing[0]!r} (has {ds.column_names})")
+    table = ds.with_format("numpy")
+    return {n: np.asarray(table[n]) for n in names}
+
+
+def label_names(ds) -> list[str]:
+    return list(ds.features["label"].names)

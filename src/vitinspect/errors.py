@@ -1,0 +1,5 @@
+"""The one exception family that stages turn into a one-line message and exit code 2."""
+
+
+class VitinspectError(Exception):
+    """A user-facing error: bad params, missing or corrupt inputs. The message is one line."""

@@ -1,0 +1,174 @@
+"""The ViT: built from ``ViTConfig`` or loaded from a local checkpoint, with a fine-tuning strategy.
+
+Attentions are needed later (attention stage), and SDPA returns none, so every
+model here is built or loaded with ``attn_implementation="eager"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from vitinspect.errors import VitinspectError
+
+EAGER = "eager"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images become ``pixel_values``: side length and per-channel mean/std on [0, 1]."""
+
+    size: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfig:
+    """The ViTConfig of ``model.source: scratch``."""
+    m = model_params
+    return ViTConfig(
+        image_size=image_size,
+        patch_size=m.patch_size,
+        num_channels=3,
+        hidden_size=m.hidden_size,
+        num_hidden_layers=m.layers,
+        num_attention_heads=m.heads,
+        intermediate_size=m.mlp_size,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={c: i for i, c in enumerate(labels)},
+        attn_implementation=EAGER,
+    )
+
+
+def build_scratch(model_params, image_size: int, labels: list[str], seed: int) -> ViTForImageClassification:
+    """A freshly initialised ViT; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(scratch_config(model_params, image_size, labels))
+    assert model.config._attn_implementation == EAGER, "attentions need eager attention"
+    return model
+
+
+def load_pretrained(path: str, labels: list[str], allow_download: bool = False) -> tuple[ViTForImageClassification, InputSpec]:
+    """A ViT checkpoint from a local directory or the HF cache, with a new head for ``labels``.
+
+    Never downloads unless ``allow_download``. Raises a one-line VitinspectError
+    naming the path when the weights are missing or are not a ViT.
+    """
+    from transformers import AutoConfig, AutoImageProcessor
+
+    how = "" if allow_download else " (set model.allow_download: true to fetch it, or give a local directory)"
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VitinspectError(f"model.name_or_path: no checkpoint at {path!r}{how}: {first}") from None
+    if config.model_type != "vit":
+        raise VitinspectError(f"model.name_or_path: {path!r} is a {config.model_type!r} checkpoint, not a ViT")
+    try:
+        model = ViTForImageClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={c: i for i, c in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+            attn_implementation=EAGER,
+            local_files_only=not allow_download,
+            use_safetensors=True,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VitinspectError(f"model.name_or_path: cannot load ViT weights (safetensors) from {path!r}{how}: {first}") from None
+    size = int(config.image_size)
+    spec = InputSpec(size)
+    try:
+        proc = AutoImageProcessor.from_pretrained(path, local_files_only=not allow_download)
+        size = proc.size.get("height", size) if isinstance(proc.size, dict) else size
+        spec = InputSpec(int(size), tuple(proc.image_mean), tuple(proc.image_std))
+    except (OSError, ValueError):
+        pass  # no preprocessor_config.json: the ViT defaults (mean = std = 0.5) at the config's size
+    return model, spec
+
+
+def load_trained(path: str | Path) -> ViTForImageClassification:
+    """A model saved by the train stage, eager attention, in eval mode."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise VitinspectError(f"{path}: no trained model (config.json missing); run dvc repro")
+    try:
+        model = ViTForImageClassification.from_pretrained(path, attn_implementation=EAGER, local_files_only=True, use_safetensors=True)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VitinspectError(f"{path}: not a loadable ViT checkpoint: {first}") from None
+    return model.eval()
+
+
+def to_pixel_values(images: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 images (N, H, W) grey or (N, H, W, 3) RGB -> float (N, 3, size, size), normalised.
+
+    Grey images are repeated over the three channels so one model takes either representation.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[-1] != spec.size:
+        x = torch.nn.functional.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def head_names(model) -> list[str]:
+    return [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
+
+
+def apply_strategy(model: ViTForImageClassification, finetune_params):
+    """Freeze or wrap ``model`` for ``finetune.strategy``; returns the model to train.
+
+    full: everything; head: the classifier only; last_blocks: the last N encoder
+    blocks and the classifier; lora: PEFT LoRA on the targets plus the classifier.
+    """
+    f = finetune_params
+    if f.strategy == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if f.strategy == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=f.lora.rank, lora_alpha=f.lora.alpha, lora_dropout=f.lora.dropout,
+                         target_modules=list(f.lora.targets), modules_to_save=["classifier"])
+        try:
+            return get_peft_model(model, cfg)
+        except ValueError as exc:
+            raise VitinspectError(f"params.yaml: finetune.lora.targets {list(f.lora.targets)} match no module: {exc}") from None
+    n_layers = model.config.num_hidden_layers
+    if f.strategy == "last_blocks" and f.last_blocks > n_layers:
+        raise VitinspectError(f"params.yaml: finetune.last_blocks ({f.last_blocks}) exceeds the model's {n_layers} blocks")
+    keep = ("classifier.",)
+    if f.strategy == "last_blocks":
+        keep += tuple(f"vit.encoder.layer.{i}." for i in range(n_layers - f.last_blocks, n_layers))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(keep))
+    return model
+
+
+def plain_model(model) -> ViTForImageClassification:
+    """The plain ViT to save: LoRA adapters merged into the weights, other models as they are."""
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover
+        return model
+    if isinstance(model, PeftModel):
+        return model.merge_and_unload()
+    return model
+
+
+def count_trainable(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

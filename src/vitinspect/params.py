@@ -1,0 +1,366 @@
+"""The typed schema of ``params.yaml``, validated once, before any stage works.
+
+Every section is a frozen dataclass. :func:`load_params` reads the file, checks
+every key against the schema (unknown keys, missing keys, types, ranges and
+cross-field rules) and raises :class:`ParamsError` with one line that names the
+key, e.g. ``params.yaml: data.passed_ratio must be in (0, 1), got 1.5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vitinspect.errors import VitinspectError
+
+VIEWS = ("center", "left", "right", "top", "bottom")
+# Opposite camera pairs used by the Double-Eye composition (see nsoartc.py).
+VIEW_PAIRS = (("left", "right"), ("top", "bottom"))
+CLASSES = ("passed", "tilt_x", "tilt_y", "retracted")
+STRATEGIES = ("full", "head", "last_blocks", "lora")
+INPUTS = ("nsoartc", "raw")
+SOURCES = ("scratch", "pretrained")
+METHODS = ("rollout", "last_layer", "gradient")
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+class ParamsError(VitinspectError):
+    """A value in params.yaml is missing, of the wrong type or out of range."""
+
+
+# --------------------------------------------------------------------------- checks
+# A check takes the value and returns an error fragment, or None when fine.
+
+
+def positive(v):
+    return None if v > 0 else f"must be positive, got {v!r}"
+
+
+def non_negative(v):
+    return None if v >= 0 else f"must be >= 0, got {v!r}"
+
+
+def open_unit(v):
+    return None if 0 < v < 1 else f"must be in (0, 1), got {v!r}"
+
+
+def one_of(choices):
+    def check(v):
+        return None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+    return check
+
+
+def each_one_of(choices):
+    def check(values):
+        bad = [v for v in values if v not in choices]
+        if bad:
+            return f"has unknown value {bad[0]!r}; allowed: {list(choices)}"
+        if len(set(values)) != len(values):
+            return f"has duplicates: {list(values)}"
+        if not values:
+            return "must not be empty"
+        return None
+
+    return check
+
+
+def ordered_range(lo: float, hi: float):
+    def check(v):
+        a, b = v
+        if not (lo <= a <= b <= hi):
+            return f"must be [low, high] with {lo} <= low <= high <= {hi}, got {list(v)}"
+        return None
+
+    return check
+
+
+def odd_at_least_3(v):
+    return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {v!r}"
+
+
+def _f(default, check=None):
+    """A dataclass field with a default and an optional range check."""
+    factory = (lambda: list(default)) if isinstance(default, list) else None
+    meta = {"check": check} if check else {}
+    if factory:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Grid:
+    rows: int = _f(2, positive)
+    cols: int = _f(6, positive)
+
+
+@dataclass(frozen=True)
+class Defect:
+    tilt: tuple[float, float] = _f((0.15, 0.45), ordered_range(0.0, 1.0))
+    retract: tuple[float, float] = _f((0.3, 0.6), ordered_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Split:
+    train: float = _f(0.7, open_unit)
+    val: float = _f(0.15, open_unit)
+    test: float = _f(0.15, open_unit)
+
+
+@dataclass(frozen=True)
+class Data:
+    seed: int = _f(0, non_negative)
+    n_images: int = _f(3000, positive)
+    image_size: int = _f(64, positive)
+    views: list[str] = _f(["center", "left", "right"], each_one_of(VIEWS))
+    classes: list[str] = _f(list(CLASSES), each_one_of(CLASSES))
+    passed_ratio: float = _f(0.02, open_unit)
+    split: Split = field(default_factory=Split)
+    grid: Grid = field(default_factory=Grid)
+    defect: Defect = field(default_factory=Defect)
+    jitter_px: float = _f(2.0, non_negative)
+    lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    noise: float = _f(0.02, non_negative)
+    blur: float = _f(0.6, non_negative)
+
+
+@dataclass(frozen=True)
+class Nsoartc:
+    window: int = _f(5, odd_at_least_3)
+    gain: float = _f(24.0, positive)
+    eps: float = _f(1e-6, positive)
+    min_unit_space: int = _f(10, positive)
+
+
+@dataclass(frozen=True)
+class Model:
+    source: str = _f("scratch", one_of(SOURCES))
+    name_or_path: str = _f("google/vit-base-patch16-224")
+    allow_download: bool = _f(False)
+    patch_size: int = _f(8, positive)
+    hidden_size: int = _f(64, positive)
+    layers: int = _f(4, positive)
+    heads: int = _f(4, positive)
+    mlp_size: int = _f(128, positive)
+
+
+@dataclass(frozen=True)
+class Lora:
+    rank: int = _f(8, positive)
+    alpha: float = _f(16.0, positive)
+    dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    targets: list[str] = _f(["query", "value"], lambda v: None if v else "must not be empty")
+
+
+@dataclass(frozen=True)
+class Finetune:
+    strategy: str = _f("full", one_of(STRATEGIES))
+    last_blocks: int = _f(1, positive)
+    lora: Lora = field(default_factory=Lora)
+
+
+@dataclass(frozen=True)
+class Train:
+    input: str = _f("nsoartc", one_of(INPUTS))
+    epochs: int = _f(10, positive)
+    batch_size: int = _f(64, positive)
+    lr: float = _f(1e-3, positive)
+    weight_decay: float = _f(0.05, non_negative)
+    warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    seed: int = _f(0, non_negative)
+    class_weighting: str = _f("none", one_of(("none", "balanced")))
+    device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    batch_size: int = _f(256, positive)
+
+
+@dataclass(frozen=True)
+class Attention:
+    methods: list[str] = _f(list(METHODS), each_one_of(METHODS))
+    head_fusion: str = _f("mean", one_of(HEAD_FUSIONS))
+    discard_ratio: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    panels: int = _f(2, non_negative)
+    extra_images: list[str] = _f([])
+
+
+@dataclass(frozen=True)
+class Audit:
+    reference_models: list[str] = _f(
+        ["google/vit-base-patch16-224", "google/vit-large-patch16-224"],
+    )
+    tolerance: float = _f(1e-6, non_negative)
+
+
+@dataclass(frozen=True)
+class Params:
+    data: Data = field(default_factory=Data)
+    nsoartc: Nsoartc = field(default_factory=Nsoartc)
+    model: Model = field(default_factory=Model)
+    finetune: Finetune = field(default_factory=Finetune)
+    train: Train = field(default_factory=Train)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+    attention: Attention = field(default_factory=Attention)
+    audit: Audit = field(default_factory=Audit)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value, tp, key: str, source: str):
+    """Convert a YAML value to the annotated type ``tp`` or raise ParamsError."""
+
+    def fail(msg):
+        raise ParamsError(f"{source}: {key} {msg}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(f"must be a mapping, got {value!r}")
+        return _build(tp, value, key, source)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            fail(f"must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple:
+            if len(value) != len(args):
+                fail(f"must be a list of {len(args)} values, got {value!r}")
+            return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+        return [_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail(f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-6" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                fail(f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail(f"must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            fail(f"must be a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {_type_name(tp)} for {key}")  # pragma: no cover
+
+
+def _build(cls, data: dict, prefix: str, source: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ParamsError(f"{source}: unknown key {where} (allowed: {sorted(names)})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name not in data:
+            raise ParamsError(f"{source}: missing key {key}")
+        value = _convert(data[f.name], hints[f.name], key, source)
+        check = f.metadata.get("check")
+        if check is not None:
+            msg = check(value)
+            if msg:
+                raise ParamsError(f"{source}: {key} {msg}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _cross_checks(p: Params, source: str) -> None:
+    """Rules that relate several keys."""
+
+    def fail(msg):
+        raise ParamsError(f"{source}: {msg}")
+
+    d = p.data
+    total = d.split.train + d.split.val + d.split.test
+    if abs(total - 1.0) > 1e-6:
+        fail(f"data.split fractions must sum to 1, got {total:g}")
+    if "center" not in d.views:
+        fail("data.views must include 'center' (the standard view of the RT method)")
+    if not any(a in d.views and b in d.views for a, b in VIEW_PAIRS):
+        fail("data.views needs an opposite pair of side views: left+right or top+bottom")
+    if "passed" not in d.classes or len(d.classes) < 2:
+        fail("data.classes must include 'passed' and at least one defect class")
+    if d.image_size < 16:
+        fail(f"data.image_size must be >= 16, got {d.image_size}")
+    m = p.model
+    if m.source == "scratch":
+        if d.image_size % m.patch_size:
+            fail(f"data.image_size ({d.image_size}) must be divisible by model.patch_size ({m.patch_size})")
+        if m.hidden_size % m.heads:
+            fail(f"model.heads ({m.heads}) must divide model.hidden_size ({m.hidden_size})")
+    if p.finetune.strategy == "last_blocks" and m.source == "scratch" and p.finetune.last_blocks > m.layers:
+        fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
+
+
+def params_from_dict(data: dict, source: str = "params.yaml") -> Params:
+    """Validate a params mapping and return the typed :class:`Params`."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: must be a mapping of sections, got {type(data).__name__}")
+    params = _build(Params, data, "", source)
+    _cross_checks(params, source)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; every stage calls this before any work."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
+    return params_from_dict(data, source=path.name)
+
+
+def defaults_dict() -> dict:
+    """The default params as plain YAML-ready data (tuples become lists)."""
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(Params()))
+
+
+__all__ = [
+    "Params",
+    "ParamsError",
+    "load_params",
+    "params_from_dict",
+    "defaults_dict",
+    "CLASSES",
+    "VIEWS",
+    "VIEW_PAIRS",
+]
+

@@ -1,0 +1,169 @@
+"""Training with the Hugging Face Trainer: ready tensors in, per-epoch dvclive metrics out.
+
+The Trainer does the loop, bf16 on CUDA, checkpoints and DDP (``torchrun``);
+this module only feeds it and logs what a reviewer compares between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from vitinspect.metrics import epoch_metrics
+
+FINGERPRINT = "vitinspect_fingerprint.json"
+
+
+class PixelDataset(torch.utils.data.Dataset):
+    """Decoded once: (N, 3, S, S) float pixel values and (N,) int labels."""
+
+    def __init__(self, pixel_values: torch.Tensor, labels: np.ndarray):
+        self.pixel_values = pixel_values
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.pixel_values[i], "labels": self.labels[i]}
+
+
+def collate(rows):
+    return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "labels": torch.stack([r["labels"] for r in rows])}
+
+
+def balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """n / (K * count_c) per class (scikit-learn's 'balanced'); absent classes weigh 0."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def weighted_loss(weights: torch.Tensor):
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
+
+    return loss
+
+
+def resolve_device(device: str) -> tuple[bool, bool]:
+    """(use_cpu, bf16) for ``train.device``: auto takes CUDA with bf16 when present."""
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        from vitinspect.errors import VitinspectError
+
+        raise VitinspectError("params.yaml: train.device is 'cuda' but no CUDA device is visible")
+    use_cuda = cuda and device in ("auto", "cuda")
+    return (not use_cuda), (use_cuda and torch.cuda.is_bf16_supported())
+
+
+class EpochLog(TrainerCallback):
+    """One dvclive step per epoch: train loss, val loss, accuracy, macro-F1, per-class recall.
+
+    After a resume, the epochs already done are replayed from the Trainer's own
+    log history, so the curves are those of an uninterrupted run.
+    """
+
+    def __init__(self, live):
+        self.live = live
+
+    @staticmethod
+    def _epochs(history):
+        """Merge the Trainer's log entries into one dict per finished epoch."""
+        by_epoch: dict[float, dict] = {}
+        for entry in history:
+            if "epoch" in entry and ("loss" in entry or "eval_loss" in entry):
+                by_epoch.setdefault(round(entry["epoch"], 4), {}).update(entry)
+        return [v for _, v in sorted(by_epoch.items()) if "eval_loss" in v]
+
+    def _log(self, entry):
+        self.live.log_metric("train/loss", round(float(entry.get("loss", float("nan"))), 6))
+        for key, value in sorted(entry.items()):
+            if key.startswith("eval_") and key not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):
+                self.live.log_metric(f"val/{key[5:]}", round(float(value), 6))
+        self.live.next_step()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            for entry in self._epochs(state.log_history):
+                self._log(entry)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero:
+            self._log(self._epochs(state.log_history)[-1])
+
+
+def fingerprint(*parts) -> str:
+    """A hash of everything that decides the weights: params sections and the input arrays."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def prepare_checkpoints(directory: Path, key: str) -> bool:
+    """Keep ``directory`` only if its checkpoints come from the same fingerprint.
+
+    Returns True when there is a checkpoint to resume from.
+    """
+    marker = directory / FINGERPRINT
+    if directory.exists():
+        same = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == key
+        if not same:
+            shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": key}) + "\n")
+    return any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in directory.iterdir())
+
+
+def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None) -> Trainer:
+    """A Trainer that evaluates, logs and checkpoints once per epoch."""
+    t = train_params
+    use_cpu, bf16 = resolve_device(t.device)
+
+    def compute_metrics(pred):
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return epoch_metrics(np.asarray(pred.label_ids), np.asarray(logits).argmax(-1), classes)
+
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=max(t.batch_size, 256),
+        learning_rate=t.lr,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type="cosine",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=2,
+        seed=t.seed,
+        data_seed=t.seed,
+        use_cpu=use_cpu,
+        bf16=bf16,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collate,
+        compute_metrics=compute_metrics,
+        compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
+    )

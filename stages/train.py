@@ -1,0 +1,118 @@
+"""Stage `train`: fine-tune (or train from scratch) the ViT with the HF Trainer.
+
+Runs unchanged under ``torchrun --nproc_per_node N`` (DDP); only rank 0 writes outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from vitinspect import cli
+from vitinspect.dataset import columns, label_names
+from vitinspect.errors import VitinspectError
+from vitinspect.model import (
+    InputSpec,
+    apply_strategy,
+    build_scratch,
+    count_trainable,
+    load_pretrained,
+    plain_model,
+    to_pixel_values,
+)
+from vitinspect.params import load_params
+from vitinspect.storage import atomic_path, load_dataset_dir, write_json
+from vitinspect.training import EpochLog, PixelDataset, balanced_weights, fingerprint, make_trainer, prepare_checkpoints
+
+
+def save_model(model, spec: InputSpec, input_name: str, path: str) -> None:
+    """save_pretrained (safetensors) plus an image processor, atomically, loadable by ``pipeline``."""
+    from transformers import ViTImageProcessor
+
+    model.config.vitinspect_input = input_name
+    proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
+                             image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
+    with atomic_path(path, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        proc.save_pretrained(tmp)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
+    ap.add_argument("--out", required=True, help="trained model directory (save_pretrained)")
+    ap.add_argument("--init", required=True, help="initial weights directory, for the audit")
+    ap.add_argument("--checkpoints", required=True, help="per-epoch checkpoints, kept for resume")
+    ap.add_argument("--live", required=True, help="dvclive directory")
+    ap.add_argument("--metrics", required=True, help="JSON: final-epoch figures, images/s, wall time")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    t, m = params.train, params.model
+    ds = load_dataset_dir(args.data)
+    classes = label_names(ds["train"])
+    column = "nsoartc" if t.input == "nsoartc" else "raw"
+    train_cols, val_cols = columns(ds["train"], [column, "label"]), columns(ds["val"], [column, "label"])
+    image_size = train_cols[column].shape[1]
+
+    if m.source == "scratch":
+        if image_size % m.patch_size:
+            raise VitinspectError(f"{args.data}: images are {image_size} px, not divisible by model.patch_size={m.patch_size}")
+        model, spec = build_scratch(m, image_size, classes, t.seed), InputSpec(image_size)
+    else:
+        model, spec = load_pretrained(m.name_or_path, classes, m.allow_download)
+    init_model = model
+
+    key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
+                      classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"])
+    ckpt = Path(args.checkpoints)
+    resume = prepare_checkpoints(ckpt, key)
+
+    model = apply_strategy(model, params.finetune)
+    trainable, total = count_trainable(model)
+    train_ds = PixelDataset(to_pixel_values(train_cols[column], spec), train_cols["label"])
+    val_ds = PixelDataset(to_pixel_values(val_cols[column], spec), val_cols["label"])
+    weights = balanced_weights(train_cols["label"], len(classes)) if t.class_weighting == "balanced" else None
+
+    from dvclive import Live
+
+    trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
+    live = None
+    if trainer.is_world_process_zero():
+        # The initial weights, before any step: the audit measures how far training moved them.
+        save_model(init_model if params.finetune.strategy != "lora" else plain_model(model), spec, t.input, args.init)
+        live = Live(args.live, save_dvc_exp=False, dvcyaml=None, report=None)
+        trainer.add_callback(EpochLog(live))
+
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    wall = time.perf_counter() - start
+
+    if trainer.is_world_process_zero():
+        live.end()
+        final = model if params.finetune.strategy != "lora" else trainer.model
+        save_model(plain_model(final), spec, t.input, args.out)
+        last = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
+        summary = {
+            "input": t.input,
+            "strategy": params.finetune.strategy,
+            "parameters": {"total": total, "trainable": trainable},
+            "epochs": int(round(last["epoch"])),
+            "val": {k[5:]: round(float(v), 6) for k, v in last.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k},
+            "train_loss": round(float(result.training_loss), 6),
+            "images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
+            "wall_seconds": round(wall, 1),
+            "resumed": bool(resume),
+        }
+        write_json(args.metrics, summary)
+        print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
+              f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
+              f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "
+              f"{summary['images_per_second']} img/s, {wall:.0f} s")
+
+
+if __name__ == "__main__":
+    cli.run_stage(main)
