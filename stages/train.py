@@ -29,7 +29,7 @@ from vitinspect.training import EpochLog, PixelDataset, balanced_weights, finger
 
 def save_model(model, spec: InputSpec, input_name: str, path: str) -> None:
     """save_pretrained (safetensors) plus an image processor, atomically, loadable by ``pipeline``."""
-    from transformers import ViTImageProcessor
+    from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
 
     model.config.vitinspect_input = input_name
     proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),

@@ -51,3 +51,88 @@ def raw_vs_composite(raw, composite, labels, masks, classes) -> plt.Figure:
                 ax.set_ylabel(cls, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def confusion_figure(matrix: dict, title: str = "test confusion matrix") -> plt.Figure:
+    """A count matrix (rows: actual, columns: predicted) with counts in the cells, shaded by row share."""
+    labels, counts, norm = matrix["labels"], np.asarray(matrix["counts"]), np.asarray(matrix["normalized"])
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.1 * k + 1.6, 1.0 * k + 1.2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(k), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _overlay(ax, image, heat, mask=None):
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+    h = heat - heat.min()
+    ax.imshow(h / h.max() if h.max() > 0 else h, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    if mask is not None and mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+
+
+def attention_panels(rows: list[dict], title: str) -> plt.Figure:
+    """One row per (part, method): for each representation, image | map overlay with the mask outline.
+
+    rows: dicts with ``label`` (row title), ``images`` {input: image}, ``maps`` {input: (S, S) map}, ``mask`` (S, S).
+    """
+    inputs = list(rows[0]["images"]) if rows else []
+    fig, axes = plt.subplots(max(len(rows), 1), 2 * len(inputs) or 1, figsize=(1.7 * 2 * max(len(inputs), 1), 1.7 * max(len(rows), 1)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(inputs):
+            img = row["images"][name]
+            axes[r, 2 * c].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+            axes[r, 2 * c].contour(row["mask"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
+            _overlay(axes[r, 2 * c + 1], img, row["maps"][name], row["mask"])
+            if r == 0:
+                axes[r, 2 * c].set_title(name, fontsize=8)
+                axes[r, 2 * c + 1].set_title(f"{name}: map", fontsize=8)
+        axes[r, 0].set_ylabel(row["label"], fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def photo_panels(images: list[np.ndarray], maps: dict[str, np.ndarray], names: list[str], predictions: list[str]) -> plt.Figure:
+    """Natural photographs through the model: the photo, then one overlay per method."""
+    methods = list(maps)
+    fig, axes = plt.subplots(len(images), 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * len(images)), squeeze=False)
+    for r, img in enumerate(images):
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_ylabel(f"{names[r]}\n-> {predictions[r]}", fontsize=7)
+        for c, m in enumerate(methods):
+            _overlay(axes[r, c + 1], img, maps[m][r])
+            if r == 0:
+                axes[r, c + 1].set_title(m, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def change_bars(groups: dict[str, dict]) -> plt.Figure:
+    """Mean relative change ||W - W0|| / ||W0|| per group, as bars (the head hatched: fresh init)."""
+    names = [g for g, v in groups.items() if v["mean_relative_change"] is not None]
+    values = [groups[g]["mean_relative_change"] for g in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(names) + 1.5), 3.2))
+    bars = ax.bar(range(len(names)), values, color=["tab:gray" if n == "head" else "tab:blue" for n in names])
+    for b, n in zip(bars, names):
+        if n == "head":
+            b.set_hatch("//")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("mean relative change")
+    ax.set_title("how far training moved each part of the model", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,8 @@ from transformers import ViTConfig, ViTForImageClassification
 from vitinspect.errors import VitinspectError
 
 EAGER = "eager"
+# finetune.lora.targets may use the classic ViT names; transformers 5 calls them *_proj.
+LORA_ALIASES = {"query": "q_proj", "key": "k_proj", "value": "v_proj", "attention_output": "o_proj"}
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,10 @@ def apply_strategy(model: ViTForImageClassification, finetune_params):
     if f.strategy == "lora":
         from peft import LoraConfig, get_peft_model
 
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        targets = [t if t in names else LORA_ALIASES.get(t, t) for t in f.lora.targets]
         cfg = LoraConfig(r=f.lora.rank, lora_alpha=f.lora.alpha, lora_dropout=f.lora.dropout,
-                         target_modules=list(f.lora.targets), modules_to_save=["classifier"])
+                         target_modules=targets, modules_to_save=["classifier"])
         try:
             return get_peft_model(model, cfg)
         except ValueError as exc:
@@ -150,7 +154,7 @@ def apply_strategy(model: ViTForImageClassification, finetune_params):
         raise VitinspectError(f"params.yaml: finetune.last_blocks ({f.last_blocks}) exceeds the model's {n_layers} blocks")
     keep = ("classifier.",)
     if f.strategy == "last_blocks":
-        keep += tuple(f"vit.encoder.layer.{i}." for i in range(n_layers - f.last_blocks, n_layers))
+        keep += tuple(f"vit.layers.{i}." for i in range(n_layers - f.last_blocks, n_layers))
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(keep))
     return model
@@ -172,3 +176,38 @@ def count_trainable(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def trained_input(model, path) -> tuple[str, InputSpec]:
+    """The representation (``nsoartc`` or ``raw``) and the InputSpec a trained model was saved with."""
+    import json
+
+    name = getattr(model.config, "vitinspect_input", None)
+    if name not in ("nsoartc", "raw"):
+        raise VitinspectError(f"{path}: config.json lacks vitinspect_input; retrain with this version (dvc repro)")
+    proc = Path(path) / "preprocessor_config.json"
+    try:
+        cfg = json.loads(proc.read_text())
+        spec = InputSpec(int(cfg["size"]["height"]), tuple(cfg["image_mean"]), tuple(cfg["image_std"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        raise VitinspectError(f"{proc}: missing or unreadable image processor config") from None
+    return name, spec
+
+
+def check_labels(model, classes: list[str], path) -> None:
+    """The model's head must name the data set's classes, in the same order."""
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if names != list(classes):
+        raise VitinspectError(f"{path}: the model predicts {names} but the data has classes {list(classes)}; rerun train (dvc repro)")
+
+
+@torch.no_grad()
+def predict_proba(model, pixel_values: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """(N, 3, S, S) -> (N, K) class probabilities, in batches, float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(pixel_values), batch_size):
+        logits = model(pixel_values=pixel_values[i:i + batch_size].to(device)).logits
+        out.append(torch.softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.num_labels), dtype=np.float32)

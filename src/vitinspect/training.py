@@ -126,6 +126,33 @@ def prepare_checkpoints(directory: Path, key: str) -> bool:
     return any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in directory.iterdir())
 
 
+class CheckpointTrainer(Trainer):
+    """The Trainer, with weights restored on resume through ``from_pretrained``.
+
+    transformers 5 saves ViT checkpoints under the legacy parameter names
+    (``vit.encoder.layer.N...``) but the Trainer's resume loads them with a plain
+    ``load_state_dict(strict=False)`` against the new names (``vit.layers.N...``):
+    every key misses, only a warning is printed, and training "resumes" from the
+    random initialisation. ``from_pretrained`` applies the name conversion.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        model = self.model if model is None else model
+        if _is_peft(model):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        loaded = type(model).from_pretrained(resume_from_checkpoint, attn_implementation="eager", use_safetensors=True)
+        result = model.load_state_dict(loaded.state_dict(), strict=True)
+        return result
+
+
+def _is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, PeftModel)
+
+
 def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None) -> Trainer:
     """A Trainer that evaluates, logs and checkpoints once per epoch."""
     t = train_params
@@ -158,7 +185,7 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
     )
-    return Trainer(
+    return CheckpointTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,

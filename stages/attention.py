@@ -1,0 +1,104 @@
+"""Stage `attention`: attention maps of defective test parts, scored against their defect masks.
+
+Both representations of each part go through the trained model: the one it was
+trained on and the other one (out of distribution for it), as the study did.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from vitinspect import cli
+from vitinspect.dataset import columns, label_names
+from vitinspect.errors import VitinspectError
+from vitinspect.explain import compute_maps, score_maps, upsample
+from vitinspect.figures import attention_panels, photo_panels
+from vitinspect.model import check_labels, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.params import load_params
+from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
+
+INPUTS = ("raw", "nsoartc")
+
+
+def load_photos(extra: list[str], size: int) -> tuple[list[np.ndarray], list[str]]:
+    """scikit-learn's bundled sample photos plus ``attention.extra_images``, as (size, size, 3) uint8."""
+    from PIL import Image, UnidentifiedImageError
+    from sklearn.datasets import load_sample_images
+
+    sample = load_sample_images()
+    photos = [(Path(f).name, Image.fromarray(img)) for f, img in zip(sample.filenames, sample.images)]
+    for path in extra:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                photos.append((Path(path).name, im.copy()))
+        except (OSError, UnidentifiedImageError):
+            raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing, empty or not an image") from None
+    out = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for _, im in photos]
+    return out, [n for n, _ in photos]
+
+
+def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
+    def summary(sel):
+        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
+
+    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
+    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
+    ap.add_argument("--model", required=True, help="trained model directory")
+    ap.add_argument("--metrics", required=True, help="JSON: scores per method x input, with the baseline")
+    ap.add_argument("--figures", required=True, help="directory of PNG panels")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params).attention
+    test = load_dataset_dir(args.data)["test"]
+    classes = label_names(test)
+    model = load_trained(args.model)
+    check_labels(model, classes, args.model)
+    own, spec = trained_input(model, args.model)
+    cols = columns(test, ["label", "mask", *INPUTS])
+    defective = cols["label"] != classes.index("passed")
+    labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
+
+    maps, report = {}, {"model_input": own, "n_parts": int(defective.sum()), "methods": {}}
+    for name in INPUTS:
+        maps[name] = compute_maps(model, to_pixel_values(cols[name][defective], spec), p.methods, p.head_fusion, p.discard_ratio)
+    for method in p.methods:
+        report["methods"][method] = {
+            name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method], masks), labels, classes)}
+            for name in INPUTS
+        }
+
+    size = masks.shape[-1]
+    with atomic_path(args.figures, is_dir=True) as tmp:
+        for i, c in enumerate(classes):
+            idx = np.flatnonzero(labels == i)[: p.panels]
+            rows = [
+                {"label": f"{c} #{j}\n{m}", "mask": masks[j],
+                 "images": {n: cols[n][defective][j] for n in INPUTS},
+                 "maps": {n: upsample(maps[n][m][j:j + 1], size)[0] for n in INPUTS}}
+                for j in idx for m in p.methods
+            ]
+            if rows:
+                save_figure(attention_panels(rows, f"{c}: model trained on {own}"), tmp / f"{c}.png")
+        photos, names = load_photos(p.extra_images, spec.size)
+        pv = to_pixel_values(np.stack(photos), spec)
+        preds = [classes[k] for k in predict_proba(model, pv).argmax(axis=1)]
+        photo_maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
+        save_figure(photo_panels(photos, photo_maps, names, preds), tmp / "photos.png")
+    write_json(args.metrics, report)
+    for method, by_input in report["methods"].items():
+        line = ", ".join(f"{n}: mass {s['relevance_mass']:.3f} / point {s['pointing_game']:.3f}" for n, s in by_input.items())
+        print(f"attention {method}: {line} (baseline {by_input[own]['baseline']:.3f})")
+
+
+if __name__ == "__main__":
+    cli.run_stage(main)

@@ -1,0 +1,59 @@
+"""Stage `evaluate`: predict the test split and write the metrics, confusion matrices and predictions."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from vitinspect import cli
+from vitinspect.dataset import columns, label_names
+from vitinspect.figures import confusion_figure
+from vitinspect.metrics import confusion, inspection_metrics
+from vitinspect.model import check_labels, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.params import load_params
+from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
+    ap.add_argument("--model", required=True, help="trained model directory")
+    ap.add_argument("--metrics", required=True, help="JSON: accuracy, F1, inspection rates")
+    ap.add_argument("--confusion-matrix", required=True, help="JSON: labels, counts, row-normalised")
+    ap.add_argument("--confusion-records", required=True, help="JSON: one {actual, predicted} per sample, for dvc plots")
+    ap.add_argument("--predictions", required=True, help="CSV: id, label, predicted, probabilities")
+    ap.add_argument("--figure", required=True, help="PNG: the confusion matrix with counts")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params).evaluate
+    test = load_dataset_dir(args.data)["test"]
+    classes = label_names(test)
+    model = load_trained(args.model)
+    check_labels(model, classes, args.model)
+    input_name, spec = trained_input(model, args.model)
+    cols = columns(test, ["id", "label", input_name])
+
+    proba = predict_proba(model, to_pixel_values(cols[input_name], spec), p.batch_size)
+    labels, preds = cols["label"].astype(int), proba.argmax(axis=1)
+    names = np.asarray(classes)
+
+    table = pd.DataFrame({"id": cols["id"].astype(str), "label": names[labels], "predicted": names[preds]})
+    for i, c in enumerate(classes):
+        table[f"p_{c}"] = np.round(proba[:, i], 6)
+    with atomic_path(args.predictions) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(table["label"], table["predicted"])])
+    matrix = confusion(labels, preds, classes)
+    write_json(args.confusion_matrix, matrix)
+    save_figure(confusion_figure(matrix), args.figure)
+    metrics = {"input": input_name, **inspection_metrics(labels, preds, classes)}
+    write_json(args.metrics, metrics)
+    print(f"evaluate: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+          f"escape rate {metrics.get('escape_rate')}, false-reject rate {metrics.get('false_reject_rate')}")
+
+
+if __name__ == "__main__":
+    cli.run_stage(main)
