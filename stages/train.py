@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def main(argv=None) -> None:
         model, spec = build_scratch(m, image_size, classes, t.seed), InputSpec(image_size)
     else:
         model, spec = load_pretrained(m.name_or_path, classes, m.allow_download)
-    init_model = model
+    rank_zero = int(os.environ.get("RANK", "0")) == 0  # set by torchrun; 0 in a plain run
+    if rank_zero:
+        # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
+        save_model(model, spec, t.input, args.init)
 
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"])
@@ -82,9 +86,7 @@ def main(argv=None) -> None:
     trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
     live = None
     if trainer.is_world_process_zero():
-        # The initial weights, before any step: the audit measures how far training moved them.
-        save_model(init_model if params.finetune.strategy != "lora" else plain_model(model), spec, t.input, args.init)
-        live = Live(args.live, save_dvc_exp=False, dvcyaml=None, report=None)
+        live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None)
         trainer.add_callback(EpochLog(live))
 
     start = time.perf_counter()
@@ -93,8 +95,7 @@ def main(argv=None) -> None:
 
     if trainer.is_world_process_zero():
         live.end()
-        final = model if params.finetune.strategy != "lora" else trainer.model
-        save_model(plain_model(final), spec, t.input, args.out)
+        save_model(plain_model(model), spec, t.input, args.out)
         last = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
         summary = {
             "input": t.input,

@@ -41,8 +41,8 @@ def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tens
 def rollout_layers(attentions, head_fusion: str = "mean", discard_ratio: float = 0.0) -> list[torch.Tensor]:
     """The per-layer matrices A_hat of rollout, each (B, T, T) and row-stochastic.
 
-    A_hat = rownorm(fuse(A) + I), after dropping the lowest ``discard_ratio`` of
-    each fused matrix's weights; entries of the CLS row and column are never dropped.
+    A_hat = rownorm(fuse(A) + I), after zeroing the lowest ``discard_ratio`` share
+    of each fused matrix's patch-to-patch weights; the CLS row and column are never dropped.
     """
     out = []
     for attention in attentions:
@@ -52,7 +52,7 @@ def rollout_layers(attentions, head_fusion: str = "mean", discard_ratio: float =
             rank = a.clone()
             rank[:, 0, :] = float("inf")  # protect the CLS row and column
             rank[:, :, 0] = float("inf")
-            k = int(t * t * discard_ratio)
+            k = int((t - 1) * (t - 1) * discard_ratio)
             if k:
                 drop = rank.view(b, -1).topk(k, dim=-1, largest=False).indices
                 a = a.view(b, -1).scatter(-1, drop, 0.0).view(b, t, t)

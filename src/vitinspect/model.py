@@ -89,8 +89,9 @@ def load_pretrained(path: str, labels: list[str], allow_download: bool = False) 
     spec = InputSpec(size)
     try:
         proc = AutoImageProcessor.from_pretrained(path, local_files_only=not allow_download)
-        size = proc.size.get("height", size) if isinstance(proc.size, dict) else size
-        spec = InputSpec(int(size), tuple(proc.image_mean), tuple(proc.image_std))
+        s = proc.size
+        height = s.get("height") if isinstance(s, dict) else getattr(s, "height", None)
+        spec = InputSpec(int(height or size), tuple(proc.image_mean), tuple(proc.image_std))
     except (OSError, ValueError):
         pass  # no preprocessor_config.json: the ViT defaults (mean = std = 0.5) at the config's size
     return model, spec

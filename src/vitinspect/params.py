@@ -311,7 +311,7 @@ def _cross_checks(p: Params, source: str) -> None:
             fail(f"data.image_size ({d.image_size}) must be divisible by model.patch_size ({m.patch_size})")
         if m.hidden_size % m.heads:
             fail(f"model.heads ({m.heads}) must divide model.hidden_size ({m.hidden_size})")
-    if p.finetune.strategy == "last_blocks" and m.source == "scratch" and p.finetune.last_blocks > m.layers:
+    if m.source == "scratch" and p.finetune.last_blocks > m.layers:
         fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
 
 
