@@ -1,0 +1,172 @@
+"""`make bench`: figures for each stage at the default params, each beside its reference, in one run.
+
+- prepare: parts/s.
+- nsoartc: parts/s, beside the time to merely read and write the same data set (its I/O floor).
+- train: the Trainer's images/s beside a bare PyTorch loop with the same model, batch and optimizer
+  (target >= 0.9x), and the achieved FLOP/s over this machine's measured fp32 matmul FLOP/s.
+- attention: seconds for the whole stage's maps and scores at the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import load_stage  # noqa: E402
+from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
+from vitinspect.model import InputSpec, build_scratch, to_pixel_values  # noqa: E402
+from vitinspect.params import Params, load_params  # noqa: E402
+from vitinspect.render import generate  # noqa: E402
+from vitinspect.storage import load_dataset_dir, save_dataset  # noqa: E402
+from vitinspect.training import PixelDataset, make_trainer  # noqa: E402
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def row(name, value, unit, reference="", ref_value=None):
+    ratio = f"  ({value / ref_value:.2f}x)" if ref_value else ""
+    ref = f"  | {reference}: {ref_value:,.1f} {unit}" if ref_value is not None else ""
+    print(f"{name:<44} {value:>12,.1f} {unit}{ref}{ratio}")
+
+
+def bench_data(params: Params, work: Path):
+    p = params.data
+    cols, t_render = timed(generate, p)
+    ds = to_dataset_dict(cols, parts_features(p.classes, p.views, p.image_size), p.classes)
+    _, t_save = timed(save_dataset, ds, work / "parts")
+    row("prepare: parts/s (render only)", p.n_images / t_render, "parts/s")
+    row("prepare: parts/s (render + save)", p.n_images / (t_render + t_save), "parts/s")
+
+    # nsoartc, whole stage, against reading and writing the same data set.
+    pfile = work / "params.yaml"
+    pfile.write_text((ROOT / "params.yaml").read_text())
+    stage = load_stage("nsoartc")
+    _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--out", str(work / "nsoartc"),
+                                    "--unit-space", str(work / "u.npz"), "--metrics", str(work / "d.json"), "--figure", str(work / "n.png")])
+
+    def io_floor():
+        parts = load_dataset_dir(work / "parts")
+        merged = {}
+        for s in SPLITS:
+            c = columns(parts[s], ["id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask", "views"])
+            c["raw"] = c["views"][:, 0]
+            c["nsoartc"] = np.repeat(c["views"][:, 0, :, :, None], 3, axis=-1)
+            c["split"] = np.array([s] * len(c["id"]))
+            for k, v in c.items():
+                merged.setdefault(k, []).append(v)
+        merged = {k: np.concatenate(v) for k, v in merged.items()}
+        merged["id"] = list(merged["id"])
+        out = to_dataset_dict(merged, nsoartc_features(label_names(parts["train"]), p.image_size), label_names(parts["train"]))
+        save_dataset(out, work / "floor")
+
+    _, t_floor = timed(io_floor)
+    row("nsoartc: parts/s (whole stage)", p.n_images / t_stage, "parts/s", "read+write only", p.n_images / t_floor)
+    return work / "nsoartc"
+
+
+def matmul_flops(n=1024, reps=20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+
+
+def train_flops_per_image(model, size) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(pixel_values=x).logits.sum().backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def bench_train(params: Params, data_dir: Path, work: Path):
+    t = dataclasses.replace(params.train, epochs=1, device="cpu")
+    ds = load_dataset_dir(data_dir)
+    classes = label_names(ds["train"])
+    cols = columns(ds["train"], ["nsoartc", "label"])
+    val = columns(ds["val"], ["nsoartc", "label"])
+    size = cols["nsoartc"].shape[1]
+    spec = InputSpec(size)
+    x, y = to_pixel_values(cols["nsoartc"], spec), torch.as_tensor(cols["label"].astype(np.int64))
+    n = len(y)
+
+    # Bare loop: same model, batch, AdamW, shuffling; no evaluation, logging or checkpoint.
+    model = build_scratch(params.model, size, classes, t.seed).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    gen = torch.Generator().manual_seed(0)
+
+    def bare():
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, t.batch_size):
+            idx = order[i:i + t.batch_size]
+            loss = model(pixel_values=x[idx], labels=y[idx]).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    bare()  # warm-up epoch
+    _, t_bare = timed(bare)
+
+    model2 = build_scratch(params.model, size, classes, t.seed)
+    trainer = make_trainer(model2, PixelDataset(x, cols["label"]), PixelDataset(to_pixel_values(val["nsoartc"], spec), val["label"]),
+                           classes, t, work / "ckpt")
+    trainer.args.eval_strategy = "no"
+    trainer.args.save_strategy = "no"
+    trainer.args.num_train_epochs = 2
+    result, t_trainer = timed(trainer.train)
+    trainer_ips = result.metrics["train_samples_per_second"]
+    row("train: images/s, HF Trainer (no eval/ckpt)", trainer_ips, "img/s", "bare PyTorch loop", n / t_bare)
+
+    flops = train_flops_per_image(build_scratch(params.model, size, classes, 0), size)
+    peak = matmul_flops()
+    achieved = flops * trainer_ips
+    print(f"{'train: achieved FLOP/s (fwd+bwd, Trainer)':<44} {achieved / 1e9:>12,.2f} GFLOP/s  | fp32 matmul 1024^3: {peak / 1e9:,.1f} GFLOP/s  ({100 * achieved / peak:.1f}% of it)")
+    print(f"{'':<44} {flops / 1e6:>12,.2f} MFLOP per image (fwd+bwd, {sum(p.numel() for p in model2.parameters()):,} params)")
+
+
+def bench_attention(data_dir: Path, work: Path):
+    pfile = work / "params.yaml"
+    train = load_stage("train")
+    train.main(["--params", str(pfile), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
+                "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json")])
+    stage = load_stage("attention")
+    _, t_att = timed(stage.main, ["--params", str(pfile), "--data", str(data_dir), "--model", str(work / "vit"),
+                                  "--metrics", str(work / "att.json"), "--figures", str(work / "att")])
+    print(f"{'attention: whole stage at the defaults':<44} {t_att:>12,.1f} s")
+
+
+def main():
+    params = load_params(ROOT / "params.yaml")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data_dir = bench_data(params, work)
+        bench_train(params, data_dir, work)
+        bench_attention(data_dir, work)
+
+
+if __name__ == "__main__":
+    main()
