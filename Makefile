@@ -11,7 +11,9 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro test bench report plots vega clean-venv
+
+BASE ?= main
 
 setup: $(STAMP)
 
@@ -27,6 +29,19 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
+report: $(STAMP)
+	$(BIN)/python -m vitinspect.review --base $(BASE) --out reports/pr.md
+
+# dvc_plots/index.html that renders offline: vega from npm instead of DVC's CDN.
+VEGA := .vega/node_modules/vega-embed/build/vega-embed.min.js
+vega: $(VEGA)
+$(VEGA):
+	npm install --no-save --no-audit --no-fund --legacy-peer-deps --prefix .vega vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+
+plots: $(STAMP) $(VEGA)
+	$(BIN)/dvc plots show --html-template .dvc/plots/offline.html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

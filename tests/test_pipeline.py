@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,7 @@ import pytest
 import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
 
-from conftest import run
+from conftest import ROOT, run
 
 pytestmark = pytest.mark.slow
 STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit")
@@ -109,3 +112,51 @@ def test_eval_json_agrees_with_sklearn_from_predictions_csv(built_project):
     # The probabilities in the CSV give the predictions.
     probs = table[[f"p_{c}" for c in classes]].to_numpy()
     assert (np.asarray(classes)[probs.argmax(1)] == p).all()
+
+
+def test_report_compares_a_branch_with_main(project):
+    run("git checkout -q -b more-epochs", project)
+    set_param(project, "train.epochs", 3)
+    run("dvc repro", project)
+    run("git add -A && git commit -qm 'three epochs'", project)
+    run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
+    report = (project / "reports/pr.md").read_text()
+    assert "train.epochs" in report and "| 2 " in report.replace("|  2", "| 2") and "3" in report
+    assert "metrics/eval.json" in report and "macro_f1" in report
+    assert re.search(r"\*\*escape rate\*\*: (better|worse|unchanged)", report)
+    assert re.search(r"\*\*macro-F1\*\*: (better|worse|unchanged)", report)
+    assert (project / "reports/pr_confusion.png").stat().st_size > 5000
+    # A base that does not exist is one clear line, exit 2.
+    bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+
+
+def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    vega = ROOT / ".vega" / "node_modules"
+    if not chromium or not vega.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide chromium and .vega (see .ci/run)")
+        pytest.skip("needs Debian's chromium and `make vega`")
+    proj = tmp_path / "proj"
+    shutil.copytree(built_project, proj, symlinks=True)
+    (proj / ".vega").symlink_to(ROOT / ".vega")
+    shutil.copytree(ROOT / ".dvc" / "plots", proj / ".dvc" / "plots", dirs_exist_ok=True)
+    run("dvc plots show --html-template .dvc/plots/offline.html", proj)
+    page = proj / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert html.count("vegaEmbed(") >= 3 and "cdn.jsdelivr" not in html
+    shot = tmp_path / "shot.png"
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files", "--virtual-time-budget=15000",
+         "--window-size=1400,3000", f"--screenshot={shot}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    # vega-embed replaced each plot div's content with a rendered canvas or svg.
+    rendered = dom.stdout.count("<canvas") + dom.stdout.count('class="marks"')
+    assert rendered >= 3, dom.stderr[-2000:]
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.std() > 10 and len(np.unique(img)) > 50  # not a blank page

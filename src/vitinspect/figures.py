@@ -53,11 +53,10 @@ def raw_vs_composite(raw, composite, labels, masks, classes) -> plt.Figure:
     return fig
 
 
-def confusion_figure(matrix: dict, title: str = "test confusion matrix") -> plt.Figure:
-    """A count matrix (rows: actual, columns: predicted) with counts in the cells, shaded by row share."""
+def _confusion_axes(ax, matrix: dict, title: str) -> None:
+    """Draw a count matrix (rows: actual, columns: predicted) with counts in the cells, shaded by row share."""
     labels, counts, norm = matrix["labels"], np.asarray(matrix["counts"]), np.asarray(matrix["normalized"])
     k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.1 * k + 1.6, 1.0 * k + 1.2))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
@@ -67,6 +66,26 @@ def confusion_figure(matrix: dict, title: str = "test confusion matrix") -> plt.
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(matrix: dict, title: str = "test confusion matrix") -> plt.Figure:
+    k = len(matrix["labels"])
+    fig, ax = plt.subplots(figsize=(1.1 * k + 1.6, 1.0 * k + 1.2))
+    _confusion_axes(ax, matrix, title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_pair(base: dict | None, new: dict | None, base_name: str) -> plt.Figure:
+    """Base and workspace confusion matrices side by side (a missing one is left blank)."""
+    k = len((new or base)["labels"])
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (1.1 * k + 1.6), 1.0 * k + 1.2))
+    for ax, matrix, title in ((axes[0], base, f"base ({base_name})"), (axes[1], new, "workspace")):
+        if matrix is None:
+            ax.set_axis_off()
+            ax.set_title(f"{title}: none", fontsize=9)
+        else:
+            _confusion_axes(ax, matrix, title)
     fig.tight_layout()
     return fig
 

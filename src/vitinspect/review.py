@@ -1,0 +1,93 @@
+"""`make report`: compare the workspace with a base revision, for a pull request.
+
+Writes ``reports/pr.md`` (dvc metrics diff, dvc params diff, a verdict on escape rate
+and macro-F1) and ``reports/pr_confusion.png`` (base and workspace confusion matrices
+side by side). Works offline, from git and the metrics files alone.
+
+    python -m vitinspect.review --base main
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vitinspect.errors import VitinspectError
+
+EVAL = "metrics/eval.json"
+CONFUSION = "metrics/confusion_matrix.json"
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise VitinspectError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout).strip() else proc.returncode}")
+    return proc.stdout
+
+
+def at_revision(rev: str, path: str):
+    """A JSON file as committed at ``rev``; None if it is not there."""
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def in_workspace(path: str):
+    p = Path(path)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def verdict(name: str, base, new, lower_is_better: bool, tol: float = 1e-9) -> str:
+    """'better', 'worse' or 'unchanged' with both values, for one figure."""
+    if base is None or new is None:
+        return f"- **{name}**: not comparable (base {base}, workspace {new})"
+    if abs(new - base) <= tol:
+        word = "unchanged"
+    else:
+        improved = new < base if lower_is_better else new > base
+        word = "better" if improved else "worse"
+    return f"- **{name}**: {word} ({base:.4f} -> {new:.4f})"
+
+
+def build_report(base: str, metrics_md: str, params_md: str, base_eval, new_eval, figure: str | None) -> str:
+    lines = [f"# vitinspect: workspace vs `{base}`", "", "## Verdict", ""]
+    lines.append(verdict("escape rate", (base_eval or {}).get("escape_rate"), (new_eval or {}).get("escape_rate"), lower_is_better=True))
+    lines.append(verdict("macro-F1", (base_eval or {}).get("macro_f1"), (new_eval or {}).get("macro_f1"), lower_is_better=False))
+    lines += ["", "## Metrics (`dvc metrics diff`)", "", metrics_md.strip() or "No metric changed.", "",
+              "## Params (`dvc params diff --deps`)", "", params_md.strip() or "No param changed.", ""]
+    if figure:
+        lines += ["## Confusion matrices (test split)", "", f"![base vs workspace]({figure})", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="main", help="git revision to compare with")
+    ap.add_argument("--out", default="reports/pr.md")
+    args = ap.parse_args(argv)
+
+    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
+        raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
+    metrics_md = _run(["dvc", "metrics", "diff", args.base, "--md"])
+    params_md = _run(["dvc", "params", "diff", args.base, "--deps", "--md"])
+    base_cm, new_cm = at_revision(args.base, CONFUSION), in_workspace(CONFUSION)
+
+    from vitinspect.figures import confusion_pair
+    from vitinspect.storage import save_figure, write_text
+
+    out = Path(args.out)
+    figure = None
+    if base_cm or new_cm:
+        png = out.with_name(out.stem + "_confusion.png")
+        save_figure(confusion_pair(base_cm, new_cm, args.base), png)
+        figure = png.name
+    write_text(out, build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure))
+    print(f"report: {out}")
+
+
+if __name__ == "__main__":
+    from vitinspect.cli import run_stage
+
+    run_stage(main, sys.argv[1:])
