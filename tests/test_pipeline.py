@@ -70,8 +70,11 @@ def test_passed_ratio_reruns_from_prepare(project):
     assert {"prepare", "nsoartc"} <= ran(out)
 
 
-def test_evaluate_params_rerun_evaluate_alone(project):
+def test_evaluate_params_or_code_rerun_evaluate_alone(project):
     set_param(project, "evaluate.batch_size", 7)
+    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
+    with open(project / "stages" / "evaluate.py", "a") as fh:
+        fh.write("\n# a code change\n")
     assert ran(run("dvc repro", project).stdout) == {"evaluate"}
 
 
@@ -160,3 +163,33 @@ def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
 
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.std() > 10 and len(np.unique(img)) > 50  # not a blank page
+
+
+def test_exp_compare_two_epoch_counts_diff_and_plots_diff(project):
+    run("dvc exp run -n e1 -S train.epochs=1", project)
+    run("dvc exp run -n e2 -S train.epochs=2", project)
+    table = run("dvc exp show --md --no-pager", project).stdout
+    assert "e1" in table and "e2" in table and "accuracy" in table
+    diff = run("dvc exp diff e1 e2 --md", project).stdout
+    assert "train.epochs" in diff
+    plots = json.loads(run("dvc plots diff e1 e2 --json", project).stdout)["data"]
+    for name in ("confusion matrix (test, counts)", "confusion matrix (test, row-normalised)"):
+        block = plots[name][0]
+        assert set(block["revisions"]) == {"e1", "e2"}
+        assert {d["rev"] for d in block["content"]["data"]["values"]} == {"e1", "e2"}
+
+
+def test_queue_two_passed_ratios(project):
+    run("dvc exp run --queue -S 'data.passed_ratio=0.2,0.25'", project)
+    run("dvc queue start -j 1", project)
+    import time
+
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run("dvc queue status", project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    table = run("dvc exp show --md --no-pager", project).stdout
+    assert "0.25" in table and "0.2" in table
