@@ -151,7 +151,8 @@ def bench_attention(data_dir: Path, work: Path):
     pfile = work / "params.yaml"
     train = load_stage("train")
     train.main(["--params", str(pfile), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
-                "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json")])
+                "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json"),
+                "--run-info", str(work / "train_run.json")])
     stage = load_stage("attention")
     _, t_att = timed(stage.main, ["--params", str(pfile), "--data", str(data_dir), "--model", str(work / "vit"),
                                   "--metrics", str(work / "att.json"), "--figures", str(work / "att")])
@@ -163,6 +164,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        os.chdir(work)  # stage outputs must lie inside the working directory
         data_dir = bench_data(params, work)
         bench_train(params, data_dir, work)
         bench_attention(data_dir, work)

@@ -16,7 +16,7 @@ from vitinspect.dataset import columns, label_names
 from vitinspect.errors import VitinspectError
 from vitinspect.explain import compute_maps, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
-from vitinspect.model import check_labels, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.model import check_compatible, load_trained, predict_proba, to_pixel_values, trained_input
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
 
@@ -54,17 +54,17 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, help="JSON: scores per method x input, with the baseline")
-    ap.add_argument("--figures", required=True, help="directory of PNG panels")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: scores per method x input, with the baseline")
+    ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
     p = load_params(args.params).attention
     test = load_dataset_dir(args.data)["test"]
     classes = label_names(test)
     model = load_trained(args.model)
-    check_labels(model, classes, args.model)
     own, spec = trained_input(model, args.model)
     cols = columns(test, ["label", "mask", *INPUTS])
+    check_compatible(model, classes, cols["raw"].shape[1], args.model)
     defective = cols["label"] != classes.index("passed")
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
 

@@ -47,9 +47,9 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--init", required=True, help="initial weights directory")
-    ap.add_argument("--metrics", required=True, help="JSON: counts, change per group, reference table")
-    ap.add_argument("--figure", required=True, help="PNG: relative change per block")
-    ap.add_argument("--report", required=True, help="Markdown tables")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
+    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: relative change per block")
+    ap.add_argument("--report", required=True, type=cli.output_path, help="Markdown tables")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)

@@ -11,7 +11,7 @@ from vitinspect import cli
 from vitinspect.dataset import columns, label_names
 from vitinspect.figures import confusion_figure
 from vitinspect.metrics import confusion, inspection_metrics
-from vitinspect.model import check_labels, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.model import check_compatible, load_trained, predict_proba, to_pixel_values, trained_input
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
 
@@ -21,20 +21,20 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, help="JSON: accuracy, F1, inspection rates")
-    ap.add_argument("--confusion-matrix", required=True, help="JSON: labels, counts, row-normalised")
-    ap.add_argument("--confusion-records", required=True, help="JSON: one {actual, predicted} per sample, for dvc plots")
-    ap.add_argument("--predictions", required=True, help="CSV: id, label, predicted, probabilities")
-    ap.add_argument("--figure", required=True, help="PNG: the confusion matrix with counts")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: accuracy, F1, inspection rates")
+    ap.add_argument("--confusion-matrix", required=True, type=cli.output_path, help="JSON: labels, counts, row-normalised")
+    ap.add_argument("--confusion-records", required=True, type=cli.output_path, help="JSON: one {actual, predicted} per sample, for dvc plots")
+    ap.add_argument("--predictions", required=True, type=cli.output_path, help="CSV: id, label, predicted, probabilities")
+    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the confusion matrix with counts")
     args = ap.parse_args(argv)
 
     p = load_params(args.params).evaluate
     test = load_dataset_dir(args.data)["test"]
     classes = label_names(test)
     model = load_trained(args.model)
-    check_labels(model, classes, args.model)
     input_name, spec = trained_input(model, args.model)
     cols = columns(test, ["id", "label", input_name])
+    check_compatible(model, classes, cols[input_name].shape[1], args.model)
 
     proba = predict_proba(model, to_pixel_values(cols[input_name], spec), p.batch_size)
     labels, preds = cols["label"].astype(int), proba.argmax(axis=1)

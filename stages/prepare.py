@@ -15,8 +15,8 @@ from vitinspect.storage import save_dataset, save_figure
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", required=True, help="dataset directory")
-    ap.add_argument("--gallery", required=True, help="PNG: one row per class, every view")
+    ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory")
+    ap.add_argument("--gallery", required=True, type=cli.output_path, help="PNG: one row per class, every view")
     args = ap.parse_args(argv)
 
     p = load_params(args.params).data

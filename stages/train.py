@@ -28,11 +28,12 @@ from vitinspect.storage import atomic_path, load_dataset_dir, write_json
 from vitinspect.training import EpochLog, PixelDataset, balanced_weights, fingerprint, make_trainer, prepare_checkpoints
 
 
-def save_model(model, spec: InputSpec, input_name: str, path: str) -> None:
+def save_model(model, spec: InputSpec, input_name: str, image_size: int, path: str) -> None:
     """save_pretrained (safetensors) plus an image processor, atomically, loadable by ``pipeline``."""
     from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
 
     model.config.vitinspect_input = input_name
+    model.config.vitinspect_image_size = image_size  # of the data it learnt from (later stages check it)
     proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
                              image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
     with atomic_path(path, is_dir=True) as tmp:
@@ -44,11 +45,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
-    ap.add_argument("--out", required=True, help="trained model directory (save_pretrained)")
-    ap.add_argument("--init", required=True, help="initial weights directory, for the audit")
-    ap.add_argument("--checkpoints", required=True, help="per-epoch checkpoints, kept for resume")
-    ap.add_argument("--live", required=True, help="dvclive directory")
-    ap.add_argument("--metrics", required=True, help="JSON: final-epoch figures, images/s, wall time")
+    ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")
+    ap.add_argument("--init", required=True, type=cli.output_path, help="initial weights directory, for the audit")
+    ap.add_argument("--checkpoints", required=True, type=cli.output_path, help="per-epoch checkpoints, kept for resume")
+    ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: final-epoch figures (deterministic on CPU)")
+    ap.add_argument("--run-info", required=True, type=cli.output_path, help="JSON: images/s, wall time, device, resumed (varies run to run)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -68,7 +70,7 @@ def main(argv=None) -> None:
     rank_zero = int(os.environ.get("RANK", "0")) == 0  # set by torchrun; 0 in a plain run
     if rank_zero:
         # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
-        save_model(model, spec, t.input, args.init)
+        save_model(model, spec, t.input, image_size, args.init)
 
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"])
@@ -95,7 +97,7 @@ def main(argv=None) -> None:
 
     if trainer.is_world_process_zero():
         live.end()
-        save_model(plain_model(model), spec, t.input, args.out)
+        save_model(plain_model(model), spec, t.input, image_size, args.out)
         last = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
         summary = {
             "input": t.input,
@@ -103,16 +105,23 @@ def main(argv=None) -> None:
             "parameters": {"total": total, "trainable": trainable},
             "epochs": int(round(last["epoch"])),
             "val": {k[5:]: round(float(v), 6) for k, v in last.items() if k.startswith("eval_") and "runtime" not in k and "per_second" not in k},
-            "train_loss": round(float(result.training_loss), 6),
+            # The last epoch's mean training loss, from the log (a resumed run's result.training_loss covers fewer steps).
+            "train_loss": round(float([e["loss"] for e in trainer.state.log_history if "loss" in e][-1]), 6),
+        }
+        info = {
             "images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
             "wall_seconds": round(wall, 1),
+            "device": str(trainer.args.device),
+            "bf16": bool(trainer.args.bf16),
+            "world_size": int(trainer.args.world_size),
             "resumed": bool(resume),
         }
         write_json(args.metrics, summary)
+        write_json(args.run_info, info)
         print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
               f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "
-              f"{summary['images_per_second']} img/s, {wall:.0f} s")
+              f"{info['images_per_second']} img/s, {wall:.0f} s")
 
 
 if __name__ == "__main__":

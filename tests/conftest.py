@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GUARDS = Path(__file__).resolve().parent / "guards"
 
 os.environ.update({
     "DVC_NO_ANALYTICS": "1",
@@ -49,6 +50,13 @@ def tiny_dict(**override) -> dict:
 
 
 @pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in tmp_path: stage outputs must lie inside the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def tiny_params():
     """The tiny Params object (validated)."""
     from vitinspect.params import params_from_dict
@@ -63,8 +71,10 @@ def replace(obj, **changes):
 def run(cmd, cwd, check=True, env=None):
     """Run a command with the venv first on PATH; return the CompletedProcess (text)."""
     e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {}))
+    paths = [str(GUARDS)]  # test-only hooks (network guard, kills), off unless their variables are set
     if (Path(cwd) / "src").is_dir():  # the project copy's own library, not the checkout's
-        e["PYTHONPATH"] = str(Path(cwd) / "src")
+        paths.insert(0, str(Path(cwd) / "src"))
+    e["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, shell=isinstance(cmd, str))
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -88,9 +98,14 @@ def make_project(dest: Path, params: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory):
-    """One tiny project, reproduced once and committed; tests that only read it share it."""
-    root = make_project(tmp_path_factory.mktemp("e2e") / "proj", tiny_dict())
-    run("dvc repro", root)
+    """One tiny project, reproduced once (under the network guard) and committed; tests that only read it share it.
+
+    ``net.log`` beside it lists every connection attempt that run made (none expected).
+    """
+    base = tmp_path_factory.mktemp("e2e")
+    root = make_project(base / "proj", tiny_dict())
+    (base / "net.log").write_text("")
+    run("dvc repro", root, env={"VITINSPECT_TEST_NET_LOG": str(base / "net.log")})
     run("git add -A && git commit -qm repro", root)
     return root
 
@@ -115,12 +130,21 @@ def tiny_data(tmp_path_factory):
     """prepare + nsoartc at tiny params, run in-process; returns the folder holding data/."""
     d = tmp_path_factory.mktemp("tiny_data")
     params = write_params(d / "params.yaml")
+    old = os.getcwd()
+    os.chdir(d)  # outputs must lie inside the working directory
+    try:
+        _tiny_data_stages(d, params)
+    finally:
+        os.chdir(old)
+    return d
+
+
+def _tiny_data_stages(d, params):
     load_stage("prepare").main(["--params", str(params), "--out", str(d / "parts"), "--gallery", str(d / "samples.png")])
     load_stage("nsoartc").main(["--params", str(params), "--parts", str(d / "parts"), "--out", str(d / "nsoartc"),
                                 "--unit-space", str(d / "unit.npz"), "--metrics", str(d / "data.json"), "--figure", str(d / "nsoartc.png")])
-    return d
 
 
 def train_args(data_dir: Path, out: Path, params: Path) -> list[str]:
     return ["--params", str(params), "--data", str(data_dir / "nsoartc"), "--out", str(out / "vit"), "--init", str(out / "vit_init"),
-            "--checkpoints", str(out / "checkpoints"), "--live", str(out / "live"), "--metrics", str(out / "train.json")]
+            "--checkpoints", str(out / "checkpoints"), "--live", str(out / "live"), "--metrics", str(out / "train.json"), "--run-info", str(out / "train_run.json")]

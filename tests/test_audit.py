@@ -66,7 +66,7 @@ def trained_change(tiny_data, tmp_path, strategy):
     return weight_change(load_file(tmp_path / "vit_init" / "model.safetensors"), load_file(tmp_path / "vit" / "model.safetensors"))
 
 
-def test_head_strategy_moves_only_the_head(tiny_data, tmp_path):
+def test_head_strategy_moves_only_the_head(tiny_data, in_tmp, tmp_path):
     changes = trained_change(tiny_data, tmp_path, "head")
     for name, c in changes.items():
         if c["group"] == "head":
@@ -75,14 +75,14 @@ def test_head_strategy_moves_only_the_head(tiny_data, tmp_path):
             assert c["abs_change"] == 0.0 and c["moved_share"] == 0.0, name
 
 
-def test_full_strategy_moves_every_tensor(tiny_data, tmp_path):
+def test_full_strategy_moves_every_tensor(tiny_data, in_tmp, tmp_path):
     changes = trained_change(tiny_data, tmp_path, "full")
     assert all(c["abs_change"] > 0 for c in changes.values())
     groups = by_group(changes)
     assert all(g["moved_share"] > 0 for g in groups.values())
 
 
-def test_lora_moves_only_its_targets_and_the_head(tiny_data, tmp_path):
+def test_lora_moves_only_its_targets_and_the_head(tiny_data, in_tmp, tmp_path):
     changes = trained_change(tiny_data, tmp_path, "lora")
     moved = {n for n, c in changes.items() if c["abs_change"] > 0}
     assert moved and all(("q_proj.weight" in n or "v_proj.weight" in n or "query.weight" in n or "value.weight" in n or n.startswith("classifier.")) for n in moved), moved

@@ -18,7 +18,7 @@ def read(path):
 
 
 @pytest.mark.parametrize("strategy", ["full", "head", "last_blocks", "lora"])
-def test_every_strategy_trains_and_counts_what_it_says(tiny_data, tmp_path, strategy):
+def test_every_strategy_trains_and_counts_what_it_says(tiny_data, in_tmp, tmp_path, strategy):
     params = write_params(tmp_path / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train={"epochs": 1})
     load_stage("train").main(train_args(tiny_data, tmp_path, params))
     summary = read(tmp_path / "train.json")
@@ -46,7 +46,7 @@ def test_every_strategy_trains_and_counts_what_it_says(tiny_data, tmp_path, stra
     assert (tmp_path / "live" / "metrics.json").exists()
 
 
-def test_per_epoch_metrics_are_logged_once_per_epoch(tiny_data, tmp_path):
+def test_per_epoch_metrics_are_logged_once_per_epoch(tiny_data, in_tmp, tmp_path):
     params = write_params(tmp_path / "params.yaml", train={"epochs": 3})
     load_stage("train").main(train_args(tiny_data, tmp_path, params))
     rows = (tmp_path / "live" / "plots" / "metrics" / "val" / "macro_f1.tsv").read_text().strip().splitlines()
@@ -55,7 +55,7 @@ def test_per_epoch_metrics_are_logged_once_per_epoch(tiny_data, tmp_path):
         assert len((tmp_path / "live" / "plots" / "metrics" / name).read_text().strip().splitlines()) == 4, name
 
 
-def test_resume_after_interruption_gives_identical_weights(tiny_data, tmp_path):
+def test_resume_after_interruption_gives_identical_weights(tiny_data, in_tmp, tmp_path):
     params = write_params(tmp_path / "params.yaml", train={"epochs": 3})
     stage = load_stage("train")
     whole = tmp_path / "whole"
@@ -67,22 +67,23 @@ def test_resume_after_interruption_gives_identical_weights(tiny_data, tmp_path):
     assert len(steps) == 2
     shutil.rmtree(steps[-1])
     stage.main(train_args(tiny_data, cut, params))
-    assert read(cut / "train.json")["resumed"] is True
+    assert read(cut / "train_run.json")["resumed"] is True
+    assert (whole / "train.json").read_bytes() == (cut / "train.json").read_bytes()
     a, b = load_file(whole / "vit" / "model.safetensors"), load_file(cut / "vit" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a)
     assert (whole / "live" / "plots" / "metrics" / "val" / "loss.tsv").read_text() == (cut / "live" / "plots" / "metrics" / "val" / "loss.tsv").read_text()
 
 
-def test_checkpoints_of_other_params_are_not_resumed(tiny_data, tmp_path):
+def test_checkpoints_of_other_params_are_not_resumed(tiny_data, in_tmp, tmp_path):
     stage = load_stage("train")
     stage.main(train_args(tiny_data, tmp_path, write_params(tmp_path / "a.yaml", train={"epochs": 1})))
     stage.main(train_args(tiny_data, tmp_path, write_params(tmp_path / "b.yaml", train={"epochs": 1, "lr": 0.001})))
-    assert read(tmp_path / "train.json")["resumed"] is False
+    assert read(tmp_path / "train_run.json")["resumed"] is False
 
 
 @pytest.mark.slow
-def test_ddp_two_gloo_processes_one_epoch(tiny_data, tmp_path):
+def test_ddp_two_gloo_processes_one_epoch(tiny_data, in_tmp, tmp_path):
     params = write_params(tmp_path / "params.yaml", train={"epochs": 1, "device": "cpu"})
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(ROOT / "stages" / "train.py"), *train_args(tiny_data, tmp_path, params)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from vitinspect.errors import VitinspectError
 
@@ -16,6 +17,16 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def output_path(value: str) -> str:
+    """argparse type for an output: it must resolve inside the project (the working directory,
+    where dvc runs stages), so no stage writes elsewhere, whether by an absolute path or '..'."""
+    root = Path.cwd().resolve()
+    target = (root / value).resolve()
+    if not value or (target != root and root not in target.parents):
+        raise VitinspectError(f"output path {value!r} is outside the project ({root}); give a path inside it")
+    return value
 
 
 def run_stage(main, argv=None) -> None:

@@ -195,11 +195,14 @@ def trained_input(model, path) -> tuple[str, InputSpec]:
     return name, spec
 
 
-def check_labels(model, classes: list[str], path) -> None:
-    """The model's head must name the data set's classes, in the same order."""
+def check_compatible(model, classes: list[str], image_size: int, path) -> None:
+    """The model must predict the data set's classes, in order, and have been trained on its image size."""
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if names != list(classes):
         raise VitinspectError(f"{path}: the model predicts {names} but the data has classes {list(classes)}; rerun train (dvc repro)")
+    trained = getattr(model.config, "vitinspect_image_size", None)
+    if trained is not None and trained != image_size:
+        raise VitinspectError(f"{path}: the model was trained on {trained} px images but the data has {image_size} px; rerun train (dvc repro)")
 
 
 @torch.no_grad()
