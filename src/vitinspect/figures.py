@@ -155,3 +155,20 @@ def change_bars(groups: dict[str, dict]) -> plt.Figure:
     ax.set_title("how far training moved each part of the model", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def study_lines(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str) -> plt.Figure:
+    """A few named series against one x (log scale when x spans a decade)."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for name, ys in series.items():
+        ax.plot(x, ys, marker="o", label=name.replace("_", " "))
+    if x and min(x) > 0 and max(x) / min(x) >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -51,12 +51,18 @@ def verdict(name: str, base, new, lower_is_better: bool, tol: float = 1e-9) -> s
     return f"- **{name}**: {word} ({base:.4f} -> {new:.4f})"
 
 
+def _table_or(md: str, empty: str) -> str:
+    """dvc prints a bare header when nothing changed: say so instead."""
+    rows = [line for line in md.strip().splitlines() if line.startswith("|")]
+    return md.strip() if len(rows) > 2 else empty
+
+
 def build_report(base: str, metrics_md: str, params_md: str, base_eval, new_eval, figure: str | None) -> str:
     lines = [f"# vitinspect: workspace vs `{base}`", "", "## Verdict", ""]
     lines.append(verdict("escape rate", (base_eval or {}).get("escape_rate"), (new_eval or {}).get("escape_rate"), lower_is_better=True))
     lines.append(verdict("macro-F1", (base_eval or {}).get("macro_f1"), (new_eval or {}).get("macro_f1"), lower_is_better=False))
-    lines += ["", "## Metrics (`dvc metrics diff`)", "", metrics_md.strip() or "No metric changed.", "",
-              "## Params (`dvc params diff --deps`)", "", params_md.strip() or "No param changed.", ""]
+    lines += ["", "## Metrics (`dvc metrics diff`)", "", _table_or(metrics_md, "No metric changed."), "",
+              "## Params (`dvc params diff --deps`)", "", _table_or(params_md, "No param changed."), ""]
     if figure:
         lines += ["## Confusion matrices (test split)", "", f"![base vs workspace]({figure})", ""]
     return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""The study machinery end to end at toy sizes: two tiny experiments, then every section of the report."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import run
+from vitinspect.study import figures_of, judge, plan, spread
+
+pytestmark = pytest.mark.slow
+
+
+def test_plan_covers_the_five_findings():
+    names = {e.setting for e in plan("full", seeds=3)}
+    assert {"base", "epochs5", "ratio0.05", "ratio0.1", "ratio0.2", "raw", "head", "last_blocks", "lora", "big"} <= names
+    assert sum(e.setting == "base" for e in plan("full", seeds=3)) == 3
+    assert "pretrained" in {e.setting for e in plan("full", 2, pretrained="ckpt")}
+    assert len({e.name for e in plan("full", 3)}) == len(plan("full", 3))
+
+
+def test_spread_and_judgement():
+    assert spread([0.8, 0.9, 0.85]) == pytest.approx(0.05)
+    assert judge(0.85, 0.95, 0.05).startswith("real")
+    assert judge(0.85, 0.87, 0.05).startswith("within")
+    assert np.isnan(spread([0.8]))
+    assert figures_of({"metrics": {}})["accuracy"] != figures_of({"metrics": {}})["accuracy"]  # NaN when absent
+
+
+def test_toy_study_writes_every_section(built_project, tmp_path):
+    proj = tmp_path / "proj"
+    shutil.copytree(built_project, proj, symlinks=True)
+    run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
+    report = (proj / "reports" / "study.md").read_text()
+    for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## All runs"):
+        assert heading in report, heading
+    assert "study-base-s0" in report and "study-epochs5-s0" in report
+    assert "| 1 epochs |" in report and "| 2 epochs (baseline) |" in report
+    assert (proj / "reports" / "study" / "f1_confusion.png").exists()
+    assert report.count("Not run in this plan.") == 4
