@@ -76,11 +76,11 @@ def confusion_figure(matrix: dict, title: str = "test confusion matrix") -> plt.
     return fig
 
 
-def confusion_pair(base: dict | None, new: dict | None, base_name: str) -> plt.Figure:
-    """Base and workspace confusion matrices side by side (a missing one is left blank)."""
-    k = len((new or base)["labels"])
+def confusion_pair(left: dict | None, right: dict | None, left_title: str, right_title: str) -> plt.Figure:
+    """Two confusion matrices side by side (a missing one is left blank)."""
+    k = len((right or left)["labels"])
     fig, axes = plt.subplots(1, 2, figsize=(2 * (1.1 * k + 1.6), 1.0 * k + 1.2))
-    for ax, matrix, title in ((axes[0], base, f"base ({base_name})"), (axes[1], new, "workspace")):
+    for ax, matrix, title in ((axes[0], left, left_title), (axes[1], right, right_title)):
         if matrix is None:
             ax.set_axis_off()
             ax.set_title(f"{title}: none", fontsize=9)

@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     figure = None
     if base_cm or new_cm:
         png = out.with_name(out.stem + "_confusion.png")
-        save_figure(confusion_pair(base_cm, new_cm, args.base), png)
+        save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
     write_text(out, build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure))
     print(f"report: {out}")

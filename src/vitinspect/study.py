@@ -206,8 +206,8 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
         cm10 = file_at(records[base[0]]["rev"], "metrics/confusion_matrix.json")
         cm5 = file_at(records[by_setting["epochs5"][0]]["rev"], "metrics/confusion_matrix.json")
         if cm10 and cm5:
-            save_figure(confusion_pair(cm5, cm10, f"{epochs['epochs5']} epochs"), figure_dir / "f1_confusion.png")
-            lines += [f"![{epochs['epochs5']} epochs (left) vs {epochs['base']} epochs (right, 'workspace' = baseline)]({rel}/f1_confusion.png)", ""]
+            save_figure(confusion_pair(cm5, cm10, f"{epochs['epochs5']} epochs", f"{epochs['base']} epochs"), figure_dir / "f1_confusion.png")
+            lines += [f"![{epochs['epochs5']} epochs (left) vs {epochs['base']} epochs (right)]({rel}/f1_confusion.png)", ""]
     else:
         lines += ["Not run in this plan.", ""]
 
