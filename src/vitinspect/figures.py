@@ -164,6 +164,7 @@ def study_lines(x: list[float], series: dict[str, list[float]], xlabel: str, yla
         ax.plot(x, ys, marker="o", label=name.replace("_", " "))
     if x and min(x) > 0 and max(x) / min(x) >= 10:
         ax.set_xscale("log")
+        ax.minorticks_off()
     ax.set_xticks(x, [f"{v:g}" for v in x])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
