@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect import cli
-from vitinspect.dataset import columns, label_names
 from vitinspect.errors import VitinspectError
 from vitinspect.explain import compute_maps, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
-from vitinspect.model import check_compatible, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
+from vitinspect.storage import atomic_path, save_figure, write_json
 
 INPUTS = ("raw", "nsoartc")
 
@@ -59,12 +58,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params).attention
-    test = load_dataset_dir(args.data)["test"]
-    classes = label_names(test)
-    model = load_trained(args.model)
-    own, spec = trained_input(model, args.model)
-    cols = columns(test, ["label", "mask", *INPUTS])
-    check_compatible(model, classes, cols["raw"].shape[1], args.model)
+    model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
     defective = cols["label"] != classes.index("passed")
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
 

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 
 from vitinspect import cli
-from vitinspect.dataset import columns, label_names
 from vitinspect.figures import confusion_figure
 from vitinspect.metrics import confusion, inspection_metrics
-from vitinspect.model import check_compatible, load_trained, predict_proba, to_pixel_values, trained_input
+from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
+from vitinspect.storage import atomic_path, save_figure, write_json
 
 
 def main(argv=None) -> None:
@@ -29,12 +28,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params).evaluate
-    test = load_dataset_dir(args.data)["test"]
-    classes = label_names(test)
-    model = load_trained(args.model)
-    input_name, spec = trained_input(model, args.model)
-    cols = columns(test, ["id", "label", input_name])
-    check_compatible(model, classes, cols[input_name].shape[1], args.model)
+    model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"])
 
     proba = predict_proba(model, to_pixel_values(cols[input_name], spec), p.batch_size)
     labels, preds = cols["label"].astype(int), proba.argmax(axis=1)

@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+import vitinspect.model
+import vitinspect.training
 from vitinspect import cli
 from vitinspect.dataset import columns, label_names
 from vitinspect.errors import VitinspectError
@@ -72,8 +74,9 @@ def main(argv=None) -> None:
         # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
         save_model(model, spec, t.input, image_size, args.init)
 
+    code = [Path(f).read_bytes() for f in (__file__, vitinspect.model.__file__, vitinspect.training.__file__)]
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
-                      classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"])
+                      classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
     resume = prepare_checkpoints(ckpt, key)
 

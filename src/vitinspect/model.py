@@ -215,3 +215,21 @@ def predict_proba(model, pixel_values: torch.Tensor, batch_size: int = 256) -> n
         logits = model(pixel_values=pixel_values[i:i + batch_size].to(device)).logits
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def model_and_test_split(data_dir, model_dir, names: list[str]):
+    """The trained model and the test split it is checked against, decoded once.
+
+    Returns (model, input_name, spec, classes, cols): ``cols`` holds the named
+    columns plus the model's own input column.
+    """
+    from vitinspect.dataset import columns, label_names
+    from vitinspect.storage import load_dataset_dir
+
+    test = load_dataset_dir(data_dir)["test"]
+    classes = label_names(test)
+    model = load_trained(model_dir)
+    input_name, spec = trained_input(model, model_dir)
+    cols = columns(test, list(dict.fromkeys([*names, input_name])))
+    check_compatible(model, classes, cols[input_name].shape[1], model_dir)
+    return model, input_name, spec, classes, cols

@@ -101,10 +101,12 @@ class EpochLog(TrainerCallback):
 
 
 def fingerprint(*parts) -> str:
-    """A hash of everything that decides the weights: params sections and the input arrays."""
+    """A hash of everything that decides the weights: params sections, input arrays, training code (bytes)."""
     h = hashlib.sha256()
     for p in parts:
-        if isinstance(p, np.ndarray):
+        if isinstance(p, bytes):
+            h.update(p)
+        elif isinstance(p, np.ndarray):
             h.update(np.ascontiguousarray(p).tobytes())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
