@@ -27,7 +27,15 @@ from vitinspect.model import (
 )
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, load_dataset_dir, write_json
-from vitinspect.training import EpochLog, PixelDataset, balanced_weights, fingerprint, make_trainer, prepare_checkpoints
+from vitinspect.training import (
+    EpochLog,
+    PixelDataset,
+    balanced_weights,
+    discard_foreign_checkpoints,
+    fingerprint,
+    has_checkpoint,
+    make_trainer,
+)
 
 
 def save_model(model, spec: InputSpec, input_name: str, image_size: int, path: str) -> None:
@@ -78,7 +86,6 @@ def main(argv=None) -> None:
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
-    resume = prepare_checkpoints(ckpt, key)
 
     model = apply_strategy(model, params.finetune)
     trainable, total = count_trainable(model)
@@ -89,6 +96,10 @@ def main(argv=None) -> None:
     from dvclive import Live
 
     trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
+    if trainer.is_world_process_zero():
+        discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
+    trainer.accelerator.wait_for_everyone()  # under DDP every rank must see the same checkpoints
+    resume = has_checkpoint(ckpt)
     live = None
     if trainer.is_world_process_zero():
         live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None)

@@ -113,11 +113,8 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
-def prepare_checkpoints(directory: Path, key: str) -> bool:
-    """Keep ``directory`` only if its checkpoints come from the same fingerprint.
-
-    Returns True when there is a checkpoint to resume from.
-    """
+def discard_foreign_checkpoints(directory: Path, key: str) -> None:
+    """Keep ``directory`` only if its checkpoints come from the same fingerprint; mark it with ``key``."""
     marker = directory / FINGERPRINT
     if directory.exists():
         same = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == key
@@ -125,7 +122,13 @@ def prepare_checkpoints(directory: Path, key: str) -> bool:
             shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"fingerprint": key}) + "\n")
-    return any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in directory.iterdir())
+
+
+def has_checkpoint(directory: Path) -> bool:
+    """Is there a complete Trainer checkpoint to resume from?"""
+    return directory.is_dir() and any(
+        p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in directory.iterdir()
+    )
 
 
 class CheckpointTrainer(Trainer):
