@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def output_path(value: str) -> str:
     if not value or (target != root and root not in target.parents):
         raise VitinspectError(f"output path {value!r} is outside the project ({root}); give a path inside it")
     return value
+
+
+def run_command(cmd: list[str], check: bool = True) -> str:
+    """Run a tool (dvc, git) and return its stdout; a failure becomes one line naming the command."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise VitinspectError(f"{' '.join(cmd)} failed: {last[-1] if last else proc.returncode}")
+    return proc.stdout
 
 
 def run_stage(main, argv=None) -> None:

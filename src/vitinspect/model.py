@@ -124,10 +124,6 @@ def to_pixel_values(images: np.ndarray, spec: InputSpec) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
-def head_names(model) -> list[str]:
-    return [n for n, _ in model.named_parameters() if n.startswith("classifier.")]
-
-
 def apply_strategy(model: ViTForImageClassification, finetune_params):
     """Freeze or wrap ``model`` for ``finetune.strategy``; returns the model to train.
 

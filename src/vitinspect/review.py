@@ -15,17 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vitinspect.cli import run_command
 from vitinspect.errors import VitinspectError
 
 EVAL = "metrics/eval.json"
 CONFUSION = "metrics/confusion_matrix.json"
-
-
-def _run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise VitinspectError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout).strip() else proc.returncode}")
-    return proc.stdout
 
 
 def at_revision(rev: str, path: str):
@@ -76,8 +70,8 @@ def main(argv=None) -> None:
 
     if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
-    metrics_md = _run(["dvc", "metrics", "diff", args.base, "--md"])
-    params_md = _run(["dvc", "params", "diff", args.base, "--deps", "--md"])
+    metrics_md = run_command(["dvc", "metrics", "diff", args.base, "--md"])
+    params_md = run_command(["dvc", "params", "diff", args.base, "--deps", "--md"])
     base_cm, new_cm = at_revision(args.base, CONFUSION), in_workspace(CONFUSION)
 
     from vitinspect.figures import confusion_pair

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vitinspect.cli import run_command
 from vitinspect.errors import VitinspectError
+from vitinspect.review import at_revision
 
 PREFIX = "study-"
 BIG = {"model.hidden_size": 160, "model.layers": 5, "model.heads": 5, "model.mlp_size": 640}  # ~1.5M parameters, ~10x
@@ -64,11 +65,7 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
 
 
 def _dvc(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise VitinspectError(f"dvc {' '.join(args)} failed: {last[-1] if last else proc.returncode}")
-    return proc.stdout
+    return run_command(["dvc", *args], check=check)
 
 
 def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
@@ -110,11 +107,6 @@ def collect() -> dict[str, dict]:
                     "metrics": {k: v.get("data", {}) for k, v in (data.get("metrics") or {}).items()},
                 }
     return out
-
-
-def file_at(rev: str, path: str):
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
 def figures_of(record: dict) -> dict:
@@ -203,8 +195,8 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
         lines += ["", f"macro-F1 with {epochs['epochs5']} epochs against {epochs['base']}: {judge(mean('base', 'macro_f1'), mean('epochs5', 'macro_f1'), sp)}. "
                   f"The source found 10 epochs better than 5; here the {epochs['base']}-epoch baseline scores {_fmt(mean('base', 'macro_f1'))} "
                   f"and {epochs['epochs5']} epochs {_fmt(mean('epochs5', 'macro_f1'))}.", ""]
-        cm10 = file_at(records[base[0]]["rev"], "metrics/confusion_matrix.json")
-        cm5 = file_at(records[by_setting["epochs5"][0]]["rev"], "metrics/confusion_matrix.json")
+        cm10 = at_revision(records[base[0]]["rev"], "metrics/confusion_matrix.json")
+        cm5 = at_revision(records[by_setting["epochs5"][0]]["rev"], "metrics/confusion_matrix.json")
         if cm10 and cm5:
             save_figure(confusion_pair(cm5, cm10, f"{epochs['epochs5']} epochs", f"{epochs['base']} epochs"), figure_dir / "f1_confusion.png")
             lines += [f"![{epochs['epochs5']} epochs (left) vs {epochs['base']} epochs (right)]({rel}/f1_confusion.png)", ""]
@@ -254,7 +246,7 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     if len(strategies) > 1:
         lines += ["| strategy | trainable % | accuracy | macro-F1 | mean relative change per block |", "|---|---:|---:|---:|---|"]
         for label, s in strategies:
-            audit = file_at(records[by_setting[s][0]]["rev"], "metrics/audit.json") or {}
+            audit = at_revision(records[by_setting[s][0]]["rev"], "metrics/audit.json") or {}
             changes = audit.get("relative_change_by_group", {})
             per_block = ", ".join(f"{g}: {v['mean_relative_change']:.2f}" for g, v in changes.items()
                                   if g.endswith(".attention") and v.get("mean_relative_change") is not None)
