@@ -11,10 +11,12 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
 import vitinspect.model
 import vitinspect.training
 from vitinspect import cli
-from vitinspect.dataset import columns, label_names
+from vitinspect.dataset import columns, label_names, labelled_subset
 from vitinspect.errors import VitinspectError
 from vitinspect.model import (
     InputSpec,
@@ -55,6 +57,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
+    ap.add_argument("--pretrained", default="models/pretrain", help="the pretrain stage's encoder (read when model.source is pretrain)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")
     ap.add_argument("--init", required=True, type=cli.output_path, help="initial weights directory, for the audit")
     ap.add_argument("--checkpoints", required=True, type=cli.output_path, help="per-epoch checkpoints, kept for resume")
@@ -69,6 +72,9 @@ def main(argv=None) -> None:
     classes = label_names(ds["train"])
     column = "nsoartc" if t.input == "nsoartc" else "raw"
     train_cols, val_cols = columns(ds["train"], [column, "label"]), columns(ds["val"], [column, "label"])
+    if t.label_fraction < 1:  # label efficiency: train on a stratified share of the labelled parts
+        keep = labelled_subset(train_cols["label"], t.label_fraction, t.seed)
+        train_cols = {k: v[keep] for k, v in train_cols.items()}
     image_size = train_cols[column].shape[1]
 
     if m.source == "scratch":
@@ -76,13 +82,17 @@ def main(argv=None) -> None:
             raise VitinspectError(f"{args.data}: images are {image_size} px, not divisible by model.patch_size={m.patch_size}")
         model, spec = build_scratch(m, image_size, classes, t.seed), InputSpec(image_size)
     else:
-        model, spec = load_pretrained(m.name_or_path, classes, m.allow_download)
+        torch.manual_seed(t.seed)  # the fresh head's initialisation
+        path = args.pretrained if m.source == "pretrain" else m.name_or_path
+        model, spec = load_pretrained(path, classes, m.allow_download and m.source == "pretrained")
     rank_zero = int(os.environ.get("RANK", "0")) == 0  # set by torchrun; 0 in a plain run
     if rank_zero:
         # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
         save_model(model, spec, t.input, image_size, args.init)
 
     code = [Path(f).read_bytes() for f in (__file__, vitinspect.model.__file__, vitinspect.training.__file__)]
+    if m.source == "pretrain":  # checkpoints of another pretraining are not resumed either
+        code.append((Path(args.pretrained) / "model.safetensors").read_bytes())
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)

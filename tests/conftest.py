@@ -31,6 +31,7 @@ TINY = {
     "nsoartc": {"min_unit_space": 5},
     "model": {"patch_size": 8, "hidden_size": 32, "layers": 2, "heads": 2, "mlp_size": 64},
     "train": {"epochs": 2, "batch_size": 16, "lr": 0.003},
+    "pretrain": {"n_parts": 48, "epochs": 3, "batch_size": 16, "lr": 0.003, "decoder": {"hidden_size": 16, "layers": 1, "heads": 2, "mlp_size": 32}},
     "attention": {"panels": 1},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
 }

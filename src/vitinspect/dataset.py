@@ -76,3 +76,20 @@ def columns(ds, names) -> dict[str, np.ndarray]:
 
 def label_names(ds) -> list[str]:
     return list(ds.features["label"].names)
+
+
+def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of ``fraction`` of the rows, per class (rounded up, at least one of each class).
+
+    ``fraction`` 1 keeps every row. The same seed gives the same subset; a smaller fraction's
+    subset is not nested in a larger one's.
+    """
+    labels = np.asarray(labels)
+    if fraction >= 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng([seed, 17])
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.append(rng.choice(idx, size=max(1, int(np.ceil(fraction * len(idx)))), replace=False))
+    return np.sort(np.concatenate(keep))

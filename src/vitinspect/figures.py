@@ -173,3 +173,25 @@ def study_lines(x: list[float], series: dict[str, list[float]], xlabel: str, yla
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def mae_panels(original, masked, reconstruction, pasted, title: str) -> plt.Figure:
+    """One row per part: input | what the encoder saw | reconstruction | reconstruction with the visible patches.
+
+    Each argument is (N, S, S, 3) in [0, 1].
+    """
+    columns = (("input", original), ("masked (encoder sees)", masked), ("reconstruction", reconstruction),
+               ("reconstruction + visible", pasted))
+    n = len(original)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 1.9 * n), squeeze=False)
+    for r in range(n):
+        for c, (name, images) in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(images[r])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

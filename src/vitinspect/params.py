@@ -24,7 +24,7 @@ VIEW_PAIRS = (("left", "right"), ("top", "bottom"))
 CLASSES = ("passed", "tilt_x", "tilt_y", "retracted")
 STRATEGIES = ("full", "head", "last_blocks", "lora")
 INPUTS = ("nsoartc", "raw")
-SOURCES = ("scratch", "pretrained")
+SOURCES = ("scratch", "pretrained", "pretrain")
 METHODS = ("rollout", "last_layer", "gradient")
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -178,6 +178,33 @@ class Train:
     seed: int = _f(0, non_negative)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
+    label_fraction: float = _f(1.0, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}")
+
+
+@dataclass(frozen=True)
+class Decoder:
+    hidden_size: int = _f(32, positive)
+    layers: int = _f(1, positive)
+    heads: int = _f(2, positive)
+    mlp_size: int = _f(64, positive)
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """Masked-autoencoder pretraining on unlabeled parts (used when model.source is 'pretrain')."""
+
+    n_parts: int = _f(4000, positive)
+    seed: int = _f(1, non_negative)
+    input: str = _f("nsoartc", one_of(INPUTS))
+    epochs: int = _f(20, positive)
+    batch_size: int = _f(128, positive)
+    lr: float = _f(1.5e-3, positive)
+    weight_decay: float = _f(0.05, non_negative)
+    warmup_ratio: float = _f(0.05, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    mask_ratio: float = _f(0.75, open_unit)
+    norm_pix_loss: bool = _f(False)
+    decoder: Decoder = field(default_factory=Decoder)
+    device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
 
 
 @dataclass(frozen=True)
@@ -209,6 +236,7 @@ class Params:
     model: Model = field(default_factory=Model)
     finetune: Finetune = field(default_factory=Finetune)
     train: Train = field(default_factory=Train)
+    pretrain: Pretrain = field(default_factory=Pretrain)
     evaluate: Evaluate = field(default_factory=Evaluate)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
@@ -306,13 +334,21 @@ def _cross_checks(p: Params, source: str) -> None:
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
     m = p.model
-    if m.source == "scratch":
+    if m.source in ("scratch", "pretrain"):
         if d.image_size % m.patch_size:
             fail(f"data.image_size ({d.image_size}) must be divisible by model.patch_size ({m.patch_size})")
         if m.hidden_size % m.heads:
             fail(f"model.heads ({m.heads}) must divide model.hidden_size ({m.hidden_size})")
-    if m.source == "scratch" and p.finetune.last_blocks > m.layers:
+    if m.source in ("scratch", "pretrain") and p.finetune.last_blocks > m.layers:
         fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
+    if m.source == "pretrain":
+        q = p.pretrain
+        if q.seed == d.seed:
+            fail(f"pretrain.seed ({q.seed}) must differ from data.seed: the unlabeled parts would repeat the labelled ones, test split included")
+        if q.decoder.hidden_size % q.decoder.heads:
+            fail(f"pretrain.decoder.heads ({q.decoder.heads}) must divide pretrain.decoder.hidden_size ({q.decoder.hidden_size})")
+        if int((d.image_size // m.patch_size) ** 2 * (1 - q.mask_ratio)) < 1:
+            fail(f"pretrain.mask_ratio ({q.mask_ratio}) leaves no visible patch of {(d.image_size // m.patch_size) ** 2}")
 
 
 def params_from_dict(data: dict, source: str = "params.yaml") -> Params:

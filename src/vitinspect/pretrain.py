@@ -1,0 +1,212 @@
+"""Masked-autoencoder pretraining on unlabeled rendered parts (transformers' ``ViTMAEForPreTraining``).
+
+As in the HF ``run_mae`` example: a ViT encoder sees a random 25 % of the patches, a small
+decoder reconstructs the rest, and the loss is the mean squared error over the masked patches.
+The encoder it learns is copied into a plain ``ViTModel`` (no head) so that ``model.source:
+pretrain`` loads it through the same path as any local checkpoint (``model.load_pretrained``),
+with a fresh head for our classes.
+
+transformers 5 gives ViTMAE's encoder and ViT the same parameter names (``embeddings.*``,
+``layers.N.attention.q_proj``, ``layers.N.mlp.fc1``, ``layernorm``): :func:`encoder_as_vit`
+copies them one to one and refuses any tensor left over or missing on either side, so none is
+skipped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from transformers import TrainerCallback, ViTConfig, ViTMAEConfig, ViTMAEForPreTraining, ViTModel
+
+from vitinspect.model import InputSpec, to_pixel_values
+
+# ---------------------------------------------------------------------------- the unlabeled parts
+
+
+def unlabeled_views(data_params, n_parts: int, seed: int) -> np.ndarray:
+    """Render ``n_parts`` parts like the labelled set (same geometry, nuisance and class mix) but
+    from their own seed; labels, masks and splits are dropped. Returns (N, V, S, S) uint8."""
+    from vitinspect.render import generate
+
+    return generate(dataclasses.replace(data_params, seed=seed, n_images=n_parts))["views"]
+
+
+def as_representation(views: np.ndarray, view_names: list[str], input_name: str, unit_mean: np.ndarray,
+                      unit_std: np.ndarray, nsoartc_params, chunk: int = 1000) -> np.ndarray:
+    """(N, V, S, S) uint8 views -> the training representation, uint8.
+
+    ``raw``: the centre view, (N, S, S). ``nsoartc``: the RT composite z-scored by the
+    labelled training set's unit space (the one ``train`` sees), (N, S, S, 3).
+    """
+    from vitinspect.nsoartc import UnitSpace, double_eye, to_image
+
+    if input_name == "raw":
+        return np.ascontiguousarray(views[:, view_names.index("center")])
+    space = UnitSpace(unit_mean, unit_std, 0)
+    p = nsoartc_params
+    out = []
+    for i in range(0, len(views), chunk):  # bounded float memory at any n_parts
+        v = views[i:i + chunk].astype(np.float32) / 255.0
+        channels = double_eye({name: v[:, j] for j, name in enumerate(view_names)}, p.window, p.eps)
+        out.append(to_image(space.zscore(channels, p.eps), p.gain))
+    return np.concatenate(out) if out else np.zeros((0, *views.shape[2:], 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def mae_config(model_params, image_size: int, pretrain_params) -> ViTMAEConfig:
+    """Encoder sized by ``model.*`` (as the scratch ViT), decoder by ``pretrain.decoder.*``."""
+    m, q = model_params, pretrain_params
+    return ViTMAEConfig(
+        image_size=image_size,
+        patch_size=m.patch_size,
+        num_channels=3,
+        hidden_size=m.hidden_size,
+        num_hidden_layers=m.layers,
+        num_attention_heads=m.heads,
+        intermediate_size=m.mlp_size,
+        decoder_hidden_size=q.decoder.hidden_size,
+        decoder_num_hidden_layers=q.decoder.layers,
+        decoder_num_attention_heads=q.decoder.heads,
+        decoder_intermediate_size=q.decoder.mlp_size,
+        mask_ratio=q.mask_ratio,
+        norm_pix_loss=q.norm_pix_loss,
+    )
+
+
+def build_mae(config: ViTMAEConfig, seed: int) -> ViTMAEForPreTraining:
+    """A freshly initialised MAE; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    return ViTMAEForPreTraining(config)
+
+
+def encoder_as_vit(mae: ViTMAEForPreTraining) -> ViTModel:
+    """The MAE's encoder as a plain ``ViTModel`` (no pooler), every tensor copied.
+
+    Raises RuntimeError naming the tensors when the two do not match one to one.
+    """
+    c = mae.config
+    vit = ViTModel(ViTConfig(
+        image_size=c.image_size, patch_size=c.patch_size, num_channels=c.num_channels, hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        intermediate_size=c.intermediate_size, hidden_act=c.hidden_act, layer_norm_eps=c.layer_norm_eps,
+        qkv_bias=c.qkv_bias, initializer_range=c.initializer_range,
+    ), add_pooling_layer=False)
+    source = {k: v.detach().clone() for k, v in mae.vit.state_dict().items()}
+    target = vit.state_dict()
+    missing, extra = sorted(set(target) - set(source)), sorted(set(source) - set(target))
+    wrong = [k for k in target if k in source and source[k].shape != target[k].shape]
+    if missing or extra or wrong:
+        raise RuntimeError(f"MAE encoder -> ViT: missing {missing[:3]}, unexpected {extra[:3]}, shape mismatch {wrong[:3]}")
+    vit.load_state_dict(source, strict=True)
+    return vit
+
+
+# ---------------------------------------------------------------------------- training
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """uint8 images, kept as uint8 (a 100k-part 224 px set stays ~15 GB, not 60 GB of floats)."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
+
+
+def collator(spec: InputSpec):
+    """Batches of uint8 images -> {"pixel_values"}, normalised as ``train`` normalises them."""
+
+    def collate(rows):
+        return {"pixel_values": to_pixel_values(np.stack(rows), spec)}
+
+    return collate
+
+
+class LossLog(TrainerCallback):
+    """One dvclive step per epoch: the mean reconstruction loss over the masked patches."""
+
+    def __init__(self, live):
+        self.live = live
+        self.losses: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            self.losses.append(round(float(logs["loss"]), 6))
+            self.live.log_metric("reconstruction_loss", self.losses[-1])
+            self.live.next_step()
+
+
+def make_mae_trainer(model, dataset, spec: InputSpec, pretrain_params, output_dir):
+    """The HF Trainer (bf16 on CUDA, DDP under torchrun), one log per epoch, no checkpoints."""
+    from transformers import Trainer, TrainingArguments
+
+    from vitinspect.training import resolve_device
+
+    q = pretrain_params
+    use_cpu, bf16 = resolve_device(q.device)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=q.epochs,
+        per_device_train_batch_size=q.batch_size,
+        learning_rate=q.lr,
+        weight_decay=q.weight_decay,
+        warmup_steps=q.warmup_ratio,
+        lr_scheduler_type="cosine",
+        adam_beta2=0.95,  # the MAE paper's AdamW betas
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="epoch",
+        seed=q.seed,
+        data_seed=q.seed,
+        use_cpu=use_cpu,
+        bf16=bf16,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+    )
+    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator(spec))
+
+
+# ---------------------------------------------------------------------------- looking at it
+
+
+@torch.no_grad()
+def reconstruct(mae: ViTMAEForPreTraining, pixel_values: torch.Tensor, seed: int):
+    """Masked inputs and reconstructions with a fixed mask (from ``seed``), as images in [0, 1].
+
+    Returns (original, masked, reconstruction, pasted, loss): the first four (N, S, S, 3);
+    ``pasted`` is the reconstruction with the visible patches put back. ``loss`` is the
+    mean reconstruction loss over the masked patches of these images.
+    """
+    mae.eval()
+    device = next(mae.parameters()).device
+    x = pixel_values.to(device)
+    n_patches = mae.vit.embeddings.patch_embeddings.num_patches
+    noise = torch.rand(len(x), n_patches, generator=torch.Generator().manual_seed(seed)).to(device)
+    out = mae(pixel_values=x, noise=noise)
+    pred = out.logits.float()
+    if mae.config.norm_pix_loss:  # predictions are per-patch normalised: undo it with the true patch statistics
+        target = mae.patchify(x).float()
+        pred = pred * (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(dim=-1, keepdim=True)
+    recon = mae.unpatchify(pred)
+    p = mae.config.patch_size
+    mask = out.mask.view(len(x), 1, *(2 * [int(n_patches ** 0.5)]))
+    mask = mask.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+    x = x.float()
+    masked = x * (1 - mask) + mask * x.amin()  # hidden patches drawn dark
+    pasted = x * (1 - mask) + recon * mask
+
+    def image(t):  # back from mean/std 0.5 to [0, 1], channels last
+        return (t * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    return image(x), image(masked), image(recon), image(pasted), float(out.loss)
