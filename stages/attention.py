@@ -13,7 +13,7 @@ import numpy as np
 
 from vitinspect import cli
 from vitinspect.errors import VitinspectError
-from vitinspect.explain import compute_maps, score_maps, upsample
+from vitinspect.explain import compute_maps, high_norm_tokens, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
 from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
@@ -71,6 +71,7 @@ def main(argv=None) -> None:
             for name in INPUTS
         }
 
+    report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective], spec), masks)
     size = masks.shape[-1]
     with atomic_path(args.figures, is_dir=True) as tmp:
         for i, c in enumerate(classes):

@@ -198,3 +198,29 @@ def score_maps(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
         "rank_accuracy": relevance_rank_accuracy(up, masks),
         "baseline": area_fraction(masks),
     }
+
+
+@torch.no_grad()
+def high_norm_tokens(model, pixel_values: torch.Tensor, masks: np.ndarray, factor: float = 3.0) -> dict[str, float]:
+    """Look for high-norm "artifact" tokens (Darcet et al. 2023, "Vision Transformers Need Registers").
+
+    The L2 norm of every patch token leaving the last block (before the final norm) is compared
+    with the median over all patch tokens of these images. Returns the largest norm over that
+    median, the share of patch tokens above ``factor`` x median, and the share of those that
+    touch the defect mask (beside ``mask_patch_share``, the share of all patches that do: a
+    token placed at random scores it). masks: (N, H, W) bool.
+    """
+    model.eval()
+    hidden = model(pixel_values=pixel_values, output_hidden_states=True).hidden_states[-1][:, 1:].float()
+    norms = hidden.norm(dim=-1)  # (N, T)
+    g = _grid(norms.shape[1] + 1)
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float().unsqueeze(1)
+    in_mask = (torch.nn.functional.adaptive_max_pool2d(m, g).flatten(1) > 0)  # (N, T): patch touches the mask
+    median = norms.median()
+    high = norms > factor * median
+    return {
+        "max_over_median": round(float(norms.max() / median), 4),
+        "high_norm_share": round(float(high.float().mean()), 4),
+        "high_norm_in_mask": round(float(in_mask[high].float().mean()), 4) if high.any() else None,
+        "mask_patch_share": round(float(in_mask.float().mean()), 4),
+    }

@@ -39,10 +39,16 @@ class Experiment:
         return f"{PREFIX}{self.setting}-s{self.seed}"
 
 
+PRETRAIN = {"model.source": "pretrain"}  # the pretrain stage's MAE encoder as the starting point
+FRACTIONS = (0.1, 0.3)  # label efficiency: shares of the labelled training parts
+
+
 def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> list[Experiment]:
     """The experiments: baseline x seeds, one run for every other setting (seed 0)."""
     if kind == "toy":
         return [Experiment("base", 0), Experiment("epochs5", 0, {"train.epochs": 1})]
+    if kind == "pretrain":
+        return pretrain_plan(seeds)
     exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
     settings = {
         "epochs5": {"train.epochs": 5},
@@ -59,6 +65,25 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
     exps += [Experiment(k, 0, {"train.seed": 0, **v}) for k, v in settings.items()]
     return exps
+
+
+def pretrain_plan(seeds: int = 3) -> list[Experiment]:
+    """F4 and F5 asked again of a pretrained start (``pt-*``), beside the from-scratch runs they need.
+
+    Head-only from scratch and from the pretrained start run with ``seeds`` training seeds (the
+    done-when comparison); the rest once. Every ``pt-*`` run of the small model shares one
+    pretraining (same ``pretrain.*``: DVC's run cache restores it), the larger model has its own.
+    """
+    exps = []
+    for s in range(seeds):
+        exps += [Experiment("pt-head", s, {"train.seed": s, **PRETRAIN, "finetune.strategy": "head"}),
+                 Experiment("head", s, {"train.seed": s, "finetune.strategy": "head"})]
+    settings = {"base": {}, "pt-full": PRETRAIN}
+    settings |= {f"pt-{k}": {**PRETRAIN, "finetune.strategy": k} for k in ("last_blocks", "lora")}
+    for f in FRACTIONS:
+        settings |= {f"frac{f}": {"train.label_fraction": f}, f"pt-frac{f}": {**PRETRAIN, "train.label_fraction": f}}
+    settings["pt-big"] = {**PRETRAIN, **BIG}
+    return exps + [Experiment(k, 0, {"train.seed": 0, **v}) for k, v in settings.items()]
 
 
 # --------------------------------------------------------------------------- running
@@ -302,7 +327,8 @@ def write_report(out: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["run", "report"])
-    ap.add_argument("--plan", choices=["full", "toy"], default="full")
+    ap.add_argument("--plan", choices=["full", "toy", "pretrain"], default="full",
+                    help="full: F1-F5 from scratch; pretrain: F4/F5 of a pretrained start and label efficiency")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")
     ap.add_argument("--pretrained", help="a local ViT checkpoint to add to F5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
