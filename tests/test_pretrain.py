@@ -140,3 +140,38 @@ def test_pretrain_costs_only_when_used(built_project, tmp_path):
     assert (proj / "models/pretrain/model.safetensors").exists()
     assert (proj / "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv").read_text().count("\n") == 3
     assert json.loads((proj / "metrics/audit.json").read_text())["model"]["source"] == "pretrain"
+
+
+def _record(name, f1, params=None):
+    per = {c: {"f1": f1, "recall": f1} for c in CLASSES}
+    audit = {"model": {"trainable_pct": 100.0, "total": 150_000},
+             "relative_change_by_group": {"block_00.attention": {"mean_relative_change": 0.1 if "pt" in name else 1.0},
+                                          "block_00.mlp": {"mean_relative_change": 0.2}}}
+    att = {"model_input": "nsoartc", "methods": {"gradient": {"nsoartc": {"relevance_mass": 0.1, "pointing_game": 0.2, "baseline": 0.02}}},
+           "token_norms": {"max_over_median": 2.0, "high_norm_share": 0.01, "high_norm_in_mask": 0.0, "mask_patch_share": 0.1}}
+    p = {"data": {"n_images": 3000, "split": {"train": 0.7}}, "pretrain": {"n_parts": 10, "input": "nsoartc", "epochs": 1, "mask_ratio": 0.75}}
+    return {"rev": name, "params": params or p,
+            "metrics": {"metrics/eval.json": {"accuracy": f1, "per_class": per}, "metrics/attention.json": att, "metrics/audit.json": audit}}
+
+
+def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
+    import vitinspect.study as study
+
+    f1 = {"study-pt-head-s0": 0.8, "study-pt-head-s1": 0.82, "study-head-s0": 0.3, "study-head-s1": 0.35, "study-base-s0": 0.9,
+          "study-pt-full-s0": 0.93, "study-pt-lora-s0": 0.7, "study-frac0.1-s0": 0.5, "study-pt-frac0.1-s0": 0.7,
+          "study-frac0.3-s0": 0.7, "study-pt-frac0.3-s0": 0.8, "study-pt-big-s0": 0.9}
+    records = {n: _record(n, v) for n, v in f1.items()}
+    monkeypatch.setattr(study, "at_revision", lambda rev, path: {
+        "metrics/audit.json": records[rev]["metrics"]["metrics/audit.json"],
+        "dvclive/pretrain/metrics.json": {"reconstruction_loss": 0.05, "step": 3}, "dvclive/pretrain/run.json": {"images_per_second": 900.0}}.get(path))
+    text = "\n".join(study.pretrained_sections(records, tmp_path, "fig"))
+    assert "beats head-only from scratch by more than the seed spread" in text
+    assert "0.810 ± 0.010 (n=2)" in text and "4 of 4 seed pairs" in text
+    assert "+0.200 at 0.1" in text and (tmp_path / "pt_label_efficiency.png").exists()
+    assert "## F5 from a pretrained start" in text and "1.0% of the larger model's patch tokens" in text
+    assert "b0 0.10/0.20" in text and "moves the blocks by 0.15" in text
+    # The existing sections stay; the block is replaced, not repeated.
+    old = "# The study\n\n## F1: x\n\nkept\n\n## All runs\n\n| a |\n"
+    once = study.splice_sections(old, text)
+    twice = study.splice_sections(once, text)
+    assert once == twice and "kept" in once and once.index(study.PT_BEGIN) < once.index("## All runs")

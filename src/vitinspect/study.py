@@ -305,13 +305,227 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     else:
         lines += ["Not run in this plan.", ""]
 
+    lines += pretrained_sections(records, figure_dir, rel)
     lines += ["## All runs", "", "| experiment | rev | accuracy | macro-F1 | passed recall | relevance mass |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {n} | {records[n]['rev'][:7]} | {_fmt(figs[n]['accuracy'])} | {_fmt(figs[n]['macro_f1'])} | "
               f"{_fmt(figs[n]['passed_recall'])} | {_fmt(figs[n]['relevance_mass'])} |" for n in sorted(records)]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path) -> None:
+# --------------------------------------------------------------------------- a pretrained start (issue 17)
+
+PT_BEGIN, PT_END = "<!-- pretrained-start sections: begin -->", "<!-- pretrained-start sections: end -->"
+
+
+class Runs:
+    """The study runs by setting, with the figures the pretrained-start sections need."""
+
+    def __init__(self, records: dict[str, dict]):
+        self.records = records
+        self.figs = {n: pretrained_figures_of(r) for n, r in records.items()}
+        self.by_setting: dict[str, list[str]] = {}
+        for name in sorted(records):
+            self.by_setting.setdefault(name[len(PREFIX):].rsplit("-s", 1)[0], []).append(name)
+
+    def has(self, *settings: str) -> bool:
+        return all(self.by_setting.get(s) for s in settings)
+
+    def values(self, setting: str, key: str) -> list[float]:
+        return [self.figs[n][key] for n in self.by_setting.get(setting, []) if not np.isnan(self.figs[n][key])]
+
+    def mean(self, setting: str, key: str) -> float:
+        v = self.values(setting, key)
+        return float(np.mean(v)) if v else float("nan")
+
+    def cell(self, setting: str, key: str, pct: bool = False) -> str:
+        """The mean, with the half-range and the count when the setting ran with several seeds."""
+        v = self.values(setting, key)
+        if len(v) > 1:
+            return f"{_fmt(float(np.mean(v)), pct)} ± {_fmt(spread(v), pct)} (n={len(v)})"
+        return _fmt(float(np.mean(v)) if v else float("nan"), pct)
+
+    def json_at(self, setting: str, path: str):
+        names = self.by_setting.get(setting)
+        return at_revision(self.records[names[0]]["rev"], path) if names else None
+
+    def param(self, setting: str, section: str, key: str):
+        names = self.by_setting.get(setting)
+        return self.records[names[0]]["params"].get(section, {}).get(key) if names else None
+
+
+def pretrained_figures_of(record: dict) -> dict:
+    """:func:`figures_of` plus the test macro-F1 over the defect classes and the token-norm look."""
+    f = figures_of(record)
+    m = record["metrics"]
+    per = m.get("metrics/eval.json", {}).get("per_class", {})
+    f1 = [v.get("f1") for c, v in per.items() if c != "passed" and v.get("f1") is not None]
+    f["defect_macro_f1"] = float(np.mean(f1)) if f1 else float("nan")
+    norms = m.get("metrics/attention.json", {}).get("token_norms", {})
+    for key in ("max_over_median", "high_norm_share", "high_norm_in_mask", "mask_patch_share"):
+        f[key] = float(norms[key]) if norms.get(key) is not None else float("nan")
+    return f
+
+
+def _block_change(audit: dict | None) -> str:
+    """'b0 0.12/0.30, ...': mean relative change of each block's attention / MLP."""
+    groups = (audit or {}).get("relative_change_by_group", {})
+    blocks = sorted({g.split(".")[0] for g in groups if g.startswith("block_")})
+    cells = []
+    for b in blocks:
+        parts = [groups.get(f"{b}.{p}", {}).get("mean_relative_change") for p in ("attention", "mlp")]
+        cells.append(f"b{int(b[6:])} " + "/".join("n/a" if v is None else f"{v:.2f}" for v in parts))
+    return ", ".join(cells) or "n/a"
+
+
+def _mean_block_change(audit: dict | None) -> float:
+    groups = (audit or {}).get("relative_change_by_group", {})
+    v = [g.get("mean_relative_change") for k, g in groups.items() if k.startswith("block_")]
+    v = [x for x in v if x is not None]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def section_pretraining(runs: Runs) -> list[str]:
+    """What the MAE pretraining itself did: reconstruction loss and its cost, small and large."""
+    lines = ["## The pretraining (masked autoencoder on unlabeled parts)", ""]
+    rows = []
+    for label, s in (("small", "pt-full"), ("~10x larger", "pt-big")):
+        curve = runs.json_at(s, "dvclive/pretrain/metrics.json")
+        run_info = runs.json_at(s, "dvclive/pretrain/run.json") or {}
+        if curve is None:
+            continue
+        q = runs.records[runs.by_setting[s][0]]["params"].get("pretrain", {})
+        rows.append(f"| {label} | {q.get('n_parts')} {q.get('input')} parts x {q.get('epochs')} epochs, mask {q.get('mask_ratio')} | "
+                    f"{_fmt(curve.get('reconstruction_loss'))} | {_fmt(run_info.get('images_per_second'))} | {_fmt(run_info.get('train_seconds'))} |")
+    if not rows:
+        return lines + ["Not run in this plan.", ""]
+    return lines + ["| encoder | pretraining | final reconstruction loss | images/s | seconds |", "|---|---|---:|---:|---:|", *rows, "",
+                    "`ViTMAEForPreTraining` as in transformers' `run_mae` example, on parts rendered from their own seed "
+                    "(none of them in the labelled splits), in the representation `train` uses; the loss is the mean squared "
+                    "error of the masked patches in normalised pixels. Timings are from a shared 2-core CPU.", ""]
+
+
+def section_f4_pretrained(runs: Runs) -> list[str]:
+    """F4 again, from the MAE encoder: what each strategy scores and how far each block moved."""
+    lines = ["## F4 from a pretrained start: does fine-tuning still rewrite everything?", ""]
+    rows = [("full", "scratch", "base"), ("head", "scratch", "head"), ("full", "pretrained", "pt-full"),
+            ("head (linear probe)", "pretrained", "pt-head"), ("last_blocks", "pretrained", "pt-last_blocks"), ("lora", "pretrained", "pt-lora")]
+    rows = [r for r in rows if runs.has(r[2])]
+    if not runs.has("pt-head"):
+        return lines + ["Not run in this plan.", ""]
+    lines += ["| strategy | start | trainable % | accuracy | defect macro-F1 | passed recall | relative change per block (attention/MLP) |",
+              "|---|---|---:|---:|---:|---:|---|"]
+    for label, start, s in rows:
+        lines.append(f"| {label} | {start} | {_fmt(runs.mean(s, 'trainable_pct'))} | {runs.cell(s, 'accuracy')} | "
+                     f"{runs.cell(s, 'defect_macro_f1')} | {runs.cell(s, 'passed_recall')} | {_block_change(runs.json_at(s, 'metrics/audit.json'))} |")
+    lines.append("")
+    pt, sc = runs.values("pt-head", "defect_macro_f1"), runs.values("head", "defect_macro_f1")
+    if pt and sc:
+        diff = float(np.mean(pt) - np.mean(sc))
+        half = max(spread(pt) if len(pt) > 1 else 0.0, spread(sc) if len(sc) > 1 else 0.0)
+        wins = sum(a > b for a in pt for b in sc)
+        real = len(pt) > 1 and len(sc) > 1 and abs(diff) > half
+        verdict = (f"{'beats' if diff > 0 else 'loses to'} head-only from scratch by more than the seed spread" if real
+                   else "does not differ from head-only from scratch by more than the seed spread")
+        lines.append(f"**Head-only (linear probe) from the pretrained start {verdict}**: defect macro-F1 {np.mean(pt):.3f} "
+                     f"(seeds {', '.join(f'{v:.3f}' for v in pt)}) against {np.mean(sc):.3f} (seeds {', '.join(f'{v:.3f}' for v in sc)}); "
+                     f"difference {diff:+.3f}, larger seed half-range ±{half:.3f}; the pretrained probe is ahead in {wins} of "
+                     f"{len(pt) * len(sc)} seed pairs. The seeds vary the head's initialisation and the shuffling; the pretraining "
+                     "ran once (one `pretrain.seed`).")
+    full_pt, full_sc = _mean_block_change(runs.json_at("pt-full", "metrics/audit.json")), _mean_block_change(runs.json_at("base", "metrics/audit.json"))
+    if not np.isnan(full_pt):
+        lines.append("")
+        lines.append(f"Full fine-tuning from the pretrained start moves the blocks by {full_pt:.2f} on average (relative change "
+                     f"‖W−W0‖/‖W0‖), against {_fmt(full_sc)} from scratch: "
+                     + ("most of the network stays near its starting point" if full_pt < 0.3 else
+                        "the network is still largely rewritten, so the pretrained start is not kept")
+                     + f"; defect macro-F1 {_fmt(runs.mean('pt-full', 'defect_macro_f1'))} vs {_fmt(runs.mean('base', 'defect_macro_f1'))} from scratch. "
+                     "The partial strategies (head, last_blocks, LoRA) keep the frozen blocks at exactly 0 by construction; what they "
+                     "score shows how much of the task the pretrained features already carry.")
+    return lines + [""]
+
+
+def section_label_efficiency(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
+    """Full fine-tuning from scratch and from the pretrained start on 10 %, 30 % and all labelled parts."""
+    from vitinspect.figures import study_lines
+    from vitinspect.storage import save_figure
+
+    lines = ["## Label efficiency: does the pretrained start need fewer labelled parts?", ""]
+    rows = [(f, f"frac{f}", f"pt-frac{f}") for f in FRACTIONS] + [(1.0, "base", "pt-full")]
+    rows = [r for r in rows if runs.has(r[1], r[2])]
+    if not rows:
+        return lines + ["Not run in this plan.", ""]
+    n_images = runs.param(rows[0][1], "data", "n_images") or 0
+    share = (runs.records[runs.by_setting[rows[0][1]][0]]["params"].get("data", {}).get("split", {}) or {}).get("train", 0)
+    lines += ["| labelled share | ≈ labelled parts | defect macro-F1 scratch | defect macro-F1 pretrained | accuracy scratch | accuracy pretrained | passed recall scratch / pretrained |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
+    for f, sc, pt in rows:
+        lines.append(f"| {f:g} | {round(n_images * share * f):,} | {_fmt(runs.mean(sc, 'defect_macro_f1'))} | {_fmt(runs.mean(pt, 'defect_macro_f1'))} | "
+                     f"{_fmt(runs.mean(sc, 'accuracy'))} | {_fmt(runs.mean(pt, 'accuracy'))} | "
+                     f"{_fmt(runs.mean(sc, 'passed_recall'))} / {_fmt(runs.mean(pt, 'passed_recall'))} |")
+    series = {"scratch": [runs.mean(sc, "defect_macro_f1") for _, sc, _ in rows],
+              "pretrained": [runs.mean(pt, "defect_macro_f1") for _, _, pt in rows]}
+    save_figure(study_lines([f for f, _, _ in rows], series, "labelled share of the training parts", "defect macro-F1"),
+                figure_dir / "pt_label_efficiency.png")
+    diffs = [series["pretrained"][i] - series["scratch"][i] for i in range(len(rows))]
+    half = max([spread(runs.values(s, "defect_macro_f1")) for s in ("head", "pt-head") if len(runs.values(s, "defect_macro_f1")) > 1] or [float("nan")])
+    ahead = sum(d > half for d in diffs) if not np.isnan(half) else 0
+    lines += ["", f"![defect macro-F1 against the labelled share]({rel}/pt_label_efficiency.png)", "",
+              f"Pretrained minus scratch, defect macro-F1: {', '.join(f'{d:+.3f} at {f:g}' for d, (f, _, _) in zip(diffs, rows))}. "
+              f"Each share ran with one training seed; the only seed spread measured here is the head-only one (±{_fmt(half)}), and "
+              f"the pretrained start is ahead by more than it at {ahead} of {len(rows)} shares. The subset is stratified by class "
+              "(at least one part of each), so the rare passed class keeps a few parts even at 10 %.", ""]
+    return lines
+
+
+def section_f5_pretrained(runs: Runs) -> list[str]:
+    """F5 again with both sizes pretrained: do the maps still land on the defect, and does the larger one grow high-norm tokens?"""
+    lines = ["## F5 from a pretrained start: small vs ~10x larger, both pretrained", ""]
+    rows = [(label, s) for label, s in (("small, scratch", "base"), ("small, pretrained", "pt-full"), ("~10x larger, pretrained", "pt-big")) if runs.has(s)]
+    if not runs.has("pt-full", "pt-big"):
+        return lines + ["Not run in this plan.", ""]
+    lines += ["| model | parameters | relevance mass | pointing game | uniform baseline | defect macro-F1 | max token norm / median | tokens > 3x median | of those, on the defect (vs all patches) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for label, s in rows:
+        lines.append(f"| {label} | {_fmt(runs.mean(s, 'parameters'))} | {_fmt(runs.mean(s, 'relevance_mass'))} | {_fmt(runs.mean(s, 'pointing_game'))} | "
+                     f"{_fmt(runs.mean(s, 'baseline'))} | {_fmt(runs.mean(s, 'defect_macro_f1'))} | {_fmt(runs.mean(s, 'max_over_median'))} | "
+                     f"{_fmt(runs.mean(s, 'high_norm_share'), True)} | {_fmt(runs.mean(s, 'high_norm_in_mask'), True)} "
+                     f"(vs {_fmt(runs.mean(s, 'mask_patch_share'), True)}) |")
+    small, big = runs.mean("pt-full", "relevance_mass"), runs.mean("pt-big", "relevance_mass")
+    high, in_mask, area = runs.mean("pt-big", "high_norm_share"), runs.mean("pt-big", "high_norm_in_mask"), runs.mean("pt-big", "mask_patch_share")
+    tokens = ("no patch token of the larger model exceeds 3x the median norm: no high-norm artifact tokens at this size"
+              if not high > 0 else
+              f"{_fmt(high, True)} of the larger model's patch tokens exceed 3x the median norm, and {_fmt(in_mask, True)} of those touch "
+              f"the defect against {_fmt(area, True)} of all patches: "
+              + ("they sit on the background, as Darcet et al. describe" if in_mask < area else "they are not background tokens"))
+    lines += ["", f"Gradient-weighted attention, relevance mass on the defect: {_fmt(big)} (larger, pretrained) vs {_fmt(small)} (small, pretrained), "
+              f"pointing game {_fmt(runs.mean('pt-big', 'pointing_game'))} vs {_fmt(runs.mean('pt-full', 'pointing_game'))}; "
+              f"{'the larger model looks less at the defect, as the source saw' if big < small else 'the larger model does not look away from the defect'}. "
+              f"Token norms: {tokens}. One seed each, so differences are reported, not judged. Darcet et al. saw artifact tokens in "
+              "ViTs of 300M+ parameters trained long on large data; a 1.6M-parameter MAE trained for minutes is far from that.", ""]
+    return lines
+
+
+def pretrained_sections(records: dict[str, dict], figure_dir: Path, rel: str) -> list[str]:
+    """The issue-17 sections, between markers so ``report --sections pretrain`` can replace them alone."""
+    runs = Runs(records)
+    return [PT_BEGIN, *section_pretraining(runs), *section_f4_pretrained(runs), *section_label_efficiency(runs, figure_dir, rel),
+            *section_f5_pretrained(runs), PT_END, ""]
+
+
+def splice_sections(old: str, new_block: str) -> str:
+    """Replace the marked pretrained-start block of an existing report (or insert it before '## All runs')."""
+    if PT_BEGIN in old and PT_END in old:
+        head, rest = old.split(PT_BEGIN, 1)
+        return head + new_block.rstrip("\n") + rest.split(PT_END, 1)[1]
+    at = old.find("## All runs")
+    return (old[:at] + new_block + old[at:]) if at >= 0 else old.rstrip("\n") + "\n\n" + new_block
+
+
+def write_report(out: Path, sections: str = "all") -> None:
+    """Write the report; ``sections="pretrain"`` replaces only the pretrained-start block of the
+    existing report (its other sections and figures stay as they are, from experiments not run here)."""
+    import shutil
+
     from vitinspect.storage import atomic_path, write_text
 
     records = collect()
@@ -319,7 +533,13 @@ def write_report(out: Path) -> None:
         raise VitinspectError(f"no {PREFIX}* experiments to report on; run `python -m vitinspect.study run` first")
     fig_dir = out.with_suffix("")
     with atomic_path(fig_dir, is_dir=True) as tmp:
-        text = build_report(records, tmp, fig_dir.name)
+        if sections == "pretrain":
+            if fig_dir.is_dir():
+                shutil.copytree(fig_dir, tmp, dirs_exist_ok=True)
+            old = out.read_text() if out.exists() else "# The study\n\n"
+            text = splice_sections(old, "\n".join(pretrained_sections(records, tmp, fig_dir.name)))
+        else:
+            text = build_report(records, tmp, fig_dir.name)
     write_text(out, text)
     print(f"study: {len(records)} experiments -> {out}")
 
@@ -334,11 +554,13 @@ def main(argv=None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
     ap.add_argument("--timeout", type=float, default=3 * 3600)
     ap.add_argument("--out", default="reports/study.md")
+    ap.add_argument("--sections", choices=["all", "pretrain"], default="all",
+                    help="pretrain: rewrite only the pretrained-start sections of the existing report")
     args = ap.parse_args(argv)
     if args.action == "run":
         extra = dict(s.split("=", 1) for s in args.set)
         run_plan(plan(args.plan, args.seeds, args.pretrained), extra, args.timeout)
-    write_report(Path(args.out))
+    write_report(Path(args.out), args.sections)
 
 
 if __name__ == "__main__":
