@@ -29,18 +29,22 @@ def test_pretrain_seed_must_differ_from_the_data_seed():
 
 def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp_path, tiny_params):
     """A few steps of the real Trainer loop; then the pretrained path loads each encoder tensor, bit for bit."""
-    from vitinspect.model import InputSpec, load_pretrained
-    from vitinspect.pretrain import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, unlabeled_views
+    from vitinspect.model import InputSpec, load_pretrained, to_pixel_values
+    from vitinspect.pretrain import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
 
     q = tiny_params.pretrain
     views = unlabeled_views(tiny_params.data, 64, q.seed)
     images = views[:, 0]  # the centre view (raw); the composite path is covered by the stage test
     mae = build_mae(mae_config(tiny_params.model, 32, q), q.seed)
     init = {k: v.clone() for k, v in mae.vit.state_dict().items()}
+    held_out = to_pixel_values(unlabeled_views(tiny_params.data, 16, q.seed + 1)[:, 0], InputSpec(32))
+    before = reconstruct(mae, held_out, seed=0)[-1]  # the same mask before and after
     trainer = make_mae_trainer(mae, ImageDataset(images), InputSpec(32), dataclasses.replace(q, epochs=4, device="cpu"), tmp_path / "t")
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    after = reconstruct(mae, held_out, seed=0)[-1]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert after < 0.9 * before, (before, after)
 
     vit = encoder_as_vit(mae)
     vit.save_pretrained(tmp_path / "enc")
