@@ -4,6 +4,8 @@
 - nsoartc: parts/s, beside the time to merely read and write the same data set (its I/O floor).
 - train: the Trainer's images/s beside a bare PyTorch loop with the same model, batch and optimizer
   (target >= 0.9x), and the achieved FLOP/s over this machine's measured fp32 matmul FLOP/s.
+- pretrain: the MAE pretraining's images/s beside the fine-tuning loop's (both the HF Trainer, one epoch
+  over the same training composites), alternating repeats, median and min of each.
 - attention: seconds for the whole stage's maps and scores at the defaults.
 """
 
@@ -147,6 +149,40 @@ def bench_train(params: Params, data_dir: Path, work: Path):
     print(f"{'':<44} {flops / 1e6:>12,.2f} MFLOP per image (fwd+bwd, {sum(p.numel() for p in model2.parameters()):,} params)")
 
 
+def bench_pretrain(params: Params, data_dir: Path, work: Path, repeats: int = 3):
+    """Pretraining (ViTMAE, pretrain.* and model.*) and fine-tuning (train.*), paired: A B A B ..."""
+    from vitinspect.pretrain import ImageDataset, build_mae, mae_config, make_mae_trainer
+
+    ds = load_dataset_dir(data_dir)
+    classes = label_names(ds["train"])
+    cols = columns(ds["train"], ["nsoartc", "label"])
+    size = cols["nsoartc"].shape[1]
+    spec = InputSpec(size)
+    pixels = to_pixel_values(cols["nsoartc"], spec)
+    q = dataclasses.replace(params.pretrain, epochs=1, device="cpu")
+    t = dataclasses.replace(params.train, epochs=1, device="cpu")
+
+    def pretrain_once():
+        trainer = make_mae_trainer(build_mae(mae_config(params.model, size, q), q.seed), ImageDataset(cols["nsoartc"]), spec, q, work / "pt")
+        return trainer.train().metrics["train_samples_per_second"]
+
+    def finetune_once():
+        trainer = make_trainer(build_scratch(params.model, size, classes, t.seed), PixelDataset(pixels, cols["label"]),
+                               PixelDataset(pixels[:64], cols["label"][:64]), classes, t, work / "ft")
+        trainer.args.eval_strategy = "no"
+        trainer.args.save_strategy = "no"
+        return trainer.train().metrics["train_samples_per_second"]
+
+    pretrain_once(), finetune_once()  # warm-up
+    pt, ft = [], []
+    for _ in range(repeats):
+        pt.append(pretrain_once())
+        ft.append(finetune_once())
+    print(f"{'pretrain: images/s, MAE (Trainer, 1 epoch)':<44} {np.median(pt):>12,.1f} img/s (min {min(pt):,.1f})  | "
+          f"fine-tuning (Trainer, 1 epoch): {np.median(ft):,.1f} img/s (min {min(ft):,.1f})  "
+          f"({np.median(pt) / np.median(ft):.2f}x; {repeats} alternating repeats, mask ratio {q.mask_ratio})")
+
+
 def bench_attention(data_dir: Path, work: Path):
     pfile = work / "params.yaml"
     train = load_stage("train")
@@ -167,8 +203,15 @@ def main():
         os.chdir(work)  # stage outputs must lie inside the working directory
         data_dir = bench_data(params, work)
         bench_train(params, data_dir, work)
+        bench_pretrain(params, data_dir, work)
         bench_attention(data_dir, work)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["pretrain"]:  # only the pretraining pair (python benchmarks/run.py pretrain)
+        params = load_params(ROOT / "params.yaml")
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chdir(tmp)
+            bench_pretrain(params, bench_data(params, Path(tmp)), Path(tmp))
+    else:
+        main()

@@ -193,10 +193,10 @@ class Decoder:
 class Pretrain:
     """Masked-autoencoder pretraining on unlabeled parts (used when model.source is 'pretrain')."""
 
-    n_parts: int = _f(4000, positive)
+    n_parts: int = _f(3000, positive)
     seed: int = _f(1, non_negative)
     input: str = _f("nsoartc", one_of(INPUTS))
-    epochs: int = _f(20, positive)
+    epochs: int = _f(10, positive)
     batch_size: int = _f(128, positive)
     lr: float = _f(1.5e-3, positive)
     weight_decay: float = _f(0.05, non_negative)

@@ -72,18 +72,21 @@ def pretrain_plan(seeds: int = 3) -> list[Experiment]:
 
     Head-only from scratch and from the pretrained start run with ``seeds`` training seeds (the
     done-when comparison); the rest once. Every ``pt-*`` run of the small model shares one
-    pretraining (same ``pretrain.*``: DVC's run cache restores it), the larger model has its own.
+    pretraining (same ``pretrain.*``: DVC's run cache restores it); the larger model has its own.
+    Ordered so that a queue cut short has answered the most: the pretraining and full fine-tuning
+    first, then two seeds of each head-only pair, label efficiency, the other strategies, the
+    remaining seeds, the larger model last.
     """
-    exps = []
-    for s in range(seeds):
-        exps += [Experiment("pt-head", s, {"train.seed": s, **PRETRAIN, "finetune.strategy": "head"}),
-                 Experiment("head", s, {"train.seed": s, "finetune.strategy": "head"})]
-    settings = {"base": {}, "pt-full": PRETRAIN}
-    settings |= {f"pt-{k}": {**PRETRAIN, "finetune.strategy": k} for k in ("last_blocks", "lora")}
-    for f in FRACTIONS:
-        settings |= {f"frac{f}": {"train.label_fraction": f}, f"pt-frac{f}": {**PRETRAIN, "train.label_fraction": f}}
-    settings["pt-big"] = {**PRETRAIN, **BIG}
-    return exps + [Experiment(k, 0, {"train.seed": 0, **v}) for k, v in settings.items()]
+    pt = lambda **o: {**PRETRAIN, **o}  # noqa: E731
+    head = [(f"{p}head", s, {"train.seed": s, **(PRETRAIN if p else {}), "finetune.strategy": "head"})
+            for s in range(seeds) for p in ("pt-", "")]
+    frac = [(f"{p}frac{f}", 0, {"train.seed": 0, **(PRETRAIN if p else {}), "train.label_fraction": f})
+            for f in FRACTIONS for p in ("pt-", "")]
+    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *frac,
+             ("pt-last_blocks", 0, pt(**{"train.seed": 0, "finetune.strategy": "last_blocks"})),
+             ("pt-lora", 0, pt(**{"train.seed": 0, "finetune.strategy": "lora"})), *head[4:],
+             ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
+    return [Experiment(name, seed, overrides) for name, seed, overrides in order]
 
 
 # --------------------------------------------------------------------------- running
