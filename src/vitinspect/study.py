@@ -82,7 +82,11 @@ def pretrain_plan(seeds: int = 3) -> list[Experiment]:
             for s in range(seeds) for p in ("pt-", "")]
     frac = [(f"{p}frac{f}", 0, {"train.seed": 0, **(PRETRAIN if p else {}), "train.label_fraction": f})
             for f in FRACTIONS for p in ("pt-", "")]
-    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *frac,
+    # The same probe after pretraining with per-patch normalised targets (norm_pix_loss): an MAE that only
+    # learns the mean composite gives its encoder nothing to probe; normalised targets take that shortcut away.
+    normpix = [("pt-normpix-head", s, pt(**{"train.seed": s, "finetune.strategy": "head", "pretrain.norm_pix_loss": True}))
+               for s in range(min(seeds, 2))]
+    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *normpix, *frac,
              ("pt-last_blocks", 0, pt(**{"train.seed": 0, "finetune.strategy": "last_blocks"})),
              ("pt-lora", 0, pt(**{"train.seed": 0, "finetune.strategy": "lora"})), *head[4:],
              ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
@@ -387,31 +391,49 @@ def _mean_block_change(audit: dict | None) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def section_pretraining(runs: Runs) -> list[str]:
-    """What the MAE pretraining itself did: reconstruction loss and its cost, small and large."""
+def _bytes_at(rev: str, path: str) -> bytes | None:
+    import subprocess
+
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def section_pretraining(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
+    """What the MAE pretraining itself did: reconstruction loss per epoch and its cost, for each pretraining."""
     lines = ["## The pretraining (masked autoencoder on unlabeled parts)", ""]
-    rows = []
-    for label, s in (("small", "pt-full"), ("~10x larger", "pt-big")):
-        curve = runs.json_at(s, "dvclive/pretrain/metrics.json")
-        run_info = runs.json_at(s, "dvclive/pretrain/run.json") or {}
-        if curve is None:
+    rows, figures = [], []
+    for label, s in (("small", "pt-full"), ("small, norm_pix_loss", "pt-normpix-head"), ("~10x larger", "pt-big")):
+        if not runs.has(s):
             continue
+        rev = runs.records[runs.by_setting[s][0]]["rev"]
+        curve = _bytes_at(rev, "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv") or b""
+        losses = [float(line.split("\t")[1]) for line in curve.decode().splitlines()[1:] if "\t" in line]
+        run_info = runs.json_at(s, "dvclive/pretrain/run.json") or {}
         q = runs.records[runs.by_setting[s][0]]["params"].get("pretrain", {})
+        shown = ", ".join(f"{v:.4f}" for v in losses[:3]) + (f", ..., {losses[-1]:.4f}" if len(losses) > 3 else "")
         rows.append(f"| {label} | {q.get('n_parts')} {q.get('input')} parts x {q.get('epochs')} epochs, mask {q.get('mask_ratio')} | "
-                    f"{_fmt(curve.get('reconstruction_loss'))} | {_fmt(run_info.get('images_per_second'))} | {_fmt(run_info.get('train_seconds'))} |")
+                    f"{shown or 'n/a'} | {_fmt(run_info.get('images_per_second'))} | {_fmt(run_info.get('train_seconds'))} |")
+        png = _bytes_at(rev, "plots/pretrain.png")
+        if png:
+            name = f"pt_reconstruction_{s}.png"
+            (figure_dir / name).write_bytes(png)
+            figures.append(f"![{label}: masked inputs and reconstructions]({rel}/{name})")
     if not rows:
         return lines + ["Not run in this plan.", ""]
-    return lines + ["| encoder | pretraining | final reconstruction loss | images/s | seconds |", "|---|---|---:|---:|---:|", *rows, "",
+    return lines + ["| encoder | pretraining | reconstruction loss per epoch | images/s | seconds |", "|---|---|---|---:|---:|", *rows, "",
                     "`ViTMAEForPreTraining` as in transformers' `run_mae` example, on parts rendered from their own seed "
                     "(none of them in the labelled splits), in the representation `train` uses; the loss is the mean squared "
-                    "error of the masked patches in normalised pixels. Timings are from a shared 2-core CPU.", ""]
+                    "error of the masked patches (normalised pixels, or per-patch normalised with norm_pix_loss). A loss that "
+                    "stops falling after an epoch or two, with grey reconstructions below, is an MAE that has learnt the mean "
+                    "composite and little else. Timings are from a shared 2-core CPU (other jobs running).", "", *figures, ""]
 
 
 def section_f4_pretrained(runs: Runs) -> list[str]:
     """F4 again, from the MAE encoder: what each strategy scores and how far each block moved."""
     lines = ["## F4 from a pretrained start: does fine-tuning still rewrite everything?", ""]
     rows = [("full", "scratch", "base"), ("head", "scratch", "head"), ("full", "pretrained", "pt-full"),
-            ("head (linear probe)", "pretrained", "pt-head"), ("last_blocks", "pretrained", "pt-last_blocks"), ("lora", "pretrained", "pt-lora")]
+            ("head (linear probe)", "pretrained", "pt-head"), ("head (linear probe)", "pretrained, norm_pix_loss", "pt-normpix-head"),
+            ("last_blocks", "pretrained", "pt-last_blocks"), ("lora", "pretrained", "pt-lora")]
     rows = [r for r in rows if runs.has(r[2])]
     if not runs.has("pt-head"):
         return lines + ["Not run in this plan.", ""]
@@ -421,22 +443,11 @@ def section_f4_pretrained(runs: Runs) -> list[str]:
         lines.append(f"| {label} | {start} | {_fmt(runs.mean(s, 'trainable_pct'))} | {runs.cell(s, 'accuracy')} | "
                      f"{runs.cell(s, 'defect_macro_f1')} | {runs.cell(s, 'passed_recall')} | {_block_change(runs.json_at(s, 'metrics/audit.json'))} |")
     lines.append("")
-    pt, sc = runs.values("pt-head", "defect_macro_f1"), runs.values("head", "defect_macro_f1")
-    if pt and sc:
-        diff = float(np.mean(pt) - np.mean(sc))
-        half = max(spread(pt) if len(pt) > 1 else 0.0, spread(sc) if len(sc) > 1 else 0.0)
-        wins = sum(a > b for a in pt for b in sc)
-        real = len(pt) > 1 and len(sc) > 1 and abs(diff) > half
-        verdict = (f"{'beats' if diff > 0 else 'loses to'} head-only from scratch by more than the seed spread" if real
-                   else "does not differ from head-only from scratch by more than the seed spread")
-        lines.append(f"**Head-only (linear probe) from the pretrained start {verdict}**: defect macro-F1 {np.mean(pt):.3f} "
-                     f"(seeds {', '.join(f'{v:.3f}' for v in pt)}) against {np.mean(sc):.3f} (seeds {', '.join(f'{v:.3f}' for v in sc)}); "
-                     f"difference {diff:+.3f}, larger seed half-range ±{half:.3f}; the pretrained probe is ahead in {wins} of "
-                     f"{len(pt) * len(sc)} seed pairs. The seeds vary the head's initialisation and the shuffling; the pretraining "
-                     "ran once (one `pretrain.seed`).")
+    sc = runs.values("head", "defect_macro_f1")
+    for setting, what in (("pt-head", "the pretrained start"), ("pt-normpix-head", "the norm_pix_loss pretrained start")):
+        lines += _probe_verdict(runs.values(setting, "defect_macro_f1"), sc, what)
     full_pt, full_sc = _mean_block_change(runs.json_at("pt-full", "metrics/audit.json")), _mean_block_change(runs.json_at("base", "metrics/audit.json"))
     if not np.isnan(full_pt):
-        lines.append("")
         lines.append(f"Full fine-tuning from the pretrained start moves the blocks by {full_pt:.2f} on average (relative change "
                      f"‖W−W0‖/‖W0‖), against {_fmt(full_sc)} from scratch: "
                      + ("most of the network stays near its starting point" if full_pt < 0.3 else
@@ -445,6 +456,23 @@ def section_f4_pretrained(runs: Runs) -> list[str]:
                      "The partial strategies (head, last_blocks, LoRA) keep the frozen blocks at exactly 0 by construction; what they "
                      "score shows how much of the task the pretrained features already carry.")
     return lines + [""]
+
+
+def _probe_verdict(pt: list[float], sc: list[float], what: str) -> list[str]:
+    """One paragraph: head-only from ``what`` against head-only from scratch, judged by the seed spread."""
+    if not (pt and sc):
+        return []
+    diff = float(np.mean(pt) - np.mean(sc))
+    half = max(spread(pt) if len(pt) > 1 else 0.0, spread(sc) if len(sc) > 1 else 0.0)
+    wins = sum(a > b for a in pt for b in sc)
+    real = len(pt) > 1 and len(sc) > 1 and abs(diff) > half
+    verdict = (f"{'beats' if diff > 0 else 'loses to'} head-only from scratch by more than the seed spread" if real
+               else "does not differ from head-only from scratch by more than the seed spread")
+    return [f"**Head-only (linear probe) from {what} {verdict}**: defect macro-F1 {np.mean(pt):.3f} "
+                 f"(seeds {', '.join(f'{v:.3f}' for v in pt)}) against {np.mean(sc):.3f} (seeds {', '.join(f'{v:.3f}' for v in sc)}); "
+                 f"difference {diff:+.3f}, larger seed half-range ±{half:.3f}; the pretrained probe is ahead in {wins} of "
+                 f"{len(pt) * len(sc)} seed pairs. The seeds vary the head's initialisation and the shuffling; the pretraining "
+                 "ran once (one `pretrain.seed`).", ""]
 
 
 def section_label_efficiency(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
@@ -511,7 +539,7 @@ def section_f5_pretrained(runs: Runs) -> list[str]:
 def pretrained_sections(records: dict[str, dict], figure_dir: Path, rel: str) -> list[str]:
     """The issue-17 sections, between markers so ``report --sections pretrain`` can replace them alone."""
     runs = Runs(records)
-    return [PT_BEGIN, *section_pretraining(runs), *section_f4_pretrained(runs), *section_label_efficiency(runs, figure_dir, rel),
+    return [PT_BEGIN, *section_pretraining(runs, figure_dir, rel), *section_f4_pretrained(runs), *section_label_efficiency(runs, figure_dir, rel),
             *section_f5_pretrained(runs), PT_END, ""]
 
 
