@@ -29,7 +29,6 @@ def write_placeholders(out: str, live: str, figure: str) -> None:
     with atomic_path(out, is_dir=True) as tmp:
         (tmp / PLACEHOLDER).write_text(text)
     with atomic_path(live, is_dir=True) as tmp:
-        (tmp / PLACEHOLDER).write_text(text)
         curve = tmp / "plots" / "metrics"
         curve.mkdir(parents=True)
         (curve / "reconstruction_loss.tsv").write_text("step\treconstruction_loss\n")  # an empty curve
@@ -55,6 +54,8 @@ def main(argv=None) -> None:
     ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz): the composites train sees")
     ap.add_argument("--out", required=True, type=cli.output_path, help="pretrained encoder (save_pretrained ViTModel)")
     ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory: reconstruction loss per epoch")
+    # dvclive/pretrain is a cached out (not cache: false): DVC saves no run cache for a stage with an uncached
+    # output that is not a plot or metric, and the run cache is what lets every fine-tuning experiment reuse one pretraining.
     ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: masked inputs and reconstructions")
     args = ap.parse_args(argv)
 
@@ -118,7 +119,7 @@ def main(argv=None) -> None:
     with atomic_path(args.out, is_dir=True) as tmp:
         encoder.save_pretrained(tmp, safe_serialization=True)
         proc.save_pretrained(tmp)
-    write_json(os.path.join(args.live, "run.json"), {  # timings vary run to run: kept apart from the curve
+    write_json(os.path.join(args.out, "pretrain_run.json"), {  # timings vary run to run: kept apart from the curve
         "images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
         "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
         "device": str(trainer.args.device), "bf16": bool(trainer.args.bf16), "world_size": int(trainer.args.world_size)})

@@ -101,8 +101,9 @@ def test_stage_pretrains_and_train_starts_from_it(tiny_data, tmp_path, monkeypat
     losses = [float(x) for x in curve[3::2]]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert (tmp_path / "pretrain.png").stat().st_size > 5000
-    assert json.loads((tmp_path / "live_pt/run.json").read_text())["images_per_second"] > 0
-    pretrained = ViTModel.from_pretrained(tmp_path / "pretrain").state_dict()
+    assert json.loads((tmp_path / "pretrain/pretrain_run.json").read_text())["images_per_second"] > 0
+    pretrained = ViTModel.from_pretrained(tmp_path / "pretrain", add_pooling_layer=False).state_dict()
+    assert len(pretrained) == len(load_file(tmp_path / "pretrain/model.safetensors"))  # every saved tensor, nothing else
 
     load_stage("train").main(["--pretrained", str(tmp_path / "pretrain")] + train_args(tiny_data, tmp_path, p))
     init = load_file(tmp_path / "vit_init/model.safetensors")

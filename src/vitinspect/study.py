@@ -392,10 +392,23 @@ def _mean_block_change(audit: dict | None) -> float:
 
 
 def _bytes_at(rev: str, path: str) -> bytes | None:
+    """A file at ``rev``: from git, or from the local DVC cache for a cached output; None if neither has it."""
     import subprocess
 
     proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
-    return proc.stdout if proc.returncode == 0 else None
+    if proc.returncode == 0:
+        return proc.stdout
+    try:
+        import dvc.api
+
+        return dvc.api.read(path, rev=rev, mode="rb")
+    except Exception:  # not tracked at that revision, or not in the local cache
+        return None
+
+
+def _json_bytes_at(rev: str, path: str):
+    data = _bytes_at(rev, path)
+    return json.loads(data) if data else None
 
 
 def section_pretraining(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
@@ -408,7 +421,7 @@ def section_pretraining(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
         rev = runs.records[runs.by_setting[s][0]]["rev"]
         curve = _bytes_at(rev, "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv") or b""
         losses = [float(line.split("\t")[1]) for line in curve.decode().splitlines()[1:] if "\t" in line]
-        run_info = runs.json_at(s, "dvclive/pretrain/run.json") or {}
+        run_info = _json_bytes_at(rev, "models/pretrain/pretrain_run.json") or _json_bytes_at(rev, "dvclive/pretrain/run.json") or {}
         q = runs.records[runs.by_setting[s][0]]["params"].get("pretrain", {})
         shown = ", ".join(f"{v:.4f}" for v in losses[:3]) + (f", ..., {losses[-1]:.4f}" if len(losses) > 3 else "")
         rows.append(f"| {label} | {q.get('n_parts')} {q.get('input')} parts x {q.get('epochs')} epochs, mask {q.get('mask_ratio')} | "
