@@ -75,7 +75,7 @@ def pretrain_plan(seeds: int = 3) -> list[Experiment]:
     pretraining (same ``pretrain.*``: DVC's run cache restores it); the larger model has its own.
     Ordered so that a queue cut short has answered the most: the pretraining and full fine-tuning
     first, then two seeds of each head-only pair, label efficiency, the other strategies, the
-    remaining seeds, the larger model last.
+    norm_pix_loss probe, the remaining seeds, the larger model last.
     """
     pt = lambda **o: {**PRETRAIN, **o}  # noqa: E731
     head = [(f"{p}head", s, {"train.seed": s, **(PRETRAIN if p else {}), "finetune.strategy": "head"})
@@ -86,9 +86,9 @@ def pretrain_plan(seeds: int = 3) -> list[Experiment]:
     # learns the mean composite gives its encoder nothing to probe; normalised targets take that shortcut away.
     normpix = [("pt-normpix-head", s, pt(**{"train.seed": s, "finetune.strategy": "head", "pretrain.norm_pix_loss": True}))
                for s in range(min(seeds, 2))]
-    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *normpix, *frac,
+    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *frac,
              ("pt-last_blocks", 0, pt(**{"train.seed": 0, "finetune.strategy": "last_blocks"})),
-             ("pt-lora", 0, pt(**{"train.seed": 0, "finetune.strategy": "lora"})), *head[4:],
+             ("pt-lora", 0, pt(**{"train.seed": 0, "finetune.strategy": "lora"})), *normpix, *head[4:],
              ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
     return [Experiment(name, seed, overrides) for name, seed, overrides in order]
 
