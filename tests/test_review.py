@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def workflow_step(workflow: str, name: str) -> str:
 
 def run_step(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     """A workflow step's script the way GitHub runs it (bash -eo pipefail)."""
-    e = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env)
+    e = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    e.update(env)
     return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                           cwd=cwd, env=e, capture_output=True, text=True)
 
@@ -133,6 +135,34 @@ def test_pr_metrics_step_writes_the_comment_the_poster_accepts(tmp_path):
     (artifact / "pr_comment.md").write_text("hello\n" + body)
     out, bad = _poster_check(check, tmp_path, artifact, pr_head=SHA)
     assert bad.returncode != 0 and "marker" in bad.stdout
+    (artifact / "pr_comment.md").write_text(body)
+
+    # The images land on the pr-reports branch at the very path the comment links (a local bare
+    # repository stands in for GitHub); a second pull request's images join them on the branch.
+    github = tmp_path / "github"
+    run(f"git init -q --bare {github}/acme/vitinspect.git", tmp_path)
+    publish = workflow_step("pr-comment.yml", "Publish the images to the pr-reports branch")
+    for pr in ("7", "8"):
+        env = {"GH_TOKEN": "t", "REPO": "acme/vitinspect", "RUN_HEAD_SHA": SHA, "PR": pr, "GITHUB_SERVER_URL": f"file://{github}"}
+        shutil.rmtree(tmp_path / "poster" / "publish", ignore_errors=True)
+        proc = run_step(publish, tmp_path / "poster", env)
+        assert proc.returncode == 0, proc.stderr
+    branch = run(f"git --git-dir={github}/acme/vitinspect.git ls-tree -r --name-only pr-reports", tmp_path).stdout.split()
+    assert branch == [f"pr-7/{SHA}/pr_confusion.png", f"pr-8/{SHA}/pr_confusion.png"]
+    assert f"{IMAGE_BASE.split('/pr-reports/')[1]}/pr_confusion.png" == branch[0]
+
+    # The first post creates the comment, later ones edit the comment that carries the marker.
+    post = workflow_step("pr-comment.yml", "Create or update the sticky comment")
+    for existing, expected in (("", "-X POST repos/acme/vitinspect/issues/7/comments"), ("4242", "-X PATCH repos/acme/vitinspect/issues/comments/4242")):
+        log = tmp_path / "gh.log"
+        log.write_text("")
+        gh = tmp_path / "poster" / "bin" / "gh"
+        gh.write_text(f'#!/bin/sh\ncase "$*" in *--paginate*) echo "{existing}";; *) echo "$*" >> {log};; esac\n')
+        env = {"GH_TOKEN": "t", "REPO": "acme/vitinspect", "PR": "7", "MARKER": COMMENT_MARKER,
+               "PATH": f"{gh.parent}{os.pathsep}{os.environ['PATH']}"}
+        proc = run_step(post, tmp_path / "poster", env)
+        assert proc.returncode == 0, proc.stderr
+        assert log.read_text().startswith(f"api {expected} -F body=@artifact/pr_comment.md")
 
 
 def _poster_check(script: str, tmp: Path, artifact: Path, pr_head: str):
@@ -150,6 +180,4 @@ def _poster_check(script: str, tmp: Path, artifact: Path, pr_head: str):
     doc = yaml.safe_load((WORKFLOWS / "pr-comment.yml").read_text())
     env = {"GITHUB_OUTPUT": str(out), "REPO": "acme/vitinspect", "RUN_HEAD_SHA": SHA,
            "MARKER": doc["jobs"]["comment"]["env"]["MARKER"], "PATH": f"{where / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                          cwd=where, env=dict(os.environ, **env), capture_output=True, text=True)
-    return out, proc
+    return out, run_step(script, where, env)
