@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, make_project, run, tiny_dict
@@ -63,6 +64,15 @@ def test_comment_body_is_cut_to_fit_a_comment_and_closes_details():
     assert "Report cut to fit a comment" in body and "- ok" in body
 
 
+def test_an_image_url_that_is_not_https_is_one_clear_error(in_tmp):
+    from vitinspect.errors import VitinspectError
+    from vitinspect.review import main
+
+    with pytest.raises(VitinspectError, match=r"--image-url-base must be an https:// URL \(got 'http://x'\)"):
+        main(["--base", "main", "--comment", "c.md", "--image-url-base", "http://x"])
+    assert not list(in_tmp.iterdir())  # nothing written
+
+
 # ---- the workflow's own step, on a two-commit repository ------------------------------------------
 
 def _metrics(project: Path, escape: float, macro_f1: float, counts: list[list[int]]) -> None:
@@ -86,7 +96,7 @@ def test_pr_metrics_step_writes_the_comment_the_poster_accepts(tmp_path):
     _metrics(origin, 0.02, 0.85, [[9, 1, 0, 0], [0, 10, 0, 0], [0, 0, 10, 0], [0, 0, 1, 9]])
     run("git add -A && git commit -qm 'three epochs'", origin)
 
-    # The runner's checkout: a clone (origin/<base> is fetched by the step), the venv's python.
+    # The runner's checkout: a clone holding origin/<base> (as checkout with fetch-depth 0), the venv's python.
     work = tmp_path / "work"
     run(f"git clone -q -b more-epochs {origin} {work}", tmp_path)
     (work / ".venv/bin").mkdir(parents=True)
