@@ -208,8 +208,8 @@ def main():
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["pretrain"]:  # only the pretraining pair (python benchmarks/run.py pretrain)
-        params = load_params(ROOT / "params.yaml")
+    if sys.argv[1:2] == ["pretrain"]:  # only the pretraining pair: python benchmarks/run.py pretrain [params.yaml]
+        params = load_params(Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else ROOT / "params.yaml")
         with tempfile.TemporaryDirectory() as tmp:
             os.chdir(tmp)
             bench_pretrain(params, bench_data(params, Path(tmp)), Path(tmp))
