@@ -126,13 +126,18 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
 def collect() -> dict[str, dict]:
     """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows."""
     out = {}
-    for base in json.loads(_dvc("exp", "show", "--json")):
+    refs = run_command(["git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps"]).split("\n")
+    done = {line.split()[1] for line in refs if line and "stash" not in line}  # finished runs, not the queue's stash
+    # -n: experiments of the last commits too, not only of HEAD (a study run before a merge or a fix commit).
+    for base in json.loads(_dvc("exp", "show", "--json", "-n", "30")):
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name")
                 data = rev.get("data") or {}
-                if not name or not name.startswith(PREFIX) or rev.get("error"):
-                    continue
+                if not name or not name.startswith(PREFIX) or rev.get("error") or rev.get("rev") not in done:
+                    continue  # not a study run, failed, or still queued / running
+                if name in out:
+                    continue  # the same name under several baselines: the newest (listed first) wins
                 out[name] = {
                     "rev": rev["rev"],
                     "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
@@ -465,6 +470,9 @@ def section_f4_pretrained(runs: Runs) -> list[str]:
                      f"‖W−W0‖/‖W0‖), against {_fmt(full_sc)} from scratch: "
                      + ("most of the network stays near its starting point" if full_pt < 0.3 else
                         "the network is still largely rewritten, so the pretrained start is not kept")
+                     + (" (changes of hundreds or thousands mean the pretrained weights were near zero: the MAE had shrunk its "
+                        "attention projections while it learnt to output the mean composite, so there was little to keep)"
+                        if full_pt > 10 else "")
                      + f"; defect macro-F1 {_fmt(runs.mean('pt-full', 'defect_macro_f1'))} vs {_fmt(runs.mean('base', 'defect_macro_f1'))} from scratch. "
                      "The partial strategies (head, last_blocks, LoRA) keep the frozen blocks at exactly 0 by construction; what they "
                      "score shows how much of the task the pretrained features already carry.")
@@ -476,6 +484,9 @@ def _probe_verdict(pt: list[float], sc: list[float], what: str) -> list[str]:
     if not (pt and sc):
         return []
     diff = float(np.mean(pt) - np.mean(sc))
+    if len(pt) < 2 or len(sc) < 2:
+        return [f"**Head-only (linear probe) from {what}, one seed so far: not judged.** Defect macro-F1 {np.mean(pt):.3f} against "
+                f"{np.mean(sc):.3f} from scratch (difference {diff:+.3f}); a verdict needs at least two training seeds of each.", ""]
     half = max(spread(pt) if len(pt) > 1 else 0.0, spread(sc) if len(sc) > 1 else 0.0)
     wins = sum(a > b for a in pt for b in sc)
     real = len(pt) > 1 and len(sc) > 1 and abs(diff) > half
