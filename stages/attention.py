@@ -17,7 +17,7 @@ from vitinspect.explain import compute_maps, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
 from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, save_figure, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, save_figure, write_json
 
 INPUTS = ("raw", "nsoartc")
 
@@ -30,11 +30,15 @@ def load_photos(extra: list[str], size: int) -> tuple[list[np.ndarray], list[str
     sample = load_sample_images()
     photos = [(Path(f).name, Image.fromarray(img)) for f, img in zip(sample.filenames, sample.images)]
     for path in extra:
+        if not Path(path).is_file():  # a FIFO or device would block open() forever; a directory is no image either
+            raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing or not a regular file")
         try:
             with Image.open(path) as im:
                 im.load()
                 photos.append((Path(path).name, im.copy()))
-        except (OSError, UnidentifiedImageError):
+        except Image.DecompressionBombError as exc:
+            raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is refused: {exc}") from None
+        except (OSError, UnidentifiedImageError, ValueError):
             raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing, empty or not an image") from None
     out = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for _, im in photos]
     return out, [n for n, _ in photos]
@@ -72,7 +76,8 @@ def main(argv=None) -> None:
         }
 
     size = masks.shape[-1]
-    with atomic_path(args.figures, is_dir=True) as tmp:
+    photos, names = load_photos(p.extra_images, spec.size)  # a bad entry fails before anything is written
+    with all_or_nothing(), atomic_path(args.figures, is_dir=True) as tmp:
         for i, c in enumerate(classes):
             idx = np.flatnonzero(labels == i)[: p.panels]
             rows = [
@@ -83,12 +88,11 @@ def main(argv=None) -> None:
             ]
             if rows:
                 save_figure(attention_panels(rows, f"{c}: model trained on {own}"), tmp / f"{c}.png")
-        photos, names = load_photos(p.extra_images, spec.size)
         pv = to_pixel_values(np.stack(photos), spec)
         preds = [classes[k] for k in predict_proba(model, pv).argmax(axis=1)]
         photo_maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
         save_figure(photo_panels(photos, photo_maps, names, preds), tmp / "photos.png")
-    write_json(args.metrics, report)
+        write_json(args.metrics, report)
     for method, by_input in report["methods"].items():
         line = ", ".join(f"{n}: mass {s['relevance_mass']:.3f} / point {s['pointing_game']:.3f}" for n, s in by_input.items())
         print(f"attention {method}: {line} (baseline {by_input[own]['baseline']:.3f})")

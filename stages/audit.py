@@ -14,7 +14,7 @@ from vitinspect.figures import change_bars
 from vitinspect.model import apply_strategy, load_trained
 from vitinspect.params import STRATEGIES, load_params
 from vitinspect.reports import audit_markdown, audit_sentence
-from vitinspect.storage import save_figure, write_json, write_text
+from vitinspect.storage import all_or_nothing, save_figure, write_json, write_text
 
 
 def load_state(path: str) -> dict:
@@ -66,9 +66,10 @@ def main(argv=None) -> None:
         "head": {**groups.get("head", {}), "note": "freshly initialised for our classes: its W0 is random, so its change is reported apart"},
         "references": reference_table(params.audit.reference_models, len(classes), params.finetune),
     }
-    write_json(args.metrics, result)
-    save_figure(change_bars(groups), args.figure)
-    write_text(args.report, audit_markdown(result))
+    with all_or_nothing():
+        write_json(args.metrics, result)
+        save_figure(change_bars(groups), args.figure)
+        write_text(args.report, audit_markdown(result))
     print(audit_sentence(result))
 
 

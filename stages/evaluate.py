@@ -12,7 +12,7 @@ from vitinspect.figures import confusion_figure
 from vitinspect.metrics import confusion, inspection_metrics
 from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, save_figure, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, save_figure, write_json
 
 
 def main(argv=None) -> None:
@@ -37,14 +37,15 @@ def main(argv=None) -> None:
     table = pd.DataFrame({"id": cols["id"].astype(str), "label": names[labels], "predicted": names[preds]})
     for i, c in enumerate(classes):
         table[f"p_{c}"] = np.round(proba[:, i], 6)
-    with atomic_path(args.predictions) as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(table["label"], table["predicted"])])
     matrix = confusion(labels, preds, classes)
-    write_json(args.confusion_matrix, matrix)
-    save_figure(confusion_figure(matrix), args.figure)
     metrics = {"input": input_name, **inspection_metrics(labels, preds, classes)}
-    write_json(args.metrics, metrics)
+    with all_or_nothing():  # every output or none: a full disk or read-only directory leaves the old ones
+        with atomic_path(args.predictions) as tmp:
+            table.to_csv(tmp, index=False)
+        write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(table["label"], table["predicted"])])
+        write_json(args.confusion_matrix, matrix)
+        save_figure(confusion_figure(matrix), args.figure)
+        write_json(args.metrics, metrics)
     print(f"evaluate: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
           f"escape rate {metrics.get('escape_rate')}, false-reject rate {metrics.get('false_reject_rate')}")
 

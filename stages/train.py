@@ -26,15 +26,16 @@ from vitinspect.model import (
     to_pixel_values,
 )
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, load_dataset_dir, write_json
 from vitinspect.training import (
     EpochLog,
     PixelDataset,
     balanced_weights,
     discard_foreign_checkpoints,
+    diverged,
     fingerprint,
-    has_checkpoint,
     make_trainer,
+    resume_point,
 )
 
 
@@ -78,14 +79,15 @@ def main(argv=None) -> None:
     else:
         model, spec = load_pretrained(m.name_or_path, classes, m.allow_download)
     rank_zero = int(os.environ.get("RANK", "0")) == 0  # set by torchrun; 0 in a plain run
-    if rank_zero:
-        # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
-        save_model(model, spec, t.input, image_size, args.init)
-
     code = [Path(f).read_bytes() for f in (__file__, vitinspect.model.__file__, vitinspect.training.__file__)]
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
+    if rank_zero:
+        discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
+        resume_point(ckpt)  # removes checkpoints cut by a kill or a full disk; refuses planted pickles
+        # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
+        save_model(model, spec, t.input, image_size, args.init)
 
     model = apply_strategy(model, params.finetune)
     trainable, total = count_trainable(model)
@@ -96,22 +98,26 @@ def main(argv=None) -> None:
     from dvclive import Live
 
     trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
-    if trainer.is_world_process_zero():
-        discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
     trainer.accelerator.wait_for_everyone()  # under DDP every rank must see the same checkpoints
-    resume = has_checkpoint(ckpt)
+    resume = resume_point(ckpt)  # the highest-numbered complete one, passed explicitly
     live = None
     if trainer.is_world_process_zero():
         live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None)
         trainer.add_callback(EpochLog(live))
 
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except OSError as exc:  # disk full or read-only while writing a checkpoint: the next run removes the partial one
+        raise VitinspectError(f"{exc.filename or args.checkpoints}: cannot write ({exc.strerror or exc})") from None
     wall = time.perf_counter() - start
+    bad = diverged(trainer.state.log_history)
+    if bad:
+        raise VitinspectError(f"params.yaml: train.lr={t.lr:g}: training diverged ({bad['key']} is {bad['value']} at epoch "
+                              f"{bad['epoch']:g}), so no model or metrics are written; lower train.lr")
 
     if trainer.is_world_process_zero():
         live.end()
-        save_model(plain_model(model), spec, t.input, image_size, args.out)
         last = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
         summary = {
             "input": t.input,
@@ -130,8 +136,10 @@ def main(argv=None) -> None:
             "world_size": int(trainer.args.world_size),
             "resumed": bool(resume),
         }
-        write_json(args.metrics, summary)
-        write_json(args.run_info, info)
+        with all_or_nothing():
+            save_model(plain_model(model), spec, t.input, image_size, args.out)
+            write_json(args.metrics, summary)
+            write_json(args.run_info, info)
         print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
               f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "

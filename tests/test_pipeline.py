@@ -72,7 +72,7 @@ def test_passed_ratio_reruns_from_prepare(project):
 
 def test_evaluate_params_or_code_rerun_evaluate_alone(project):
     set_param(project, "evaluate.batch_size", 7)
-    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
+    assert ran(run("dvc repro", project).stdout) == {"validate", "evaluate"}  # validate reruns on any params change, alone
     with open(project / "stages" / "evaluate.py", "a") as fh:
         fh.write("\n# a code change\n")
     assert ran(run("dvc repro", project).stdout) == {"evaluate"}
@@ -80,7 +80,7 @@ def test_evaluate_params_or_code_rerun_evaluate_alone(project):
 
 def test_attention_params_rerun_attention_alone(project):
     set_param(project, "attention.head_fusion", "max")
-    assert ran(run("dvc repro", project).stdout) == {"attention"}
+    assert ran(run("dvc repro", project).stdout) == {"validate", "attention"}
 
 
 def test_exp_run_epochs_skips_the_data_stages(project):

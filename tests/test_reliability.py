@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -103,9 +104,68 @@ def break_input(root: Path, what: str) -> str | None:
         truncate(root / "models/vit_init/model.safetensors")
     elif what == "unknown_reference_model":
         edit_params(root, audit__reference_models=["acme/not-a-vit"])
+    elif what == "parts_cut_at_batch_boundary":
+        # A valid Arrow stream with fewer record batches: it reads, as a shorter split, unless row counts are checked.
+        import pyarrow as pa
+
+        f = next((root / "data/parts/train").glob("*.arrow"))
+        table = pa.ipc.open_stream(f.read_bytes()).read_all()
+        with pa.OSFile(str(f), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            for batch in table.slice(0, table.num_rows - 10).to_batches(max_chunksize=10):
+                writer.write_batch(batch)
+    elif what == "parts_missing_split":
+        shutil.rmtree(root / "data/parts/val")
+        (root / "data/parts/dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    elif what == "views_reordered":
+        edit_params(root, data__views=["center", "right", "left"])  # valid params, but the parts hold left before right
+    elif what == "nsoartc_missing_column":
+        import datasets
+
+        test = root / "data/nsoartc/test"
+        datasets.load_from_disk(str(test)).remove_columns(["label"]).save_to_disk(str(root / "test_without_label"))
+        shutil.rmtree(test)
+        shutil.move(root / "test_without_label", test)
+    elif what == "model_config_disagrees_with_weights":
+        config = json.loads((root / "models/vit/config.json").read_text())
+        config["intermediate_size"] *= 2
+        (root / "models/vit/config.json").write_text(json.dumps(config))
+    elif what == "malformed_image_processor":
+        proc = json.loads((root / "models/vit/preprocessor_config.json").read_text())
+        proc["image_mean"] = [0.5, 0.5]
+        (root / "models/vit/preprocessor_config.json").write_text(json.dumps(proc))
+    elif what == "planted_pickle_in_checkpoint":
+        import torch
+
+        last = max((root / "models/checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        torch.save(Planted(), last / "rng_state.pth")
+    elif what == "extra_image_fifo":
+        os.mkfifo(root / "pipe.png")
+        edit_params(root, attention__extra_images=["pipe.png"])
+    elif what == "extra_image_decompression_bomb":
+        (root / "bomb.png").write_bytes(png_header_only(30000, 30000))
+        edit_params(root, attention__extra_images=["bomb.png"])
     else:  # pragma: no cover
         raise KeyError(what)
     return None
+
+
+class Planted:
+    """What an attacker plants: a pickle that runs a command when loaded."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that claims width x height pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def test_the_bad_input_table_is_large_enough():
@@ -124,6 +184,7 @@ def test_bad_input_one_line_exit_2_nothing_written(project, stage, what, fragmen
     assert "Traceback" not in proc.stderr
     assert digest(outs_of(project, stage)) == before
     assert not (project.parent / "escaped.json").exists()
+    assert not (project / "PWNED").exists()  # a planted pickle never ran
     # The traceback is there for those who ask for it.
     if what == "missing_model":
         debug = run(cmd, project, check=False, env={"VITINSPECT_DEBUG": "1"})

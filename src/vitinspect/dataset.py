@@ -6,6 +6,8 @@ file of a directory output, and decoding arrays once beats decoding images per s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from vitinspect.errors import VitinspectError
@@ -65,14 +67,23 @@ def to_dataset_dict(columns: dict, features, label_names) -> "datasets.DatasetDi
     return datasets.DatasetDict(out)
 
 
+def _where(ds) -> str:
+    """The split's directory, for messages."""
+    files = getattr(ds, "cache_files", None) or []
+    return str(Path(files[0]["filename"]).parent) if files else "dataset"
+
+
 def columns(ds, names) -> dict[str, np.ndarray]:
     """Decode the named columns of one split into numpy arrays, once."""
     missing = [n for n in names if n not in ds.column_names]
     if missing:
-        raise VitinspectError(f"dataset lacks column {missing[0]!r} (has {ds.column_names})")
+        raise VitinspectError(f"{_where(ds)}: lacks column {missing[0]!r} (has {ds.column_names}); rerun the stage that writes it (dvc repro -f)")
     table = ds.with_format("numpy")
     return {n: np.asarray(table[n]) for n in names}
 
 
 def label_names(ds) -> list[str]:
-    return list(ds.features["label"].names)
+    label = ds.features.get("label")
+    if label is None or not hasattr(label, "names"):
+        raise VitinspectError(f"{_where(ds)}: lacks column 'label' (class names); rerun the stage that writes it (dvc repro -f)")
+    return list(label.names)

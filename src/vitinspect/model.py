@@ -6,6 +6,7 @@ model here is built or loaded with ``attn_implementation="eager"``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,11 +104,31 @@ def load_trained(path: str | Path) -> ViTForImageClassification:
     if not (path / "config.json").exists():
         raise VitinspectError(f"{path}: no trained model (config.json missing); run dvc repro")
     try:
-        model = ViTForImageClassification.from_pretrained(path, attn_implementation=EAGER, local_files_only=True, use_safetensors=True)
+        with quiet_transformers():  # its load report table would come before our one line
+            model, info = ViTForImageClassification.from_pretrained(
+                path, attn_implementation=EAGER, local_files_only=True, use_safetensors=True, output_loading_info=True)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise VitinspectError(f"{path}: not a loadable ViT checkpoint: {first}") from None
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or []))
+        if keys:  # a config that disagrees with the weights: loading would leave random weights in place
+            raise VitinspectError(f"{path}: not a loadable ViT checkpoint: config.json disagrees with model.safetensors "
+                                  f"({len(keys)} {kind.replace('_', ' ')}, e.g. {keys[0][:80]})")
     return model.eval()
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers' own warnings and load reports off for a moment (errors still raise)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def to_pixel_values(images: np.ndarray, spec: InputSpec) -> torch.Tensor:
@@ -185,9 +206,16 @@ def trained_input(model, path) -> tuple[str, InputSpec]:
     proc = Path(path) / "preprocessor_config.json"
     try:
         cfg = json.loads(proc.read_text())
-        spec = InputSpec(int(cfg["size"]["height"]), tuple(cfg["image_mean"]), tuple(cfg["image_std"]))
+        size, mean, std = cfg["size"]["height"], cfg["image_mean"], cfg["image_std"]
+        numbers = [*mean, *std]
+        if (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 8192 or len(mean) != 3 or len(std) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e6 for v in numbers)
+                or not all(v > 0 for v in std)):
+            raise ValueError("out of range")
+        spec = InputSpec(size, tuple(float(v) for v in mean), tuple(float(v) for v in std))
     except (OSError, KeyError, TypeError, ValueError):
-        raise VitinspectError(f"{proc}: missing or unreadable image processor config") from None
+        raise VitinspectError(f"{proc}: missing or malformed image processor config (size.height 1..8192, "
+                              "image_mean and image_std of 3 numbers, std > 0); rerun train (dvc repro -f -s train)") from None
     return name, spec
 
 

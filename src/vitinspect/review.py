@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vitinspect.cli import run_command
+from vitinspect.cli import output_path, run_command
 from vitinspect.errors import VitinspectError
 
 EVAL = "metrics/eval.json"
@@ -67,6 +67,7 @@ def main(argv=None) -> None:
     ap.add_argument("--base", default="main", help="git revision to compare with")
     ap.add_argument("--out", default="reports/pr.md")
     args = ap.parse_args(argv)
+    output_path(args.out)  # inside the project, like every stage output
 
     if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
