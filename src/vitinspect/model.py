@@ -73,18 +73,19 @@ def load_pretrained(path: str, labels: list[str], allow_download: bool = False) 
     if config.model_type != "vit":
         raise VitinspectError(f"model.name_or_path: {path!r} is a {config.model_type!r} checkpoint, not a ViT")
     try:
-        model = ViTForImageClassification.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={c: i for i, c in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-            attn_implementation=EAGER,
-            local_files_only=not allow_download,
-            use_safetensors=True,
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with quiet_transformers():  # the new head's "newly initialised" report is expected, not news
+            model = ViTForImageClassification.from_pretrained(
+                path,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={c: i for i, c in enumerate(labels)},
+                ignore_mismatched_sizes=True,
+                attn_implementation=EAGER,
+                local_files_only=not allow_download,
+                use_safetensors=True,
+            )
+    except Exception as exc:  # missing, truncated or disagreeing with its config: one story for the user
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise VitinspectError(f"model.name_or_path: cannot load ViT weights (safetensors) from {path!r}{how}: {first}") from None
     size = int(config.image_size)
     spec = InputSpec(size)
@@ -92,9 +93,14 @@ def load_pretrained(path: str, labels: list[str], allow_download: bool = False) 
         proc = AutoImageProcessor.from_pretrained(path, local_files_only=not allow_download)
         s = proc.size
         height = s.get("height") if isinstance(s, dict) else getattr(s, "height", None)
-        spec = InputSpec(int(height or size), tuple(proc.image_mean), tuple(proc.image_std))
-    except (OSError, ValueError):
+        spec = InputSpec(int(height or size), tuple(float(v) for v in proc.image_mean), tuple(float(v) for v in proc.image_std))
+    except OSError:
         pass  # no preprocessor_config.json: the ViT defaults (mean = std = 0.5) at the config's size
+    except Exception as exc:
+        raise VitinspectError(f"model.name_or_path: {path!r} has a malformed image processor config ({type(exc).__name__})") from None
+    if not (1 <= spec.size <= 8192 and len(spec.mean) == 3 and len(spec.std) == 3 and all(v > 0 for v in spec.std)):
+        raise VitinspectError(f"model.name_or_path: {path!r} has a malformed image processor config "
+                              "(size 1..8192, image_mean and image_std of 3 numbers, std > 0)")
     return model, spec
 
 

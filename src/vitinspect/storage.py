@@ -63,7 +63,8 @@ def atomic_path(path: str | Path, *, is_dir: bool = False):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
+            if "." not in stale.name[len(path.name) + 2:-4]:  # ours, not those of "<name>.png" beside "<name>"
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None

@@ -187,7 +187,7 @@ def resume_point(directory: Path) -> Path | None:
 def diverged(log_history: list[dict]) -> dict | None:
     """The first log entry whose loss is NaN or infinite (a diverged run), or None."""
     for entry in log_history:
-        for key in ("loss", "eval_loss"):
+        for key in ("loss", "grad_norm", "eval_loss"):
             if key in entry and not np.isfinite(entry[key]):
                 return {"epoch": entry.get("epoch"), "key": key, "value": entry[key]}
     return None
