@@ -159,7 +159,7 @@ def _check_tensor_files(checkpoint: Path) -> None:
     for f in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
         try:
             with safe_globals():
-                torch.load(f, map_location="cpu", weights_only=True)
+                torch.load(f, map_location="cpu", weights_only=True, mmap=True)  # mmap: the pickle is read, not the tensors
         except pickle.UnpicklingError as exc:
             found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
             what = f"it calls {found.group(1)}" if found else "a pickle beyond plain tensors"
