@@ -5,12 +5,15 @@
 - train: the Trainer's images/s beside a bare PyTorch loop with the same model, batch and optimizer
   (target >= 0.9x), and the achieved FLOP/s over this machine's measured fp32 matmul FLOP/s.
 - attention: seconds for the whole stage's maps and scores at the defaults.
+- refusal: seconds until a bad params.yaml is refused by `validate` (what `dvc repro` runs first) beside
+  `prepare` (the stage that refused it before `validate` existed), alternating, median and min of 5.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -159,12 +162,31 @@ def bench_attention(data_dir: Path, work: Path):
     print(f"{'attention: whole stage at the defaults':<44} {t_att:>12,.1f} s")
 
 
+def bench_refusal(work: Path, repeats: int = 5):
+    bad = work / "bad_params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("passed_ratio: 0.02", "passed_ratio: 0"))
+    cmds = {
+        "validate": [sys.executable, str(ROOT / "stages/validate.py"), "--params", str(bad), "--out", "ok.json"],
+        "prepare": [sys.executable, str(ROOT / "stages/prepare.py"), "--params", str(bad), "--out", "parts_x", "--gallery", "g.png"],
+    }
+    times = {k: [] for k in cmds}
+    for _ in range(repeats):  # alternating, so load on the machine hits both alike
+        for name, cmd in cmds.items():
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+            times[name].append(time.perf_counter() - t)
+            assert proc.returncode == 2, proc.stderr
+    for name, ts in times.items():
+        print(f"{'refusal of a bad params.yaml: ' + name:<44} {np.median(ts):>12,.2f} s median, {min(ts):.2f} s min")
+
+
 def main():
     params = load_params(ROOT / "params.yaml")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.chdir(work)  # stage outputs must lie inside the working directory
+        bench_refusal(work)
         data_dir = bench_data(params, work)
         bench_train(params, data_dir, work)
         bench_attention(data_dir, work)
