@@ -201,6 +201,7 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
     cases += [
         ("not utf-8", good.replace("passed_ratio", "passed_r\xe4tio").encode("latin-1"), "utf-8", True),
         ("duplicate section", good + "train:\n  epochs: 3\n", "duplicate", True),
+        # At the top level, outside every params section: validate reruns because params.yaml is also a file dep.
         # 11,110 values when expanded. DVC itself expands the file (about 5 s of CPU per 10^5 values here; a 10^7 bomb
         # took over 5 GB and minutes before it was stopped), so a bigger bomb hangs DVC, which reads params.yaml before any stage
         # (README); run directly, a stage refuses any size at once (test_params.py).
