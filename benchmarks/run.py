@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import load_stage  # noqa: E402
 from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
-from vitinspect.model import InputSpec, build_scratch, to_pixel_values  # noqa: E402
+from vitinspect.inference import to_pixel_values  # noqa: E402
+from vitinspect.model import InputSpec, build_scratch  # noqa: E402
 from vitinspect.params import Params, load_params  # noqa: E402
 from vitinspect.render import generate  # noqa: E402
 from vitinspect.storage import load_dataset_dir, save_dataset  # noqa: E402

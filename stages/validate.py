@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from vitinspect import cli
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
 from vitinspect.params import load_params
 from vitinspect.storage import write_text
 
-VALID = json.dumps({"params": "valid"}) + "\n"
 
 
 def main(argv=None) -> None:
@@ -26,10 +30,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, type=cli.output_path, help="a small file whose bytes never change (the others' dependency)")
     args = ap.parse_args(argv)
 
-    load_params(args.params)
+    params = load_params(args.params)
+    # Every section, named here so that dvc.yaml's params list (checked against this script) holds them all.
+    sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
+                "train": params.train, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit}
+    valid = json.dumps({"params": "valid", "sections": sorted(sections)}) + "\n"  # no value: the same bytes while valid
     out = Path(args.out)
-    if not (out.is_file() and out.read_text() == VALID):
-        write_text(out, VALID)
+    if not (out.is_file() and out.read_text() == valid):
+        write_text(out, valid)
     print(f"validate: {args.params} is valid")
 
 

@@ -161,6 +161,31 @@ def test_diverged_training_fails_in_one_line_and_writes_no_model(tiny_data, in_t
     assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))
 
 
+class Planted:
+    """What an attacker plants: a pickle that runs a command when loaded."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_train_refuses_a_planted_pickle_in_its_checkpoint_before_loading_it(tiny_data, in_tmp, tmp_path, monkeypatch):
+    import types
+
+    params = write_params(tmp_path / "params.yaml", train={"epochs": 2})
+    stage = load_stage("train")
+    with monkeypatch.context() as m:  # keep the checkpoints a finished run would remove
+        m.setattr(stage, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))
+        stage.main(train_args(tiny_data, tmp_path, params))
+    last = max((tmp_path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    torch.save(Planted(), last / "rng_state.pth")
+    before = (tmp_path / "train.json").read_bytes()
+    with pytest.raises(VitinspectError, match=r"rng_state.pth: refused, not plain tensors \(it calls [\w.]*system\)"):
+        stage.main(train_args(tiny_data, tmp_path, params))
+    assert not (tmp_path / "PWNED").exists() and (tmp_path / "train.json").read_bytes() == before
+
+
 # --------------------------------------------------------------------------- end to end, real dvc
 
 STAGE_OUTS = None
@@ -235,18 +260,19 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
 def test_kill_in_the_middle_of_a_checkpoint_write_then_repro_matches_an_uninterrupted_run(built_project, tmp_path):
     root = tmp_path / "proj"
     shutil.copytree(built_project, root, symlinks=True)
-    shutil.rmtree(root / "models/checkpoints")  # else the finished run's last checkpoint is resumed
+    ckpt_dir = root / ".cache/checkpoints/train"  # train removes it after a finished run; gitignored, not a DVC out
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     # Tiny run: 2 epochs, a checkpoint each; torch.save per checkpoint: training_args.bin, optimizer.pt,
     # scheduler.pt, rng_state.pth. The 6th is epoch 2's optimizer.pt: cut in half, then SIGKILL.
     killed = run("dvc repro -f -s train", root, check=False,
                  env={"VITINSPECT_TEST_KILL_AT_SAVE": "6", "VITINSPECT_TEST_KILL_SCRIPT": "train.py"})
     assert killed.returncode != 0, "the stage was not killed: the test did not test anything"
-    ckpts = sorted((root / "models/checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert [p.name for p in ckpts] == ["checkpoint-6", "checkpoint-12"]
     cut = ckpts[-1]
     assert (cut / "model.safetensors").exists() and not (cut / "trainer_state.json").exists()  # the highest is the cut one
     run("dvc repro", root)
-    assert json.loads((root / "reports/train_run.json").read_text())["resumed"] is True
+    assert json.loads((root / "logs/train_run.json").read_text())["resumed"] is True
     a = load_file(built_project / "models/vit/model.safetensors")
     b = load_file(root / "models/vit/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

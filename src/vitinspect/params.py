@@ -19,10 +19,8 @@ from pathlib import Path
 import yaml
 
 from vitinspect.errors import VitinspectError
+from vitinspect.views import VIEW_PAIRS, VIEWS
 
-VIEWS = ("center", "left", "right", "top", "bottom")
-# Opposite camera pairs used by the Double-Eye composition (see nsoartc.py).
-VIEW_PAIRS = (("left", "right"), ("top", "bottom"))
 CLASSES = ("passed", "tilt_x", "tilt_y", "retracted")
 STRATEGIES = ("full", "head", "last_blocks", "lora")
 INPUTS = ("nsoartc", "raw")
