@@ -173,7 +173,7 @@ def _check_tensor_files(checkpoint: Path) -> None:
                 torch.load(f, map_location="cpu", weights_only=True, mmap=True)  # mmap: the pickle is read, not the tensors
         except pickle.UnpicklingError as exc:
             found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-            what = f"it calls {found.group(1)}" if found else "a pickle beyond plain tensors"
+            what = f"it calls {found.group(1)}" if found else "its pickle names code to run"
             raise VitinspectError(f"{f}: refused, not plain tensors ({what}); "
                                   f"delete {checkpoint} to train from the previous checkpoint") from None
         except Exception as exc:
