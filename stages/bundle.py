@@ -13,15 +13,16 @@ from vitinspect import bundle as bundle_format
 from vitinspect import cli
 from vitinspect.dataset import SPLITS, columns, label_names
 from vitinspect.errors import VitinspectError
-from vitinspect.inspection import composite, judge, ood_scores
+from vitinspect.inspection import composite, judge
 from vitinspect.inspection_net import InspectionNet, export_onnx, run
 from vitinspect.model import check_compatible, load_trained, trained_input
 from vitinspect.nsoartc import UnitSpace
-from vitinspect.ood import FeatureSpace, calibrate, rate
+from vitinspect.ood import FeatureSpace, calibrate, pixel_score, rate
 from vitinspect.params import defaults_dict, load_params
 from vitinspect.probes import ood_probes
 from vitinspect.storage import atomic_path, load_dataset_dir, write_json
 
+CHUNK = 256
 ARGMAX = {"class": "passed", "threshold": None, "source": "argmax (no operating point given)"}
 
 
@@ -55,6 +56,7 @@ def main(argv=None) -> None:
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
     cols = {s: columns(parts[s], ["views", "label"]) for s in SPLITS}
+    cols = {s: {"views": c["views"].astype(np.uint8), "label": c["label"].astype(int)} for s, c in cols.items()}
     model = load_trained(args.model)
     input_name, spec = trained_input(model, args.model)
     check_compatible(model, classes, data.image_size, args.model)
@@ -71,11 +73,15 @@ def main(argv=None) -> None:
     b = bundle_format.Bundle(args.out, list(data.views), classes, data.image_size, input_name, params.nsoartc.window,
                              params.nsoartc.gain, params.nsoartc.eps, unit, None, None, op, data_dict, {})
 
+    def features_and_pixel_scores(views):  # in chunks: the RT channels of a whole split are large
+        out = [(engine(images)[1], pixel_score(z, p.pixel_clip))
+               for images, z in (composite(b, views[i:i + CHUNK]) for i in range(0, len(views), CHUNK))]
+        return np.concatenate([f for f, _ in out]), np.concatenate([s for _, s in out])
+
     # The feature space from the training split; the calibration on val; the figures on test and probes.
-    images, _ = composite(b, cols["train"]["views"])
-    features = FeatureSpace.fit(engine(images)[1], cols["train"]["label"], len(classes))
-    images, z = composite(b, cols["val"]["views"])
-    calibration = calibrate(ood_scores(b, z, engine(images)[1], features), p.false_alarm_rate, p.pixel_clip)
+    features = FeatureSpace.fit(features_and_pixel_scores(cols["train"]["views"])[0], cols["train"]["label"], len(classes))
+    val_features, val_pixel = features_and_pixel_scores(cols["val"]["views"])
+    calibration = calibrate({"pixel": val_pixel, "feature": features.distance(val_features)}, p.false_alarm_rate, p.pixel_clip)
     b = dataclasses.replace(b, features=features, calibration=calibration)
 
     test = judge(b, engine, cols["test"]["views"])

@@ -56,7 +56,8 @@ def _test_split(d: Path):
     from vitinspect.dataset import columns
     from vitinspect.storage import load_dataset_dir
 
-    return columns(load_dataset_dir(d / "parts")["test"], ["views", "label"])
+    cols = columns(load_dataset_dir(d / "parts")["test"], ["views", "label"])
+    return {"views": cols["views"].astype(np.uint8), "label": cols["label"].astype(int)}
 
 
 def _wilson(k, n):
@@ -128,6 +129,32 @@ def test_onnx_engine_imports_no_torch(tiny_bundle, tmp_path):
     assert "IMPORTED []" in proc.stdout
 
 
+def test_inspect_from_files_matches_evaluate_on_the_test_split(tiny_bundle, trained_model, tmp_path):
+    """The test split's own views, written as part folders, get evaluate's probabilities back (PNG is lossless)."""
+    from PIL import Image
+
+    from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
+
+    d, model_dir = trained_model
+    model, input_name, spec, classes, cols = model_and_test_split(d / "nsoartc", model_dir, ["id"])
+    expected = predict_proba(model, to_pixel_values(cols[input_name], spec))
+    from vitinspect.dataset import columns
+    from vitinspect.storage import load_dataset_dir
+
+    parts = columns(load_dataset_dir(d / "parts")["test"], ["id", "views"])
+    assert list(parts["id"]) == list(cols["id"])
+    lot = tmp_path / "lot"
+    for i, part in enumerate(parts["views"].astype(np.uint8)):
+        (lot / f"p{i:04d}").mkdir(parents=True)
+        for name, img in zip(["center", "left", "right"], part):
+            Image.fromarray(img).save(lot / f"p{i:04d}" / f"{name}.png")
+    assert cli_main(["inspect", str(lot), "--out", str(tmp_path / "r.json"), "--bundle", str(tiny_bundle)]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())
+    got = np.array([[r[f"p_{c}"] for c in classes] for r in rows])
+    assert np.abs(got - expected).max() <= 1e-4
+    assert [r["class"] for r in rows] == [classes[k] for k in expected.argmax(axis=1)]
+
+
 def test_render_then_inspect_agrees_with_truth_as_the_test_split_says(tiny_bundle, tiny_data, tmp_path, capsys):
     """The lot's accuracy and the model's test-split accuracy: each inside the other's 95 % interval."""
     from vitinspect.inspection import OnnxEngine, judge
@@ -148,8 +175,8 @@ def test_render_then_inspect_agrees_with_truth_as_the_test_split_says(tiny_bundl
     n = len(test["label"])
     lot_lo, lot_hi = _wilson(hits, 60)
     test_lo, test_hi = _wilson(k, n)
+    # At tiny params the model is weak, so this is loose; the per-part match with evaluate (above) is the strict check.
     assert lot_lo <= k / n <= lot_hi and test_lo <= hits / 60 <= test_hi, (hits, k, n)
-    assert hits / 60 > 1 / len(b.classes)  # better than guessing, so the check above has teeth
 
 
 def test_bad_parts_get_error_rows_and_the_rest_are_judged(tiny_bundle, tmp_path):

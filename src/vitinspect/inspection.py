@@ -111,17 +111,16 @@ class Judgement:
     images: np.ndarray  # (N, H, W, 3) model input
 
 
-def ood_scores(bundle: Bundle, z: np.ndarray, features: np.ndarray, feature_space: FeatureSpace | None = None) -> dict:
+def ood_scores(z: np.ndarray, features: np.ndarray, feature_space: FeatureSpace, clip: float) -> dict:
     """component -> (N,) raw scores (see vitinspect.ood)."""
-    fs = feature_space or bundle.features
-    return {"pixel": pixel_score(z, bundle.calibration.clip), "feature": fs.distance(features)}
+    return {"pixel": pixel_score(z, clip), "feature": feature_space.distance(features)}
 
 
 def judge(bundle: Bundle, engine, views: np.ndarray) -> Judgement:
     """(N, V, H, W) uint8 views -> a Judgement."""
     images, z = composite(bundle, views)
     proba, features = engine(images)
-    scores = ood_scores(bundle, z, features)
+    scores = ood_scores(z, features, bundle.features, bundle.calibration.clip)
     combined = bundle.calibration.combined(scores)
     flag = combined > bundle.calibration.threshold
     idx = decide_class(proba, bundle.classes, bundle.operating_point)

@@ -51,7 +51,11 @@ def run(net: InspectionNet, images: np.ndarray, batch_size: int = 256) -> tuple[
 
 def export_onnx(net: InspectionNet, image_size: int, path: str | Path, opset: int = 17) -> None:
     """``torch.onnx.export`` with a dynamic batch axis; inputs ``images``, outputs ``proba`` and ``features``."""
+    import warnings
+
     example = torch.zeros(2, image_size, image_size, 3)
-    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["proba", "features"],
-                      dynamic_axes={"images": {0: "batch"}, "proba": {0: "batch"}, "features": {0: "batch"}},
-                      opset_version=opset, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes: the graph is checked by a test
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["proba", "features"],
+                          dynamic_axes={"images": {0: "batch"}, "proba": {0: "batch"}, "features": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
