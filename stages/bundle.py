@@ -13,11 +13,11 @@ from vitinspect import bundle as bundle_format
 from vitinspect import cli
 from vitinspect.dataset import SPLITS, columns, label_names
 from vitinspect.errors import VitinspectError
-from vitinspect.inspection import composite, judge
+from vitinspect.inspection import composite, judge, ood_scores
 from vitinspect.inspection_net import InspectionNet, export_onnx, run
 from vitinspect.model import check_compatible, load_trained, trained_input
 from vitinspect.nsoartc import UnitSpace
-from vitinspect.ood import FeatureSpace, calibrate, pixel_score, rate
+from vitinspect.ood import FeatureSpace, calibrate, rate
 from vitinspect.params import defaults_dict, load_params
 from vitinspect.probes import ood_probes
 from vitinspect.storage import atomic_path, load_dataset_dir, write_json
@@ -73,15 +73,14 @@ def main(argv=None) -> None:
     b = bundle_format.Bundle(args.out, list(data.views), classes, data.image_size, input_name, params.nsoartc.window,
                              params.nsoartc.gain, params.nsoartc.eps, unit, None, None, op, data_dict, {})
 
-    def features_and_pixel_scores(views):  # in chunks: the RT channels of a whole split are large
-        out = [(engine(images)[1], pixel_score(z, p.pixel_clip))
-               for images, z in (composite(b, views[i:i + CHUNK]) for i in range(0, len(views), CHUNK))]
-        return np.concatenate([f for f, _ in out]), np.concatenate([s for _, s in out])
+    def features_and_z(views):  # in chunks: the RT channels of a whole split are large
+        out = [(engine(images)[1], z) for images, z in (composite(b, views[i:i + CHUNK]) for i in range(0, len(views), CHUNK))]
+        return np.concatenate([f for f, _ in out]), np.concatenate([z for _, z in out])
 
     # The feature space from the training split; the calibration on val; the figures on test and probes.
-    features = FeatureSpace.fit(features_and_pixel_scores(cols["train"]["views"])[0], cols["train"]["label"], len(classes))
-    val_features, val_pixel = features_and_pixel_scores(cols["val"]["views"])
-    calibration = calibrate({"pixel": val_pixel, "feature": features.distance(val_features)}, p.false_alarm_rate, p.pixel_clip)
+    features = FeatureSpace.fit(features_and_z(cols["train"]["views"])[0], cols["train"]["label"], len(classes))
+    val_features, val_z = features_and_z(cols["val"]["views"])
+    calibration = calibrate(ood_scores(b, val_z, val_features, features, p.pixel_clip), p.false_alarm_rate, p.pixel_clip)
     b = dataclasses.replace(b, features=features, calibration=calibration)
 
     test = judge(b, engine, cols["test"]["views"])

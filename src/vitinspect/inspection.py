@@ -13,7 +13,7 @@ import numpy as np
 from vitinspect.bundle import Bundle
 from vitinspect.errors import VitinspectError
 from vitinspect.nsoartc import double_eye, to_image
-from vitinspect.ood import FeatureSpace, pixel_score
+from vitinspect.ood import FeatureSpace, pattern_score, pixel_score
 
 ENGINES = ("torch", "onnx")
 
@@ -111,16 +111,17 @@ class Judgement:
     images: np.ndarray  # (N, H, W, 3) model input
 
 
-def ood_scores(z: np.ndarray, features: np.ndarray, feature_space: FeatureSpace, clip: float) -> dict:
-    """component -> (N,) raw scores (see vitinspect.ood)."""
-    return {"pixel": pixel_score(z, clip), "feature": feature_space.distance(features)}
+def ood_scores(bundle: Bundle, z: np.ndarray, features: np.ndarray, feature_space: FeatureSpace, clip: float) -> dict:
+    """component -> (N,) raw scores (see vitinspect.ood); the unit space and eps come from ``bundle``."""
+    return {"pixel": pixel_score(z, clip), "pattern": pattern_score(z, bundle.unit.mean, bundle.unit.std, bundle.eps),
+            "feature": feature_space.distance(features)}
 
 
 def judge(bundle: Bundle, engine, views: np.ndarray) -> Judgement:
     """(N, V, H, W) uint8 views -> a Judgement."""
     images, z = composite(bundle, views)
     proba, features = engine(images)
-    scores = ood_scores(z, features, bundle.features, bundle.calibration.clip)
+    scores = ood_scores(bundle, z, features, bundle.features, bundle.calibration.clip)
     combined = bundle.calibration.combined(scores)
     flag = combined > bundle.calibration.threshold
     idx = decide_class(proba, bundle.classes, bundle.operating_point)
