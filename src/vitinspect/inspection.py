@@ -39,13 +39,16 @@ class OnnxEngine:
 
     name = "onnx"
 
-    def __init__(self, bundle: Bundle, threads: int = 0):
+    def __init__(self, bundle: Bundle, threads: int = 1):
         import onnxruntime as ort
 
         if not bundle.onnx_path.is_file():
             raise VitinspectError(f"{bundle.onnx_path}: missing; run `vitinspect export --bundle {bundle.path}`")
         opts = ort.SessionOptions()
+        # One thread, no spin-waiting: measured faster on a busy 2-core PC, where a spinning pool
+        # steals the CPU from the composite (benchmarks/run.py).
         opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=["CPUExecutionProvider"])

@@ -46,13 +46,13 @@ def pattern_score(z: np.ndarray, mean: np.ndarray, std: np.ndarray, eps: float) 
 
     d = z * (std + eps) + mean are the raw channels. A channel with no variation correlates 0.
     """
-    m = np.asarray(mean, dtype=np.float64)
-    d = np.asarray(z, dtype=np.float64) * (np.asarray(std, dtype=np.float64) + eps) + m
+    m = np.asarray(mean, dtype=np.float32)
+    d = np.asarray(z, dtype=np.float32) * (np.asarray(std, dtype=np.float32) + np.float32(eps)) + m
     x = d.reshape(len(d), 3, -1)
     x = x - x.mean(axis=2, keepdims=True)
     t = m.reshape(3, -1) - m.reshape(3, -1).mean(axis=1, keepdims=True)
-    num = np.einsum("ncp,cp->nc", x, t)
-    den = np.linalg.norm(x, axis=2) * np.linalg.norm(t, axis=1)
+    num = np.einsum("ncp,cp->nc", x, t).astype(np.float64)
+    den = (np.linalg.norm(x, axis=2) * np.linalg.norm(t, axis=1)).astype(np.float64)
     r = np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12)
     return 1.0 - r.mean(axis=1)
 

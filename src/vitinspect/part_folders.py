@@ -56,7 +56,7 @@ def read_part(folder: Path, views: list[str], size: int) -> tuple[np.ndarray | N
         f = files[v][0]
         try:
             with Image.open(f) as im:
-                img = np.asarray(im.convert("L"))
+                img = np.asarray(im if im.mode == "L" else im.convert("L"))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             return None, f"{f}: unreadable image ({type(exc).__name__})"
         shapes[f.name] = img.shape
