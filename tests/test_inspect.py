@@ -288,3 +288,28 @@ def test_bundle_stage_is_in_the_pipeline(built_project):
     run("python -m vitinspect render --n 3 --out lot", built_project)
     proc = run("python -m vitinspect inspect lot --out lot/results.csv", built_project)
     assert len(list(csv.DictReader(open(built_project / "lot/results.csv")))) == 3, proc.stdout
+
+
+@pytest.mark.parametrize("breakage, fragment", [
+    ("missing_model", "no trained model"),
+    ("bad_operating_point", "not an operating point"),
+    ("missing_unit_space", "not a unit space"),
+])
+def test_bundle_stage_bad_input_one_line_nothing_written(trained_model, tmp_path, monkeypatch, breakage, fragment):
+    from vitinspect.errors import VitinspectError
+
+    d, model = trained_model
+    monkeypatch.chdir(tmp_path)
+    op = None
+    if breakage == "missing_model":
+        model = tmp_path / "no_model"
+    if breakage == "bad_operating_point":
+        op = tmp_path / "op.json"
+        op.write_text("{not json")
+    args = _bundle_args(d, d / "params.yaml", tmp_path / "out", model, op)
+    if breakage == "missing_unit_space":
+        args[args.index("--unit-space") + 1] = str(tmp_path / "none.npz")
+    with pytest.raises(VitinspectError, match=fragment) as err:
+        load_stage("bundle").main(args)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
