@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_stage, train_args, write_params
+from conftest import load_stage, train_args
 
 from vitinspect import bundle as bundle_format
 from vitinspect.__main__ import main as cli_main

@@ -118,7 +118,7 @@ def print_rows(rows, b) -> None:
 
 def watch(b, engine, folder: Path, out, poll: float, settle: float, max_parts: int | None) -> int:
     """Judge part folders as they appear under ``folder`` (complete: every view present, untouched for ``settle`` s)."""
-    from vitinspect.part_folders import _view_files, write_rows
+    from vitinspect.part_folders import view_files, write_rows
 
     seen: set[str] = set()
     failed = False
@@ -127,7 +127,7 @@ def watch(b, engine, folder: Path, out, poll: float, settle: float, max_parts: i
         while max_parts is None or len(seen) < max_parts:
             ready = []
             for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in seen):
-                files = _view_files(d, b.views)
+                files = view_files(d, b.views)
                 if all(files.values()) and time.time() - max(f.stat().st_mtime for fs in files.values() for f in fs) >= settle:
                     ready.append(d)
             ready = ready[:None if max_parts is None else max_parts - len(seen)]

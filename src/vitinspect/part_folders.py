@@ -15,7 +15,7 @@ import numpy as np
 from vitinspect.errors import VitinspectError
 
 
-def _view_files(folder: Path, views: list[str]) -> dict[str, list[Path]]:
+def view_files(folder: Path, views: list[str]) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {v: [] for v in views}
     for f in folder.iterdir():
         if f.is_file() and not f.name.startswith(".") and f.stem in found:
@@ -25,7 +25,7 @@ def _view_files(folder: Path, views: list[str]) -> dict[str, list[Path]]:
 
 def is_part(folder: Path, views: list[str]) -> bool:
     """Does ``folder`` hold at least one view image (so it is a part, not a lot)?"""
-    return any(_view_files(folder, views).values())
+    return any(view_files(folder, views).values())
 
 
 def find_parts(paths: list[str], views: list[str]) -> list[Path]:
@@ -46,7 +46,7 @@ def read_part(folder: Path, views: list[str], size: int) -> tuple[np.ndarray | N
     """(V, size, size) uint8 grey views in ``views`` order, or (None, error naming the file)."""
     from PIL import Image, UnidentifiedImageError
 
-    files = _view_files(folder, views)
+    files = view_files(folder, views)
     out, shapes = [], {}
     for v in views:
         if not files[v]:
