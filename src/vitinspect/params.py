@@ -215,6 +215,15 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Bundle:
+    false_alarm_rate: float = _f(0.005, open_unit)
+    pixel_clip: float = _f(25.0, positive)
+    shift_px: int = _f(10, positive)
+    probes_per_kind: int = _f(40, positive)
+    onnx_opset: int = _f(17, lambda v: None if 14 <= v <= 21 else f"must be an ONNX opset in [14, 21], got {v!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: Data = field(default_factory=Data)
     nsoartc: Nsoartc = field(default_factory=Nsoartc)
@@ -224,6 +233,7 @@ class Params:
     evaluate: Evaluate = field(default_factory=Evaluate)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
+    bundle: Bundle = field(default_factory=Bundle)
 
 
 # --------------------------------------------------------------------------- building
