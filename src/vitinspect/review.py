@@ -20,6 +20,7 @@ from vitinspect.errors import VitinspectError
 
 EVAL = "metrics/eval.json"
 CONFUSION = "metrics/confusion_matrix.json"
+PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
 
 def at_revision(rev: str, path: str):
@@ -62,11 +63,52 @@ def build_report(base: str, metrics_md: str, params_md: str, base_eval, new_eval
     return "\n".join(lines)
 
 
+# The headline rows that decide whether the ViT earns its keep against the classical peer:
+# (label, how to read it from an eval-shaped dict, lower is better).
+PEER_ROWS = (
+    ("accuracy", lambda m: m.get("accuracy"), False),
+    ("macro-F1", lambda m: m.get("macro_f1"), False),
+    ("escape rate", lambda m: m.get("escape_rate"), True),
+    ("false-reject rate", lambda m: m.get("false_reject_rate"), True),
+    ("passed recall", lambda m: (m.get("per_class") or {}).get("passed", {}).get("recall"), False),
+    ("X<->Y confusion (tilt_x as tilt_y)", lambda m: (m.get("xy_confusion") or {}).get("tilt_x_as_tilt_y"), True),
+    ("X<->Y confusion (tilt_y as tilt_x)", lambda m: (m.get("xy_confusion") or {}).get("tilt_y_as_tilt_x"), True),
+)
+
+
+def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (workspace, test split)") -> str:
+    """Markdown: the ViT and the classical peer on the headline rows, with which one is ahead.
+
+    vit_eval, peer_eval: dicts shaped like metrics/eval.json (metrics/baseline.json is). Empty when
+    either is missing, so a report from a revision without the peer stays as it was.
+    """
+    if not vit_eval or not peer_eval:
+        return ""
+    lines = [f"## {title}", "", "| figure | ViT | RT+SVM | ahead |", "|---|---:|---:|---|"]
+    for label, get, lower in PEER_ROWS:
+        a, b = get(vit_eval), get(peer_eval)
+        if a is None or b is None:
+            ahead = "n/a"
+        elif abs(a - b) <= 1e-9:
+            ahead = "tie"
+        else:
+            ahead = "ViT" if (a < b) == lower else "RT+SVM"
+        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+        lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ahead} |")
+    n = vit_eval.get("n")
+    lines += ["", f"Both on the same {n} test parts; the peer's fit and predict times are in reports/baseline.json.", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="main", help="git revision to compare with")
     ap.add_argument("--out", default="reports/pr.md")
+    ap.add_argument("--peer", action="store_true", help="print only the ViT vs RT+SVM table of the workspace and stop (for make show)")
     args = ap.parse_args(argv)
+    if args.peer:
+        print(peer_section(in_workspace(EVAL), in_workspace(PEER)) or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
+        return
 
     if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
@@ -83,7 +125,9 @@ def main(argv=None) -> None:
         png = out.with_name(out.stem + "_confusion.png")
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
-    write_text(out, build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure))
+    text = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure)
+    peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
+    write_text(out, text + ("\n" + peer if peer else ""))
     print(f"report: {out}")
 
 

@@ -25,6 +25,9 @@ from vitinspect.errors import VitinspectError
 from vitinspect.review import at_revision
 
 PREFIX = "study-"
+F6_SETTINGS = {"ratio0.2": {"data.passed_ratio": 0.2}, "n1000": {"data.n_images": 1000}}
+PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
+    "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
 BIG = {"model.hidden_size": 160, "model.layers": 5, "model.heads": 5, "model.mlp_size": 640}  # ~1.5M parameters, ~10x
 
 
@@ -44,6 +47,9 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
     if kind == "toy":
         return [Experiment("base", 0), Experiment("epochs5", 0, {"train.epochs": 1})]
     exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
+    if kind == "f6":  # F6 alone: the ViT against the RT+SVM peer on the default data, at ratio 0.2, and with few labels
+        return (exps + [Experiment("ratio0.2", 0, {"train.seed": 0, **F6_SETTINGS["ratio0.2"]})]
+                + [Experiment("n1000", s, {"train.seed": s, **F6_SETTINGS["n1000"]}) for s in range(seeds)])
     settings = {
         "epochs5": {"train.epochs": 5},
         "ratio0.05": {"data.passed_ratio": 0.05},
@@ -54,6 +60,7 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
         "last_blocks": {"finetune.strategy": "last_blocks"},
         "lora": {"finetune.strategy": "lora"},
         "big": BIG,
+        "n1000": F6_SETTINGS["n1000"],
     }
     if pretrained:
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
@@ -280,18 +287,155 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     else:
         lines += ["Not run in this plan.", ""]
 
+    lines += f6_section(records, by_setting)
+
     lines += ["## All runs", "", "| experiment | rev | accuracy | macro-F1 | passed recall | relevance mass |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {n} | {records[n]['rev'][:7]} | {_fmt(figs[n]['accuracy'])} | {_fmt(figs[n]['macro_f1'])} | "
               f"{_fmt(figs[n]['passed_recall'])} | {_fmt(figs[n]['relevance_mass'])} |" for n in sorted(records)]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path) -> None:
+# --------------------------------------------------------------------------- F6: the classical peer
+
+
+def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true) -> dict | None:
+    """The ViT's accuracy minus the peer's on the same test parts, with a 95 % interval.
+
+    Per part d = [ViT right] - [peer right]; mean +- 1.96 sd / sqrt(n) (paired, normal approximation),
+    plus the counts of parts only one of them gets right. None when the two lists are not the same parts.
+    """
+    vit_true, peer_true = np.asarray(vit_true), np.asarray(peer_true)
+    if len(vit_true) == 0 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
+        return None
+    a = (np.asarray(vit_pred) == vit_true).astype(float)
+    b = (np.asarray(peer_pred) == peer_true).astype(float)
+    d = a - b
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return {"n": len(d), "diff": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half),
+            "only_vit": int(((a == 1) & (b == 0)).sum()), "only_peer": int(((a == 0) & (b == 1)).sum())}
+
+
+def _peer_of(rev: str) -> dict:
+    """The peer's figures and the per-part predictions of both machines in one experiment."""
+    import io
+
+    import pandas as pd
+
+    out = {"svm": at_revision(rev, PEER_METRICS), "report": at_revision(rev, PEER_REPORT) or {}}
+    records = at_revision(rev, PEER_RECORDS)
+    proc = run_command(["git", "show", f"{rev}:{VIT_PREDICTIONS}"], check=False)
+    if records and proc:
+        table = pd.read_csv(io.StringIO(proc))
+        out["paired"] = paired_accuracy(table["predicted"], table["label"], [r["predicted"] for r in records], [r["actual"] for r in records])
+    return out
+
+
+def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> list[str]:
+    """## F6: does the ViT beat the RT+SVM machine? Per setting, every seed, with a paired interval."""
+    lines = ["## F6: does the ViT beat the RT+SVM machine?", ""]
+    settings = [(label, s) for label, s in (("default data", "base"), ("passed ratio 0.2", "ratio0.2"), ("n_images 1000", "n1000"))
+                if by_setting.get(s)]
+    peers = {n: _peer_of(records[n]["rev"]) for _, s in settings for n in by_setting[s]}
+    if not settings or not any(p["svm"] for p in peers.values()):
+        return lines + ["Not run in this plan (or its experiments predate the baseline stage).", ""]
+    nan = float("nan")
+
+    def get(m, *keys):
+        for k in keys:
+            m = (m or {}).get(k) if isinstance(m, dict) else None
+        return nan if m is None else float(m)
+
+    def stat(values):
+        v = [x for x in values if not np.isnan(x)]
+        if not v:
+            return "n/a"
+        return f"{np.mean(v):.3f}" + (f" ±{(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else "")
+
+    lines += ["QEU's machine: Double-Eye RT features (β and Y2 of each side view against the centre view, one RT window per "
+              "terminal cell, z-scored by the passed training parts) fed to an RBF SVM; a logistic regression on the same features "
+              "beside it. Both read the same parts as the ViT and are scored on the same test parts with the same function. "
+              "Figures are the mean over the training seeds ±half their range (the SVM does not depend on the ViT's seed). "
+              "QEU reported 92.6–94.3 % accuracy for its machine.", "",
+              "| data | seeds | ViT accuracy | SVM accuracy | logistic accuracy | ViT macro-F1 | SVM macro-F1 | ViT escape | SVM escape | ViT false-reject | SVM false-reject | ViT passed recall | SVM passed recall |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for label, s in settings:
+        names = by_setting[s]
+        vit = [records[n]["metrics"].get("metrics/eval.json", {}) for n in names]
+        svm = [peers[n]["svm"] for n in names]
+        lr = [(peers[n]["report"].get("logistic") or {}).get("test") for n in names]
+        col = lambda ms, *k: stat([get(m, *k) for m in ms])  # noqa: E731
+        lines.append(f"| {label} | {len(names)} | {col(vit, 'accuracy')} | {col(svm, 'accuracy')} | {col(lr, 'accuracy')} | "
+                     f"{col(vit, 'macro_f1')} | {col(svm, 'macro_f1')} | {col(vit, 'escape_rate')} | {col(svm, 'escape_rate')} | "
+                     f"{col(vit, 'false_reject_rate')} | {col(svm, 'false_reject_rate')} | "
+                     f"{col(vit, 'per_class', 'passed', 'recall')} | {col(svm, 'per_class', 'passed', 'recall')} |")
+        paired = [peers[n].get("paired") for n in names if peers[n].get("paired")]
+        wins = sum(p["low"] > 0 for p in paired)
+        losses = sum(p["high"] < 0 for p in paired)
+        if paired:
+            detail = "; ".join(f"s{i}: {p['diff']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] ({p['only_vit']} parts only the ViT gets right, "
+                               f"{p['only_peer']} only the SVM)" for i, p in enumerate(paired))
+            verdicts.append((label, wins, losses, len(paired), detail))
+    lines += ["", "Accuracy of the ViT minus the SVM on the same test parts, per seed, with a paired 95 % interval:", ""]
+    lines += [f"- **{label}**: the ViT is ahead beyond the interval in {w} of {n} seeds, behind in {l_} of {n}. {detail}."
+              for label, w, l_, n, detail in verdicts]
+    return lines + ["", f6_answer(verdicts), ""]
+
+
+def f6_answer(verdicts: list[tuple]) -> str:
+    """One paragraph that answers F6 from the per-seed paired intervals (label, wins, losses, n, detail)."""
+    parts = []
+    for label, wins, losses, n, _ in verdicts:
+        if wins == n:
+            parts.append(f"on {label} yes, in every seed ({wins} of {n})")
+        elif losses == n:
+            parts.append(f"on {label} no: the SVM is ahead in every seed ({losses} of {n})")
+        elif wins > losses:
+            parts.append(f"on {label} mostly: ahead in {wins} of {n} seeds, behind in {losses}, the rest within the interval")
+        elif losses > wins:
+            parts.append(f"on {label} mostly not: behind in {losses} of {n} seeds, ahead in {wins}, the rest within the interval")
+        else:
+            parts.append(f"on {label} not clearly: ahead in {wins} and behind in {losses} of {n} seeds beyond the interval")
+    if not parts:
+        return "**Answer.** Not measured: no experiment holds both machines' per-part predictions."
+    return ("**Answer: does the ViT beat the RT+SVM machine?** " + "; ".join(parts) + ". A seed counts only when the paired 95 % "
+            "interval of the accuracy difference on the same test parts excludes zero.")
+
+
+def splice_section(text: str, section: list[str], heading: str, before: str = "## All runs") -> str:
+    """Replace the ``heading`` section of a markdown report by ``section``, or insert it before ``before``.
+
+    Lets one finding be rewritten from its own experiments while the others' sections stay as they are.
+    """
+    lines = text.rstrip("\n").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    mine = [i for i in starts if lines[i].startswith(heading)]
+    if mine:
+        i = mine[0]
+        end = next((j for j in starts if j > i), len(lines))
+    else:
+        i = end = next((j for j in starts if lines[j].startswith(before)), len(lines))
+    return "\n".join(lines[:i] + section + lines[end:]) + "\n"
+
+
+def by_setting_of(records: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name in sorted(records):
+        out.setdefault(name[len(PREFIX):].rsplit("-s", 1)[0], []).append(name)
+    return out
+
+
+def write_report(out: Path, only: str | None = None) -> None:
     from vitinspect.storage import atomic_path, write_text
 
     records = collect()
     if not records:
         raise VitinspectError(f"no {PREFIX}* experiments to report on; run `python -m vitinspect.study run` first")
+    if only == "F6":  # rewrite F6 alone from its experiments; F1-F5 stay as they are in the report
+        old = out.read_text() if out.exists() else "# The study: the source's findings, measured\n"
+        write_text(out, splice_section(old, f6_section(records, by_setting_of(records)), "## F6"))
+        print(f"study: F6 from {len(records)} experiments -> {out}")
+        return
     fig_dir = out.with_suffix("")
     with atomic_path(fig_dir, is_dir=True) as tmp:
         text = build_report(records, tmp, fig_dir.name)
@@ -302,7 +446,8 @@ def write_report(out: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["run", "report"])
-    ap.add_argument("--plan", choices=["full", "toy"], default="full")
+    ap.add_argument("--plan", choices=["full", "toy", "f6"], default="full")
+    ap.add_argument("--only", choices=["F6"], help="rewrite only this finding's section of the report (the f6 plan implies it)")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")
     ap.add_argument("--pretrained", help="a local ViT checkpoint to add to F5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
@@ -312,7 +457,7 @@ def main(argv=None) -> None:
     if args.action == "run":
         extra = dict(s.split("=", 1) for s in args.set)
         run_plan(plan(args.plan, args.seeds, args.pretrained), extra, args.timeout)
-    write_report(Path(args.out))
+    write_report(Path(args.out), only=args.only or ("F6" if args.plan == "f6" else None))
 
 
 if __name__ == "__main__":
