@@ -244,3 +244,34 @@ def test_baseline_params_rerun_baseline_alone_and_train_params_never_rerun_it(bu
     set_params(**{"train.epochs": 1, "train.lr": 0.01, "train.class_weighting": "balanced"})
     stages = dry()
     assert "train" in stages and "baseline" not in stages
+
+
+def test_f6_pieces_paired_interval_answer_and_splice():
+    from vitinspect.study import f6_answer, paired_accuracy, splice_section
+
+    truth = ["a"] * 50 + ["b"] * 50
+    vit = list(truth)
+    peer = ["b"] * 20 + truth[20:]
+    p = paired_accuracy(vit, truth, peer, truth)
+    assert p["diff"] == pytest.approx(0.2) and p["low"] > 0 and p["only_vit"] == 20 and p["only_peer"] == 0
+    assert paired_accuracy(vit, truth, peer, truth[::-1]) is None  # not the same parts: no paired figure
+    assert "yes, in every seed (3 of 3)" in f6_answer([("default data", 3, 0, 3, "")])
+    assert "no: the SVM is ahead in every seed (1 of 1)" in f6_answer([("n_images 1000", 0, 1, 1, "")])
+    report = "# T\n\n## F1: x\n\none\n\n## F5: y\n\nfive\n\n## All runs\n\n| a |\n"
+    once = splice_section(report, ["## F6: z", "", "six", ""], "## F6")
+    assert once.index("## F5") < once.index("## F6") < once.index("## All runs") and "one" in once and "five" in once
+    twice = splice_section(once, ["## F6: z", "", "six again", ""], "## F6")
+    assert twice.count("## F6") == 1 and "six again" in twice and "six\n" not in twice
+
+
+def test_review_peer_section_names_who_is_ahead():
+    from vitinspect.review import peer_section
+
+    vit = {"n": 10, "accuracy": 0.9, "macro_f1": 0.8, "escape_rate": 0.01, "false_reject_rate": 0.3,
+           "per_class": {"passed": {"recall": 0.7}}, "xy_confusion": {"tilt_x_as_tilt_y": 0.0, "tilt_y_as_tilt_x": 0.1}}
+    peer = {**vit, "accuracy": 0.95, "escape_rate": 0.05, "xy_confusion": {"tilt_x_as_tilt_y": 0.0, "tilt_y_as_tilt_x": 0.0}}
+    md = peer_section(vit, peer)
+    assert "| accuracy | 0.9000 | 0.9500 | RT+SVM |" in md
+    assert "| escape rate | 0.0100 | 0.0500 | ViT |" in md
+    assert "| macro-F1 | 0.8000 | 0.8000 | tie |" in md
+    assert peer_section(vit, None) == ""

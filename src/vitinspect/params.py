@@ -211,8 +211,8 @@ def positive_list(values):
 
 @dataclass(frozen=True)
 class BaselineGrid:
-    C: list[float] = _f([0.3, 1.0, 3.0, 10.0, 30.0], positive_list)
-    gamma: list[float] = _f([0.003, 0.01, 0.03, 0.1], positive_list)
+    C: list[float] = _f([1.0, 3.0, 10.0, 30.0, 100.0], positive_list)
+    gamma: list[float] = _f([0.01, 0.03, 0.1, 0.3], positive_list)
 
 
 @dataclass(frozen=True)

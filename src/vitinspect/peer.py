@@ -113,14 +113,23 @@ def feature_names(n_cells: int) -> list[str]:
 # --------------------------------------------------------------------------- the classifiers
 
 
-def make_svm(C: float, gamma: float, class_weight: str, seed: int):
-    """StandardScaler -> RBF SVC with Platt probabilities (so it can take the ViT's operating point)."""
+def make_svm(C: float, gamma: float, class_weight: str, seed: int, folds: int = 5):
+    """StandardScaler -> RBF SVC whose decision function is calibrated into probabilities.
+
+    Platt scaling (sigmoid) fitted on out-of-fold decision values, then one SVC refitted on all of
+    train (``ensemble=False``): what ``SVC(probability=True)`` did before scikit-learn 1.9 deprecated it.
+    Probabilities let the SVM take the same operating point as the ViT.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     cw = None if class_weight == "none" else class_weight
-    return make_pipeline(StandardScaler(), SVC(kernel="rbf", C=C, gamma=gamma, class_weight=cw, probability=True, random_state=seed))
+    svc = SVC(kernel="rbf", C=C, gamma=gamma, class_weight=cw)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svc, method="sigmoid", cv=cv, ensemble=False))
 
 
 def make_logistic(C: float, class_weight: str, seed: int):

@@ -25,6 +25,7 @@ from vitinspect.errors import VitinspectError
 from vitinspect.review import at_revision
 
 PREFIX = "study-"
+F6_TARGETS = ("evaluate", "baseline")
 F6_SETTINGS = {"ratio0.2": {"data.passed_ratio": 0.2}, "n1000": {"data.n_images": 1000}}
 PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
     "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
@@ -36,6 +37,7 @@ class Experiment:
     setting: str  # e.g. "base", "epochs5"
     seed: int
     overrides: dict = field(default_factory=dict)
+    targets: tuple[str, ...] = ()  # stages to reproduce (and what they need); () means the whole pipeline
 
     @property
     def name(self) -> str:
@@ -48,8 +50,9 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
         return [Experiment("base", 0), Experiment("epochs5", 0, {"train.epochs": 1})]
     exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
     if kind == "f6":  # F6 alone: the ViT against the RT+SVM peer on the default data, at ratio 0.2, and with few labels
-        return (exps + [Experiment("ratio0.2", 0, {"train.seed": 0, **F6_SETTINGS["ratio0.2"]})]
-                + [Experiment("n1000", s, {"train.seed": s, **F6_SETTINGS["n1000"]}) for s in range(seeds)])
+        exps += [Experiment("ratio0.2", 0, {"train.seed": 0, **F6_SETTINGS["ratio0.2"]})]
+        exps += [Experiment("n1000", s, {"train.seed": s, **F6_SETTINGS["n1000"]}) for s in range(seeds)]
+        return [Experiment(e.setting, e.seed, e.overrides, F6_TARGETS) for e in exps]  # no attention or audit needed
     settings = {
         "epochs5": {"train.epochs": 5},
         "ratio0.05": {"data.passed_ratio": 0.05},
@@ -80,7 +83,7 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
     for e in exps:
         _dvc("exp", "remove", e.name, check=False)
         sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**e.overrides, **extra}.items()]
-        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)])
+        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
     _dvc("queue", "start", "-j", "1")
     deadline = time.time() + timeout_s
     while time.time() < deadline:
