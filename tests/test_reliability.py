@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from conftest import BIN, GUARDS, ROOT, run, tiny_dict
 
 pytestmark = pytest.mark.slow
-STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit")
+STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit", "baseline")
 CASES = yaml.safe_load((Path(__file__).parent / "bad_inputs.yaml").read_text())
 
 
