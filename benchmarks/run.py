@@ -60,7 +60,8 @@ def bench_data(params: Params, work: Path):
 
     # nsoartc, whole stage, against reading and writing the same data set.
     pfile = work / "params.yaml"
-    pfile.write_text((ROOT / "params.yaml").read_text())
+    if not pfile.exists():
+        pfile.write_text((ROOT / "params.yaml").read_text())
     stage = load_stage("nsoartc")
     _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--out", str(work / "nsoartc"),
                                     "--unit-space", str(work / "u.npz"), "--metrics", str(work / "d.json"), "--figure", str(work / "n.png")])
@@ -220,18 +221,21 @@ def main():
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["peer"], help="run one benchmark alone (on data rendered at the params' defaults)")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (e.g. fewer parts for a quick look)")
     args = ap.parse_args()
-    params = load_params(ROOT / "params.yaml")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
+    params_file = Path(args.params).resolve()
+    params = load_params(params_file)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; params from {params_file}\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.chdir(work)  # stage outputs must lie inside the working directory
         if args.only == "peer":
-            (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+            (work / "params.yaml").write_text(params_file.read_text())
             save_dataset(to_dataset_dict(generate(params.data), parts_features(params.data.classes, params.data.views,
                                                                                params.data.image_size), params.data.classes), work / "parts")
             bench_peer(params, work)
             return
+        (work / "params.yaml").write_text(params_file.read_text())
         data_dir = bench_data(params, work)
         bench_train(params, data_dir, work)
         bench_attention(data_dir, work)
