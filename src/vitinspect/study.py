@@ -301,21 +301,35 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
 # --------------------------------------------------------------------------- F6: the classical peer
 
 
-def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true) -> dict | None:
-    """The ViT's accuracy minus the peer's on the same test parts, with a 95 % interval.
+def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2000) -> dict | None:
+    """The ViT minus the peer on the same test parts: accuracy and macro-F1, each with a 95 % interval.
 
-    Per part d = [ViT right] - [peer right]; mean +- 1.96 sd / sqrt(n) (paired, normal approximation),
-    plus the counts of parts only one of them gets right. None when the two lists are not the same parts.
+    Accuracy: per part d = [ViT right] - [peer right]; mean +- 1.96 sd / sqrt(n) (paired, normal
+    approximation), with the counts of parts only one of them gets right. Macro-F1: a paired bootstrap
+    over the parts (``resamples`` draws, seed 0, percentile interval); it carries the rare passed class.
+    None when the two lists are not the same parts.
     """
+    from sklearn.metrics import f1_score
+
     vit_true, peer_true = np.asarray(vit_true), np.asarray(peer_true)
-    if len(vit_true) == 0 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
+    vit_pred, peer_pred = np.asarray(vit_pred), np.asarray(peer_pred)
+    if len(vit_true) < 2 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
         return None
-    a = (np.asarray(vit_pred) == vit_true).astype(float)
-    b = (np.asarray(peer_pred) == peer_true).astype(float)
+    a, b = (vit_pred == vit_true).astype(float), (peer_pred == peer_true).astype(float)
     d = a - b
-    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    labels = sorted(set(vit_true) | set(vit_pred) | set(peer_pred))
+
+    def f1_diff(idx):
+        return (f1_score(vit_true[idx], vit_pred[idx], labels=labels, average="macro", zero_division=0)
+                - f1_score(vit_true[idx], peer_pred[idx], labels=labels, average="macro", zero_division=0))
+
+    rng = np.random.default_rng(0)
+    boot = [f1_diff(rng.integers(0, len(d), len(d))) for _ in range(resamples)]
     return {"n": len(d), "diff": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half),
-            "only_vit": int(((a == 1) & (b == 0)).sum()), "only_peer": int(((a == 0) & (b == 1)).sum())}
+            "only_vit": int(((a == 1) & (b == 0)).sum()), "only_peer": int(((a == 0) & (b == 1)).sum()),
+            "f1_diff": float(f1_diff(np.arange(len(d)))), "f1_low": float(np.percentile(boot, 2.5)),
+            "f1_high": float(np.percentile(boot, 97.5))}
 
 
 def _peer_of(rev: str) -> dict:
@@ -372,14 +386,18 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
                      f"{col(vit, 'macro_f1')} | {col(svm, 'macro_f1')} | {col(vit, 'escape_rate')} | {col(svm, 'escape_rate')} | "
                      f"{col(vit, 'false_reject_rate')} | {col(svm, 'false_reject_rate')} | "
                      f"{col(vit, 'per_class', 'passed', 'recall')} | {col(svm, 'per_class', 'passed', 'recall')} |")
-        paired = [peers[n].get("paired") for n in names if peers[n].get("paired")]
-        wins = sum(p["low"] > 0 for p in paired)
-        losses = sum(p["high"] < 0 for p in paired)
-        if paired:
-            detail = "; ".join(f"s{i}: {p['diff']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] ({p['only_vit']} parts only the ViT gets right, "
-                               f"{p['only_peer']} only the SVM)" for i, p in enumerate(paired))
-            verdicts.append((label, wins, losses, len(paired), detail))
-    lines += ["", "Accuracy of the ViT minus the SVM on the same test parts, per seed, with a paired 95 % interval:", ""]
+        paired = [(n, peers[n]["paired"]) for n in names if peers[n].get("paired")]
+        for metric, key in (("accuracy", ""), ("macro-F1", "f1_")):
+            if not paired:
+                continue
+            wins = sum(p[f"{key}low"] > 0 for _, p in paired)
+            losses = sum(p[f"{key}high"] < 0 for _, p in paired)
+            detail = "; ".join(f"{n.rsplit('-', 1)[1]}: {p[f'{key}diff']:+.3f} [{p[f'{key}low']:+.3f}, {p[f'{key}high']:+.3f}]"
+                               + (f" ({p['only_vit']} parts only the ViT gets right, {p['only_peer']} only the SVM)" if not key else "")
+                               for n, p in paired)
+            verdicts.append((f"{label}, {metric}", wins, losses, len(paired), detail))
+    lines += ["", "The ViT minus the SVM on the same test parts, per seed, with a 95 % interval (accuracy: paired normal "
+              "approximation; macro-F1: paired bootstrap over the parts):", ""]
     lines += [f"- **{label}**: the ViT is ahead beyond the interval in {w} of {n} seeds, behind in {l_} of {n}. {detail}."
               for label, w, l_, n, detail in verdicts]
     return lines + ["", f6_answer(verdicts), ""]
@@ -401,8 +419,8 @@ def f6_answer(verdicts: list[tuple]) -> str:
             parts.append(f"on {label} not clearly: ahead in {wins} and behind in {losses} of {n} seeds beyond the interval")
     if not parts:
         return "**Answer.** Not measured: no experiment holds both machines' per-part predictions."
-    return ("**Answer: does the ViT beat the RT+SVM machine?** " + "; ".join(parts) + ". A seed counts only when the paired 95 % "
-            "interval of the accuracy difference on the same test parts excludes zero.")
+    return ("**Answer: does the ViT beat the RT+SVM machine?** " + "; ".join(parts) + ". A seed counts only when the 95 % "
+            "interval of the difference on the same test parts excludes zero.")
 
 
 def splice_section(text: str, section: list[str], heading: str, before: str = "## All runs") -> str:
