@@ -255,6 +255,13 @@ def test_f6_pieces_paired_interval_answer_and_splice():
     p = paired_accuracy(vit, truth, peer, truth)
     assert p["diff"] == pytest.approx(0.2) and p["low"] > 0 and p["only_vit"] == 20 and p["only_peer"] == 0
     assert paired_accuracy(vit, truth, peer, truth[::-1]) is None  # not the same parts: no paired figure
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    truth3, vit3, peer3 = (list(rng.choice(["p", "x", "y"], 200, p=[0.05, 0.5, 0.45])) for _ in range(3))
+    q = paired_accuracy(vit3, truth3, peer3, truth3)
+    sk = f1_score(truth3, vit3, average="macro", zero_division=0) - f1_score(truth3, peer3, average="macro", zero_division=0)
+    assert q["f1_diff"] == pytest.approx(sk, abs=1e-12) and q["f1_low"] <= q["f1_diff"] <= q["f1_high"]
     assert "yes, in every seed (3 of 3)" in f6_answer([("default data", 3, 0, 3, "")])
     assert "no: the SVM is ahead in every seed (1 of 1)" in f6_answer([("n_images 1000", 0, 1, 1, "")])
     report = "# T\n\n## F1: x\n\none\n\n## F5: y\n\nfive\n\n## All runs\n\n| a |\n"

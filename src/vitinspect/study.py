@@ -101,10 +101,14 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
 # --------------------------------------------------------------------------- collecting
 
 
-def collect() -> dict[str, dict]:
-    """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows."""
+def collect(all_commits: bool = False) -> dict[str, dict]:
+    """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows.
+
+    all_commits: also experiments based on earlier commits (``dvc exp show -A``), e.g. after a commit
+    made while the queue ran; where a name appears twice, the newest commit's wins.
+    """
     out = {}
-    for base in json.loads(_dvc("exp", "show", "--json")):
+    for base in reversed(json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])))):
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name")
@@ -309,8 +313,6 @@ def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2
     over the parts (``resamples`` draws, seed 0, percentile interval); it carries the rare passed class.
     None when the two lists are not the same parts.
     """
-    from sklearn.metrics import f1_score
-
     vit_true, peer_true = np.asarray(vit_true), np.asarray(peer_true)
     vit_pred, peer_pred = np.asarray(vit_pred), np.asarray(peer_pred)
     if len(vit_true) < 2 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
@@ -319,10 +321,17 @@ def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2
     d = a - b
     half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
     labels = sorted(set(vit_true) | set(vit_pred) | set(peer_pred))
+    code = {c: i for i, c in enumerate(labels)}
+    t, pv, pp = (np.array([code[x] for x in arr]) for arr in (vit_true, vit_pred, peer_pred))
+    k = len(labels)
+
+    def macro_f1(truth, pred):  # sklearn's macro-F1 (zero_division=0) over all labels, by counts
+        tp = np.bincount(truth[truth == pred], minlength=k)
+        denom = np.bincount(truth, minlength=k) + np.bincount(pred, minlength=k)
+        return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
 
     def f1_diff(idx):
-        return (f1_score(vit_true[idx], vit_pred[idx], labels=labels, average="macro", zero_division=0)
-                - f1_score(vit_true[idx], peer_pred[idx], labels=labels, average="macro", zero_division=0))
+        return macro_f1(t[idx], pv[idx]) - macro_f1(t[idx], pp[idx])
 
     rng = np.random.default_rng(0)
     boot = [f1_diff(rng.integers(0, len(d), len(d))) for _ in range(resamples)]
@@ -446,10 +455,10 @@ def by_setting_of(records: dict) -> dict[str, list[str]]:
     return out
 
 
-def write_report(out: Path, only: str | None = None) -> None:
+def write_report(out: Path, only: str | None = None, all_commits: bool = False) -> None:
     from vitinspect.storage import atomic_path, write_text
 
-    records = collect()
+    records = collect(all_commits)
     if not records:
         raise VitinspectError(f"no {PREFIX}* experiments to report on; run `python -m vitinspect.study run` first")
     if only == "F6":  # rewrite F6 alone from its experiments; F1-F5 stay as they are in the report
@@ -473,12 +482,13 @@ def main(argv=None) -> None:
     ap.add_argument("--pretrained", help="a local ViT checkpoint to add to F5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
     ap.add_argument("--timeout", type=float, default=3 * 3600)
+    ap.add_argument("--all-commits", action="store_true", help="report on experiments of every commit (dvc exp show -A), not HEAD's only")
     ap.add_argument("--out", default="reports/study.md")
     args = ap.parse_args(argv)
     if args.action == "run":
         extra = dict(s.split("=", 1) for s in args.set)
         run_plan(plan(args.plan, args.seeds, args.pretrained), extra, args.timeout)
-    write_report(Path(args.out), only=args.only or ("F6" if args.plan == "f6" else None))
+    write_report(Path(args.out), only=args.only or ("F6" if args.plan == "f6" else None), all_commits=args.all_commits)
 
 
 if __name__ == "__main__":
