@@ -110,6 +110,8 @@ def collect(all_commits: bool = False) -> dict[str, dict]:
     out = {}
     for base in reversed(json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])))):
         for exp in base.get("experiments") or []:
+            if ((exp.get("executor") or {}).get("state") or "success") != "success":
+                continue  # queued, running or failed: no results of its own yet (a running one shows the workspace's)
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name")
                 data = rev.get("data") or {}
