@@ -198,3 +198,15 @@ def score_maps(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
         "rank_accuracy": relevance_rank_accuracy(up, masks),
         "baseline": area_fraction(masks),
     }
+
+
+def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
+    """Mean of each score over all parts and per class (only classes present), with the counts ``n``.
+
+    scores: name -> (N,) per-part scores; labels: (N,) class indices into ``classes``.
+    """
+    def summary(sel):
+        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
+
+    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
+    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}
