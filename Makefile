@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench report plots vega actionlint study clean-venv
+.PHONY: setup repro test bench report plots vega actionlint study clean-venv peer
 
 BASE ?= main
 
@@ -33,6 +33,10 @@ test: $(STAMP)
 # reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
 report: $(STAMP)
 	$(BIN)/python -m vitinspect.review --base $(BASE) --out reports/pr.md
+
+# The ViT beside the classical RT+SVM peer on the headline rows (from metrics/eval.json and metrics/baseline.json).
+peer: $(STAMP)
+	$(BIN)/python -m vitinspect.review --peer
 
 # The source's five findings as dvc experiments, and reports/study.md. STUDY_ARGS e.g. for a GPU:
 #   make study STUDY_ARGS="--seeds 5 --set data.n_images=20000 --set train.epochs=30"

@@ -7,6 +7,9 @@
 - attention: seconds for the whole stage's maps and scores at the defaults.
 - refusal: seconds until a bad params.yaml is refused by `validate` (what `dvc repro` runs first) beside
   `prepare` (the stage that refused it before `validate` existed), alternating, median and min of 5.
+- baseline: the RT+SVM peer's predict latency per part (cell features from the raw views + SVM) beside the
+  ViT's (NSOARTC composite from the raw views + forward), one part at a time, alternating, median and min;
+  and the stage's fit time. `python benchmarks/run.py --only peer` runs this alone.
 - inspect: ms per part, views (PNG files) in to verdict out, batch 1 and a lot of 64, torch and ONNX engines,
   beside the network's forward alone; and process start -> first verdict (`python -m vitinspect inspect`).
   Paired: the engines alternate within each repeat; median and min of the repeats.
@@ -66,7 +69,8 @@ def bench_data(params: Params, work: Path):
 
     # nsoartc, whole stage, against reading and writing the same data set.
     pfile = work / "params.yaml"
-    pfile.write_text((ROOT / "params.yaml").read_text())
+    if not pfile.exists():
+        pfile.write_text((ROOT / "params.yaml").read_text())
     stage = load_stage("nsoartc")
     _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--out", str(work / "nsoartc"),
                                     "--unit-space", str(work / "u.npz"), "--metrics", str(work / "d.json"), "--figure", str(work / "n.png")])
@@ -186,6 +190,59 @@ def bench_refusal(work: Path, repeats: int = 5):
         print(f"{'refusal of a bad params.yaml: ' + name:<44} {np.median(ts):>12,.2f} s median, {min(ts):.2f} s min")
 
 
+def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
+    """Per-part predict latency, SVM vs ViT, from the raw views of one part to class probabilities."""
+    import json
+
+    from vitinspect.nsoartc import UnitSpace, double_eye, to_image
+    from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, load_peer
+    from vitinspect.peer import predict_proba as peer_proba
+
+    pfile = work / "params.yaml"
+    stage = load_stage("baseline")
+    _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--model", "peer", "--metrics", "b.json",
+                                    "--confusion-records", "br.json", "--figure", "b.png", "--report", "breport.json"])
+    report = json.loads((work / "breport.json").read_text())
+    svm = load_peer(work / "peer" / "svm.joblib", report["models"]["svm"]["sha256"])
+    ds = load_dataset_dir(work / "parts")
+    classes = label_names(ds["train"])
+    views_of = params.data.views
+    test = columns(ds["test"], ["views"])["views"][:parts].astype(np.float64) / 255.0
+    train = columns(ds["train"], ["views", "label"])
+    size = test.shape[-1]
+    boxes = cell_boxes(size, params.data.grid.rows, params.data.grid.cols)
+    eps, n = params.nsoartc.eps, params.nsoartc
+    # Both unit spaces from the passed training parts, as the stages build them (not timed).
+    passed = train["views"][train["label"] == classes.index("passed")].astype(np.float64) / 255.0
+    as_views = lambda v: {name: v[:, j] for j, name in enumerate(views_of)}  # noqa: E731
+    cells = CellUnitSpace.fit(cell_features(as_views(passed), boxes, eps))
+    pixels = UnitSpace.fit(double_eye(as_views(passed), n.window, eps))
+    vit = build_scratch(params.model, size, classes, 0).eval()  # untrained: the same arithmetic as a trained one
+    spec = InputSpec(size)
+
+    def svm_one(v):
+        return peer_proba(svm, cells.zscore(cell_features(as_views(v), boxes, eps), eps))
+
+    @torch.no_grad()
+    def vit_one(v):
+        z = pixels.zscore(double_eye(as_views(v), n.window, eps), eps)
+        return torch.softmax(vit(pixel_values=to_pixel_values(to_image(z, n.gain), spec)).logits, -1).numpy()
+
+    svm_one(test[:1]), vit_one(test[:1])  # warm-up
+    times = {"svm": [], "vit": []}
+    for _ in range(repeats):  # alternating, so a busy neighbour slows both alike
+        for name, fn in (("svm", svm_one), ("vit", vit_one)):
+            start = time.perf_counter()
+            for i in range(len(test)):
+                fn(test[i:i + 1])
+            times[name].append(1000 * (time.perf_counter() - start) / len(test))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"{'baseline: predict ms/part, RT cells + SVM':<44} {med['svm']:>12,.2f} ms  (min {min(times['svm']):.2f})"
+          f"  | ViT, NSOARTC + forward: {med['vit']:,.2f} ms (min {min(times['vit']):.2f})  ({med['vit'] / med['svm']:.1f}x the SVM)")
+    print(f"{'baseline: whole stage (features, grid, fit)':<44} {t_stage:>12,.1f} s   | SVM grid fits {report['svm']['fit_seconds_all_grid']:.1f} s, "
+          f"chosen {report['svm']['chosen']}; test accuracy {report['svm']['test']['accuracy']:.3f}")
+
+
 def _cpu_seconds() -> float:
     """CPU time (user + sys) of this process and its finished children: unlike wall time, not inflated by a busy machine."""
     import resource
@@ -245,22 +302,32 @@ def bench_inspect(bundle_dir: Path, work: Path, repeats: int = 7):
 def main():
     import argparse
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", choices=("all", "inspect"), default="all")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=("all", "inspect", "peer"), default="all")
     ap.add_argument("--bundle", type=Path, help="with --only inspect: a built bundle (default: models/bundle)")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (e.g. fewer parts for a quick look)")
     args = ap.parse_args()
-    params = load_params(ROOT / "params.yaml")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
+    params_file = Path(args.params).resolve()
+    params = load_params(params_file)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; params from {params_file}\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.only == "inspect":
             bench_inspect((args.bundle or ROOT / "models/bundle").resolve(), work)
             return
         os.chdir(work)  # stage outputs must lie inside the working directory
+        if args.only == "peer":
+            (work / "params.yaml").write_text(params_file.read_text())
+            save_dataset(to_dataset_dict(generate(params.data), parts_features(params.data.classes, params.data.views,
+                                                                               params.data.image_size), params.data.classes), work / "parts")
+            bench_peer(params, work)
+            return
+        (work / "params.yaml").write_text(params_file.read_text())
         bench_refusal(work)
         data_dir = bench_data(params, work)
         bench_train(params, data_dir, work)
         bench_attention(data_dir, work)
+        bench_peer(params, work)
         load_stage("bundle").main(["--params", str(work / "params.yaml"), "--parts", str(work / "parts"), "--unit-space", str(work / "u.npz"),
                                    "--model", str(work / "vit"), "--out", str(work / "bundle"), "--metrics", str(work / "ood.json"),
                                    "--report", str(work / "ood_report.json")])

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from conftest import BIN, ROOT, load_stage, run, tiny_dict
 
-STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit")
+STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit", "baseline")
 CASES = yaml.safe_load((Path(__file__).parent / "bad_inputs.yaml").read_text())
 
 
@@ -206,6 +206,7 @@ def test_fresh_clone_killed_in_every_stage_recovers_identical_bytes_and_a_clean_
     bytes as the original run's, so `git status` is clean and dvc has nothing left to do."""
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(built_project), str(clone)], tmp_path)
+    run("dvc repro -s validate", clone)  # params check, one small file: every stage depends on it
     for stage in STAGES:
         # 83 training parts, batch 16: 6 steps an epoch; step 9 is in the middle of epoch 2.
         kill = {"VITINSPECT_TEST_KILL_AT_STEP": "9"} if stage == "train" else {"VITINSPECT_TEST_KILL_AT_REPLACE": "2"}

@@ -214,6 +214,26 @@ class Audit:
     tolerance: float = _f(1e-6, non_negative)
 
 
+def positive_list(values):
+    if not values:
+        return "must not be empty"
+    bad = [v for v in values if not v > 0]
+    return f"must hold positive numbers, got {bad[0]!r}" if bad else None
+
+
+@dataclass(frozen=True)
+class BaselineGrid:
+    C: list[float] = _f([1.0, 3.0, 10.0, 30.0, 100.0], positive_list)
+    gamma: list[float] = _f([0.01, 0.03, 0.1, 0.3], positive_list)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    grid: BaselineGrid = field(default_factory=BaselineGrid)
+    class_weight: str = _f("none", one_of(("none", "balanced")))
+    seed: int = _f(0, non_negative)
+
+
 @dataclass(frozen=True)
 class Bundle:
     false_alarm_rate: float = _f(0.005, open_unit)
@@ -233,6 +253,7 @@ class Params:
     evaluate: Evaluate = field(default_factory=Evaluate)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
+    baseline: Baseline = field(default_factory=Baseline)
     bundle: Bundle = field(default_factory=Bundle)
 
 

@@ -24,6 +24,7 @@ from vitinspect.errors import VitinspectError
 
 EVAL = "metrics/eval.json"
 CONFUSION = "metrics/confusion_matrix.json"
+PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
 
 def at_revision(rev: str, path: str):
@@ -63,6 +64,43 @@ def build_report(base: str, metrics_md: str, params_md: str, base_eval, new_eval
               "## Params (`dvc params diff --deps`)", "", _table_or(params_md, "No param changed."), ""]
     if figure:
         lines += ["## Confusion matrices (test split)", "", f"![base vs workspace]({figure})", ""]
+    return "\n".join(lines)
+
+
+# The headline rows that decide whether the ViT earns its keep against the classical peer:
+# (label, how to read it from an eval-shaped dict, lower is better).
+PEER_ROWS = (
+    ("accuracy", lambda m: m.get("accuracy"), False),
+    ("macro-F1", lambda m: m.get("macro_f1"), False),
+    ("escape rate", lambda m: m.get("escape_rate"), True),
+    ("false-reject rate", lambda m: m.get("false_reject_rate"), True),
+    ("passed recall", lambda m: (m.get("per_class") or {}).get("passed", {}).get("recall"), False),
+    ("X<->Y confusion (tilt_x as tilt_y)", lambda m: (m.get("xy_confusion") or {}).get("tilt_x_as_tilt_y"), True),
+    ("X<->Y confusion (tilt_y as tilt_x)", lambda m: (m.get("xy_confusion") or {}).get("tilt_y_as_tilt_x"), True),
+)
+
+
+def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (workspace, test split)") -> str:
+    """Markdown: the ViT and the classical peer on the headline rows, with which one is ahead.
+
+    vit_eval, peer_eval: dicts shaped like metrics/eval.json (metrics/baseline.json is). Empty when
+    either is missing, so a report from a revision without the peer stays as it was.
+    """
+    if not vit_eval or not peer_eval:
+        return ""
+    lines = [f"## {title}", "", "| figure | ViT | RT+SVM | ahead |", "|---|---:|---:|---|"]
+    for label, get, lower in PEER_ROWS:
+        a, b = get(vit_eval), get(peer_eval)
+        if a is None or b is None:
+            ahead = "n/a"
+        elif abs(a - b) <= 1e-9:
+            ahead = "tie"
+        else:
+            ahead = "ViT" if (a < b) == lower else "RT+SVM"
+        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+        lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ahead} |")
+    n = vit_eval.get("n")
+    lines += ["", f"Both on the same {n} test parts; the peer's fit and predict times are in reports/baseline.json.", ""]
     return "\n".join(lines)
 
 
@@ -113,7 +151,11 @@ def main(argv=None) -> None:
     ap.add_argument("--image-url-base", help="absolute https URL the comment's images are published under")
     ap.add_argument("--head-sha", help="the pull request's head commit, named in the comment")
     ap.add_argument("--run-url", help="the workflow run (and its artifact), linked from the comment")
+    ap.add_argument("--peer", action="store_true", help="print only the ViT vs RT+SVM table of the workspace and stop (for make show)")
     args = ap.parse_args(argv)
+    if args.peer:
+        print(peer_section(in_workspace(EVAL), in_workspace(PEER)) or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
+        return
     for out in (args.out, args.comment):
         if out:
             output_path(out)  # inside the project, like every stage output
@@ -136,6 +178,8 @@ def main(argv=None) -> None:
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
     report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure)
+    peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
+    report += ("\n" + peer) if peer else ""
     write_text(out, report)
     print(f"report: {out}")
     if args.comment:

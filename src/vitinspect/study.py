@@ -25,6 +25,10 @@ from vitinspect.errors import VitinspectError
 from vitinspect.review import at_revision
 
 PREFIX = "study-"
+F6_TARGETS = ("evaluate", "baseline")
+F6_SETTINGS = {"ratio0.2": {"data.passed_ratio": 0.2}, "n1000": {"data.n_images": 1000}}
+PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
+    "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
 BIG = {"model.hidden_size": 160, "model.layers": 5, "model.heads": 5, "model.mlp_size": 640}  # ~1.5M parameters, ~10x
 
 
@@ -33,6 +37,7 @@ class Experiment:
     setting: str  # e.g. "base", "epochs5"
     seed: int
     overrides: dict = field(default_factory=dict)
+    targets: tuple[str, ...] = ()  # stages to reproduce (and what they need); () means the whole pipeline
 
     @property
     def name(self) -> str:
@@ -50,6 +55,7 @@ SETTINGS = {
     "last_blocks": {"finetune.strategy": "last_blocks"},
     "lora": {"finetune.strategy": "lora"},
     "big": BIG,
+    "n1000": F6_SETTINGS["n1000"],
 }
 
 
@@ -58,6 +64,11 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
     baseline and the epochs setting once each (the end-to-end test's plan)."""
     if kind == "toy":
         return [Experiment("base", 0), Experiment("epochs5", 0, SETTINGS["epochs5"])]
+    if kind == "f6":  # F6 alone: the ViT against the RT+SVM peer on the default data, at ratio 0.2, and with few labels
+        exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
+        exps += [Experiment("ratio0.2", 0, {"train.seed": 0, **F6_SETTINGS["ratio0.2"]})]
+        exps += [Experiment("n1000", s, {"train.seed": s, **F6_SETTINGS["n1000"]}) for s in range(seeds)]
+        return [Experiment(e.setting, e.seed, e.overrides, F6_TARGETS) for e in exps]  # no attention or audit needed
     settings = dict(SETTINGS)
     if pretrained:
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
@@ -77,7 +88,7 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
     for e in exps:
         _dvc("exp", "remove", e.name, check=False)
         sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**e.overrides, **extra}.items()]
-        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)])
+        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
     _dvc("queue", "start", "-j", "1")
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -95,11 +106,17 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
 # --------------------------------------------------------------------------- collecting
 
 
-def collect() -> dict[str, dict]:
-    """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows."""
+def collect(all_commits: bool = False) -> dict[str, dict]:
+    """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows.
+
+    all_commits: also experiments based on earlier commits (``dvc exp show -A``), e.g. after a commit
+    made while the queue ran; where a name appears twice, the newest commit's wins.
+    """
     out = {}
-    for base in json.loads(_dvc("exp", "show", "--json")):
+    for base in reversed(json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])))):
         for exp in base.get("experiments") or []:
+            if ((exp.get("executor") or {}).get("state") or "success") != "success":
+                continue  # queued, running or failed: no results of its own yet (a running one shows the workspace's)
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name")
                 data = rev.get("data") or {}
@@ -308,8 +325,158 @@ def all_runs(st: Study) -> list[str]:
                     f"{_fmt(st.figs[n]['passed_recall'])} | {_fmt(st.figs[n]['relevance_mass'])} |" for n in sorted(st.records)]
 
 
+# --------------------------------------------------------------------------- F6: the classical peer
+
+
+def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2000) -> dict | None:
+    """The ViT minus the peer on the same test parts: accuracy and macro-F1, each with a 95 % interval.
+
+    Accuracy: per part d = [ViT right] - [peer right]; mean +- 1.96 sd / sqrt(n) (paired, normal
+    approximation), with the counts of parts only one of them gets right. Macro-F1: a paired bootstrap
+    over the parts (``resamples`` draws, seed 0, percentile interval); it carries the rare passed class.
+    None when the two lists are not the same parts.
+    """
+    vit_true, peer_true = np.asarray(vit_true), np.asarray(peer_true)
+    vit_pred, peer_pred = np.asarray(vit_pred), np.asarray(peer_pred)
+    if len(vit_true) < 2 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
+        return None
+    a, b = (vit_pred == vit_true).astype(float), (peer_pred == peer_true).astype(float)
+    d = a - b
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    labels = sorted(set(vit_true) | set(vit_pred) | set(peer_pred))
+    code = {c: i for i, c in enumerate(labels)}
+    t, pv, pp = (np.array([code[x] for x in arr]) for arr in (vit_true, vit_pred, peer_pred))
+    k = len(labels)
+
+    def macro_f1(truth, pred):  # sklearn's macro-F1 (zero_division=0) over all labels, by counts
+        tp = np.bincount(truth[truth == pred], minlength=k)
+        denom = np.bincount(truth, minlength=k) + np.bincount(pred, minlength=k)
+        return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+    def f1_diff(idx):
+        return macro_f1(t[idx], pv[idx]) - macro_f1(t[idx], pp[idx])
+
+    rng = np.random.default_rng(0)
+    boot = [f1_diff(rng.integers(0, len(d), len(d))) for _ in range(resamples)]
+    return {"n": len(d), "diff": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half),
+            "only_vit": int(((a == 1) & (b == 0)).sum()), "only_peer": int(((a == 0) & (b == 1)).sum()),
+            "f1_diff": float(f1_diff(np.arange(len(d)))), "f1_low": float(np.percentile(boot, 2.5)),
+            "f1_high": float(np.percentile(boot, 97.5))}
+
+
+def _peer_of(rev: str) -> dict:
+    """The peer's figures and the per-part predictions of both machines in one experiment."""
+    import io
+
+    import pandas as pd
+
+    out = {"svm": at_revision(rev, PEER_METRICS), "report": at_revision(rev, PEER_REPORT) or {}}
+    records = at_revision(rev, PEER_RECORDS)
+    proc = run_command(["git", "show", f"{rev}:{VIT_PREDICTIONS}"], check=False)
+    if records and proc:
+        table = pd.read_csv(io.StringIO(proc))
+        out["paired"] = paired_accuracy(table["predicted"], table["label"], [r["predicted"] for r in records], [r["actual"] for r in records])
+    return out
+
+
+def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> list[str]:
+    """## F6: does the ViT beat the RT+SVM machine? Per setting, every seed, with a paired interval."""
+    lines = ["## F6: does the ViT beat the RT+SVM machine?", ""]
+    settings = [(label, s) for label, s in (("default data", "base"), ("passed ratio 0.2", "ratio0.2"), ("n_images 1000", "n1000"))
+                if by_setting.get(s)]
+    peers = {n: _peer_of(records[n]["rev"]) for _, s in settings for n in by_setting[s]}
+    if not settings or not any(p["svm"] for p in peers.values()):
+        return lines + ["Not run in this plan (or its experiments predate the baseline stage).", ""]
+    nan = float("nan")
+
+    def get(m, *keys):
+        for k in keys:
+            m = (m or {}).get(k) if isinstance(m, dict) else None
+        return nan if m is None else float(m)
+
+    def stat(values):
+        v = [x for x in values if not np.isnan(x)]
+        if not v:
+            return "n/a"
+        return f"{np.mean(v):.3f}" + (f" ±{(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else "")
+
+    lines += ["QEU's machine: Double-Eye RT features (β and Y2 of each side view against the centre view, one RT window per "
+              "terminal cell, z-scored by the passed training parts) fed to an RBF SVM; a logistic regression on the same features "
+              "beside it. Both read the same parts as the ViT and are scored on the same test parts with the same function. "
+              "Figures are the mean over the training seeds ±half their range (the SVM does not depend on the ViT's seed). "
+              "QEU reported 92.6–94.3 % accuracy for its machine.", "",
+              "| data | seeds | ViT accuracy | SVM accuracy | logistic accuracy | ViT macro-F1 | SVM macro-F1 | ViT escape | SVM escape | ViT false-reject | SVM false-reject | ViT passed recall | SVM passed recall |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    verdicts = []
+    for label, s in settings:
+        names = by_setting[s]
+        vit = [records[n]["metrics"].get("metrics/eval.json", {}) for n in names]
+        svm = [peers[n]["svm"] for n in names]
+        lr = [(peers[n]["report"].get("logistic") or {}).get("test") for n in names]
+        col = lambda ms, *k: stat([get(m, *k) for m in ms])  # noqa: E731
+        lines.append(f"| {label} | {len(names)} | {col(vit, 'accuracy')} | {col(svm, 'accuracy')} | {col(lr, 'accuracy')} | "
+                     f"{col(vit, 'macro_f1')} | {col(svm, 'macro_f1')} | {col(vit, 'escape_rate')} | {col(svm, 'escape_rate')} | "
+                     f"{col(vit, 'false_reject_rate')} | {col(svm, 'false_reject_rate')} | "
+                     f"{col(vit, 'per_class', 'passed', 'recall')} | {col(svm, 'per_class', 'passed', 'recall')} |")
+        paired = [(n, peers[n]["paired"]) for n in names if peers[n].get("paired")]
+        for metric, key in (("accuracy", ""), ("macro-F1", "f1_")):
+            if not paired:
+                continue
+            wins = sum(p[f"{key}low"] > 0 for _, p in paired)
+            losses = sum(p[f"{key}high"] < 0 for _, p in paired)
+            detail = "; ".join(f"{n.rsplit('-', 1)[1]}: {p[f'{key}diff']:+.3f} [{p[f'{key}low']:+.3f}, {p[f'{key}high']:+.3f}]"
+                               + (f" ({p['only_vit']} parts only the ViT gets right, {p['only_peer']} only the SVM)" if not key else "")
+                               for n, p in paired)
+            verdicts.append((f"{label}, {metric}", wins, losses, len(paired), detail))
+    lines += ["", "The ViT minus the SVM on the same test parts, per seed, with a 95 % interval (accuracy: paired normal "
+              "approximation; macro-F1: paired bootstrap over the parts):", ""]
+    lines += [f"- **{label}**: the ViT is ahead beyond the interval in {w} of {n} seeds, behind in {l_} of {n}. {detail}."
+              for label, w, l_, n, detail in verdicts]
+    return lines + ["", f6_answer(verdicts), ""]
+
+
+def f6_answer(verdicts: list[tuple]) -> str:
+    """One paragraph that answers F6 from the per-seed paired intervals (label, wins, losses, n, detail)."""
+    parts = []
+    for label, wins, losses, n, _ in verdicts:
+        if wins == n:
+            parts.append(f"on {label} yes, in every seed ({wins} of {n})")
+        elif losses == n:
+            parts.append(f"on {label} no: the SVM is ahead in every seed ({losses} of {n})")
+        elif wins > losses:
+            parts.append(f"on {label} mostly: ahead in {wins} of {n} seeds, behind in {losses}, the rest within the interval")
+        elif losses > wins:
+            parts.append(f"on {label} mostly not: behind in {losses} of {n} seeds, ahead in {wins}, the rest within the interval")
+        else:
+            parts.append(f"on {label} not clearly: ahead in {wins} and behind in {losses} of {n} seeds beyond the interval")
+    if not parts:
+        return "**Answer.** Not measured: no experiment holds both machines' per-part predictions."
+    return ("**Answer: does the ViT beat the RT+SVM machine?** " + "; ".join(parts) + ". A seed counts only when the 95 % "
+            "interval of the difference on the same test parts excludes zero.")
+
+
+def splice_section(text: str, section: list[str], heading: str, before: str = "## All runs") -> str:
+    """Replace the ``heading`` section of a markdown report by ``section``, or insert it before ``before``.
+
+    Lets one finding be rewritten from its own experiments while the others' sections stay as they are.
+    """
+    lines = text.rstrip("\n").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    mine = [i for i in starts if lines[i].startswith(heading)]
+    if mine:
+        i = mine[0]
+        end = next((j for j in starts if j > i), len(lines))
+    else:
+        i = end = next((j for j in starts if lines[j].startswith(before)), len(lines))
+    return "\n".join(lines[:i] + section + lines[end:]) + "\n"
+
+
+def f6_peer(st: Study) -> list[str]:
+    return f6_section(st.records, st.by_setting)
+
+
 # The report's sections, in order: each finding reads the study and returns its markdown lines.
-FINDINGS = [f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f4_strategies, f5_model_size]
+FINDINGS = [f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f4_strategies, f5_model_size, f6_peer]
 
 
 def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
@@ -324,12 +491,17 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     return "\n".join(lines + all_runs(st)) + "\n"
 
 
-def write_report(out: Path) -> None:
+def write_report(out: Path, only: str | None = None, all_commits: bool = False) -> None:
     from vitinspect.storage import atomic_path, write_text
 
-    records = collect()
+    records = collect(all_commits)
     if not records:
         raise VitinspectError(f"no {PREFIX}* experiments to report on; run `python -m vitinspect.study run` first")
+    if only == "F6":  # rewrite F6 alone from its experiments; F1-F5 stay as they are in the report
+        old = out.read_text() if out.exists() else "# The study: the source's findings, measured\n"
+        write_text(out, splice_section(old, f6_peer(Study(records, out.with_suffix(""), out.with_suffix("").name)), "## F6"))
+        print(f"study: F6 from {len(records)} experiments -> {out}")
+        return
     fig_dir = out.with_suffix("")
     with atomic_path(fig_dir, is_dir=True) as tmp:
         text = build_report(records, tmp, fig_dir.name)
@@ -340,17 +512,19 @@ def write_report(out: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["run", "report"])
-    ap.add_argument("--plan", choices=["full", "toy"], default="full")
+    ap.add_argument("--plan", choices=["full", "toy", "f6"], default="full")
+    ap.add_argument("--only", choices=["F6"], help="rewrite only this finding's section of the report (the f6 plan implies it)")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")
     ap.add_argument("--pretrained", help="a local ViT checkpoint to add to F5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
     ap.add_argument("--timeout", type=float, default=3 * 3600)
+    ap.add_argument("--all-commits", action="store_true", help="report on experiments of every commit (dvc exp show -A), not HEAD's only")
     ap.add_argument("--out", default="reports/study.md")
     args = ap.parse_args(argv)
     if args.action == "run":
         extra = dict(s.split("=", 1) for s in args.set)
         run_plan(plan(args.plan, args.seeds, args.pretrained), extra, args.timeout)
-    write_report(Path(args.out))
+    write_report(Path(args.out), only=args.only or ("F6" if args.plan == "f6" else None), all_commits=args.all_commits)
 
 
 if __name__ == "__main__":
