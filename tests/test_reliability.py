@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from conftest import BIN, ROOT, load_stage, run, tiny_dict
 
-STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit", "baseline")
+STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit", "baseline", "bundle")
 CASES = yaml.safe_load((Path(__file__).parent / "bad_inputs.yaml").read_text())
 
 
