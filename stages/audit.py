@@ -8,7 +8,7 @@ import dataclasses
 from safetensors.torch import load_file
 
 from vitinspect import cli
-from vitinspect.audit import by_group, count_parameters, meta_model, reference_config, weight_change
+from vitinspect.audit import by_group, count_parameters, headline, meta_model, reference_config, weight_change
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import change_bars
 from vitinspect.model import apply_strategy, load_trained
@@ -47,7 +47,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--init", required=True, help="initial weights directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline (strategy, total, trainable share)")
+    ap.add_argument("--details", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
     ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: relative change per block")
     ap.add_argument("--report", required=True, type=cli.output_path, help="Markdown tables")
     args = ap.parse_args(argv)
@@ -66,7 +67,8 @@ def main(argv=None) -> None:
         "head": {**groups.get("head", {}), "note": "freshly initialised for our classes: its W0 is random, so its change is reported apart"},
         "references": reference_table(params.audit.reference_models, len(classes), params.finetune),
     }
-    write_json(args.metrics, result)
+    write_json(args.details, result)
+    write_json(args.metrics, headline(result))
     save_figure(change_bars(groups), args.figure)
     write_text(args.report, audit_markdown(result))
     print(audit_sentence(result))

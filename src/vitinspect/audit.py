@@ -153,3 +153,10 @@ def meta_model(config):
 
     with torch.device("meta"):
         return ViTForImageClassification(config)
+
+
+def headline(result: dict) -> dict:
+    """The audit's metric columns: strategy, total parameters, trainable share. Per-group counts and
+    changes stay in the full result."""
+    m = result["model"]
+    return {"strategy": m["strategy"], "total_parameters": m["total"], "trainable_pct": m["trainable_pct"]}

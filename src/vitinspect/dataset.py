@@ -76,3 +76,15 @@ def columns(ds, names) -> dict[str, np.ndarray]:
 
 def label_names(ds) -> list[str]:
     return list(ds.features["label"].names)
+
+
+def lot_features(classes, size):
+    """Features of the ``lot`` output: id, label, the raw centre view and the NSOARTC composite."""
+    import datasets
+
+    return datasets.Features({
+        "id": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(classes)),
+        "raw": datasets.Array2D(shape=(size, size), dtype="uint8"),
+        "nsoartc": datasets.Array3D(shape=(size, size, 3), dtype="uint8"),
+    })

@@ -109,28 +109,41 @@ def collect() -> dict[str, dict]:
     return out
 
 
-def figures_of(record: dict) -> dict:
-    """The figures each finding needs, from one experiment's metrics (NaN where absent)."""
+def figures_of(record: dict, read=at_revision) -> dict:
+    """The figures each finding needs, from one experiment (NaN where absent).
+
+    The headline comes from its metrics; the details (per-class figures at argmax on the test split,
+    attention scores per input, run time) from the report files committed with it (``read(rev, path)``).
+    """
     m = record["metrics"]
-    ev, att, aud = m.get("metrics/eval.json", {}), m.get("metrics/attention.json", {}), m.get("metrics/audit.json", {})
-    run_info = m.get("reports/train_run.json", {})
-    per = ev.get("per_class", {})
+    rev = record.get("rev")
+
+    def detail(path):
+        return (read(rev, path) if rev else None) or {}
+
+    aud = m.get("metrics/audit.json", {})
+    test = detail("reports/evaluation.json").get("test", {}).get("argmax", {})
+    att = detail("reports/attention.json")
+    run_info = detail("reports/train_run.json")
+    per = test.get("per_class", {})
     own = att.get("model_input", "nsoartc")
     method = att.get("methods", {}).get("gradient") or next(iter(att.get("methods", {}).values()), {})
     nan = float("nan")
     f = {
-        "accuracy": ev.get("accuracy", nan),
-        "macro_f1": ev.get("macro_f1", nan),
-        "escape_rate": ev.get("escape_rate", nan),
-        "false_reject_rate": ev.get("false_reject_rate", nan),
+        "accuracy": test.get("accuracy", nan),
+        "macro_f1": test.get("macro_f1", nan),
+        "escape_rate": (test.get("escape") or {}).get("rate", nan),
+        "false_reject_rate": (test.get("false_reject") or {}).get("rate", nan),
         "passed_recall": per.get("passed", {}).get("recall", nan),
-        "xy_confusion": np.nanmean([v for v in (ev.get("xy_confusion") or {}).values() if v is not None] or [nan]),
+        "xy_confusion": np.nanmean([v for v in (test.get("xy_confusion") or {}).values() if v is not None] or [nan]),
         "relevance_mass": method.get(own, {}).get("relevance_mass", nan),
         "pointing_game": method.get(own, {}).get("pointing_game", nan),
         "baseline": method.get(own, {}).get("baseline", nan),
-        "trainable_pct": aud.get("model", {}).get("trainable_pct", nan),
-        "parameters": aud.get("model", {}).get("total", nan),
+        "trainable_pct": aud.get("trainable_pct", nan),
+        "parameters": aud.get("total_parameters", nan),
         "train_seconds": run_info.get("wall_seconds", nan),
+        "lot_escapes_per_million": m.get("metrics/lot.json", {}).get("escapes_per_million", nan),
+        "lot_false_reject_rate": m.get("metrics/lot.json", {}).get("false_reject_rate", nan),
     }
     for name in ("raw", "nsoartc"):
         for score in ("relevance_mass", "pointing_game"):
@@ -162,7 +175,7 @@ def judge(base_mean: float, value: float, half_range: float) -> str:
 
 def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     """reports/study.md as text; figures are written into figure_dir (linked as rel/<name>)."""
-    from vitinspect.figures import confusion_pair, study_lines
+    from vitinspect.figures import confusion_pair, study_panels
     from vitinspect.storage import save_figure
 
     figs = {name: figures_of(r) for name, r in records.items()}
@@ -212,8 +225,9 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
         lines += ["| passed ratio | passed recall | false-reject rate | escape rate | macro-F1 |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {r:g} | {_fmt(mean(s, 'passed_recall'))} | {_fmt(mean(s, 'false_reject_rate'), True)} | "
                   f"{_fmt(mean(s, 'escape_rate'), True)} | {_fmt(mean(s, 'macro_f1'))} |" for r, s in ratios]
-        series = {k: [mean(s, k) for _, s in ratios] for k in ("passed_recall", "false_reject_rate", "escape_rate")}
-        save_figure(study_lines([r for r, _ in ratios], series, "passed ratio", "share"), figure_dir / "f2_ratio.png")
+        series = {k: [values(s, k) for _, s in ratios] for k in ("passed_recall", "false_reject_rate", "escape_rate")}
+        save_figure(study_panels([r for r, _ in ratios], series, "passed ratio", percent={"false_reject_rate", "escape_rate"}),
+                    figure_dir / "f2_ratio.png")
         top = ratios[-1][1]
         lines += ["", f"![passed recall, false-reject and escape rate against the passed ratio]({rel}/f2_ratio.png)", "",
                   f"Passed recall goes from {_fmt(mean('base', 'passed_recall'))} at {ratios[0][0]:g} to {_fmt(mean(top, 'passed_recall'))} at "
@@ -246,7 +260,7 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str) -> str:
     if len(strategies) > 1:
         lines += ["| strategy | trainable % | accuracy | macro-F1 | mean relative change per block |", "|---|---:|---:|---:|---|"]
         for label, s in strategies:
-            audit = at_revision(records[by_setting[s][0]]["rev"], "metrics/audit.json") or {}
+            audit = at_revision(records[by_setting[s][0]]["rev"], "reports/audit.json") or {}
             changes = audit.get("relative_change_by_group", {})
             per_block = ", ".join(f"{g}: {v['mean_relative_change']:.2f}" for g, v in changes.items()
                                   if g.endswith(".attention") and v.get("mean_relative_change") is not None)
