@@ -5,6 +5,10 @@
 - train: the Trainer's images/s beside a bare PyTorch loop with the same model, batch and optimizer
   (target >= 0.9x), and the achieved FLOP/s over this machine's measured fp32 matmul FLOP/s.
 - attention: seconds for the whole stage's maps and scores at the defaults.
+- evaluate: the whole stage (val + test + the `lot.n_parts` lot: threshold, figures, intervals, curves,
+  files) beside the model's bare forward pass over the same images (target <= 1.5x); paired, alternating
+  repeats, median and min. `python benchmarks/run.py --only evaluate` runs just this one (a 1-epoch model:
+  the timing does not depend on how well it is trained).
 """
 
 from __future__ import annotations
@@ -147,27 +151,71 @@ def bench_train(params: Params, data_dir: Path, work: Path):
     print(f"{'':<44} {flops / 1e6:>12,.2f} MFLOP per image (fwd+bwd, {sum(p.numel() for p in model2.parameters()):,} params)")
 
 
-def bench_attention(data_dir: Path, work: Path):
-    pfile = work / "params.yaml"
+def train_model(work: Path, data_dir: Path):
     train = load_stage("train")
-    train.main(["--params", str(pfile), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
+    train.main(["--params", str(work / "params.yaml"), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
                 "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json"),
                 "--run-info", str(work / "train_run.json")])
+
+
+def bench_attention(data_dir: Path, work: Path):
+    pfile = work / "params.yaml"
+    train_model(work, data_dir)
     stage = load_stage("attention")
     _, t_att = timed(stage.main, ["--params", str(pfile), "--data", str(data_dir), "--model", str(work / "vit"),
-                                  "--metrics", str(work / "att.json"), "--figures", str(work / "att")])
+                                  "--metrics", str(work / "att.json"), "--report", str(work / "att_report.json"), "--figures", str(work / "att")])
     print(f"{'attention: whole stage at the defaults':<44} {t_att:>12,.1f} s")
 
 
+def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3):
+    """evaluate's whole main() against predict_proba over the images it predicts (val, test, lot), alternating."""
+    from vitinspect.model import load_trained, predict_proba
+
+    pfile = work / "params.yaml"
+    _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
+    row(f"lot: parts/s (render + composite, {params.lot.n_parts} parts)", params.lot.n_parts / t_lot, "parts/s")
+    ds, lot = load_dataset_dir(data_dir), load_dataset_dir(work / "lot")
+    images = np.concatenate([columns(ds["val"], ["nsoartc"])["nsoartc"], columns(ds["test"], ["nsoartc"])["nsoartc"],
+                             columns(lot, ["nsoartc"])["nsoartc"]])
+    model = load_trained(work / "vit")
+    pixels = to_pixel_values(images, InputSpec(images.shape[1]))
+    stage = load_stage("evaluate")
+    args = ["--params", str(pfile), "--data", str(data_dir), "--lot", str(work / "lot"), "--model", str(work / "vit")]
+    for name in ("operating-point", "metrics", "lot-metrics", "report", "confusion-matrix", "confusion-records", "roc", "pr"):
+        args += [f"--{name}", str(work / "ev" / f"{name}.json")]
+    args += ["--predictions", str(work / "ev" / "p.csv"), "--figure", str(work / "ev" / "c.png")]
+    stage.main(args)  # warm-up (imports, first figure)
+    predict_proba(model, pixels, params.evaluate.batch_size)
+    t_stage, t_fwd = [], []
+    for _ in range(repeats):  # paired: the two alternate, so drifting load hits both alike
+        t_stage.append(timed(stage.main, args)[1])
+        t_fwd.append(timed(predict_proba, model, pixels, params.evaluate.batch_size)[1])
+    med_s, med_f = float(np.median(t_stage)), float(np.median(t_fwd))
+    print(f"{'evaluate: whole stage (in-process main)':<44} {med_s:>12,.2f} s median, {min(t_stage):,.2f} s min  "
+          f"| forward pass over the same {len(images):,} images: {med_f:,.2f} s median, {min(t_fwd):,.2f} s min  "
+          f"({med_s / med_f:.2f}x median, {min(t_stage) / min(t_fwd):.2f}x min; target <= 1.5x)")
+
+
 def main():
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["evaluate"], help="run one benchmark only")
+    only = ap.parse_args().only
     params = load_params(ROOT / "params.yaml")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         os.chdir(work)  # stage outputs must lie inside the working directory
         data_dir = bench_data(params, work)
-        bench_train(params, data_dir, work)
-        bench_attention(data_dir, work)
+        if only == "evaluate":
+            text = (ROOT / "params.yaml").read_text().replace(f"epochs: {params.train.epochs}", "epochs: 1")
+            (work / "params.yaml").write_text(text)
+            train_model(work, data_dir)
+        else:
+            bench_train(params, data_dir, work)
+            bench_attention(data_dir, work)
+        bench_evaluate(params, data_dir, work)
 
 
 if __name__ == "__main__":

@@ -163,3 +163,15 @@ def test_summary_has_the_headline_keys_and_the_curves_mark_the_point():
     point = [r for r in c["roc"] if r["operating_point"]]
     assert len(point) == 1 and point[0]["false_reject_rate"] == pytest.approx(4 / 180, abs=1e-6)
     assert point[0]["detection_rate"] == pytest.approx(19 / 20, abs=1e-6)
+
+
+def test_macro_f1_interval_value_matches_sklearn_and_brackets_it():
+    from sklearn.metrics import f1_score
+
+    from vitinspect.decision import macro_f1_interval
+
+    labels, proba = model_outputs(50, 150, 5, 4, 7)
+    preds = decide(proba, CLASSES, 0.5)
+    got = macro_f1_interval(labels, preds, [1, 2, 3], 4)
+    assert got["value"] == pytest.approx(f1_score(labels, preds, labels=[1, 2, 3], average="macro", zero_division=0), abs=1e-6)
+    assert got["low"] <= got["value"] <= got["high"] and got["high"] - got["low"] < 0.2

@@ -196,23 +196,22 @@ def macro_f1_interval(labels: np.ndarray, preds: np.ndarray, class_ids: list[int
                       resamples: int = 1000, seed: int = 0) -> dict:
     """Macro-F1 over ``class_ids`` with a 95 % percentile bootstrap interval (parts resampled, seeded).
 
-    Returns {value, low, high}; values are None for an empty set.
+    Each resample's confusion matrix comes from one bincount, so 1000 resamples of 2,000 parts
+    take milliseconds. Returns {value, low, high}; values are None for an empty set.
     """
     labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
-    n = len(labels)
+    n, k = len(labels), n_classes
     if n == 0:
         return {"value": None, "low": None, "high": None}
+    codes = labels * k + preds
 
-    def f1s(idx):  # (B, n) resampled row indices -> (B,) macro-F1
-        y, p = labels[idx], preds[idx]
-        out = []
-        for c in class_ids:
-            tp = ((y == c) & (p == c)).sum(axis=-1)
-            fp = ((y != c) & (p == c)).sum(axis=-1)
-            fn = ((y == c) & (p != c)).sum(axis=-1)
-            denom = 2 * tp + fp + fn
-            out.append(np.divide(2 * tp, denom, out=np.zeros(denom.shape, dtype=float), where=denom > 0))
-        return np.mean(out, axis=0)
+    def f1s(idx):  # (B, n) row indices -> (B,) macro-F1 over class_ids
+        b = idx.shape[0]
+        flat = (codes[idx] + (k * k) * np.arange(b)[:, None]).ravel()
+        m = np.bincount(flat, minlength=b * k * k).reshape(b, k, k)  # [resample, actual, predicted]
+        tp = m[:, class_ids, class_ids]
+        denom = m.sum(axis=2)[:, class_ids] + m.sum(axis=1)[:, class_ids]  # actual + predicted = 2tp + fn + fp
+        return np.divide(2 * tp, denom, out=np.zeros(denom.shape, dtype=float), where=denom > 0).mean(axis=1)
 
     value = float(f1s(np.arange(n)[None])[0])
     rng = np.random.default_rng(seed)
