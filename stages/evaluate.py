@@ -14,33 +14,13 @@ import pandas as pd
 
 from vitinspect import cli
 from vitinspect.dataset import columns, label_names
-from vitinspect.decision import choose_threshold, curves, decide, evaluation_detail, rate, summary_of
+from vitinspect.decision import curves, decide, evaluation_detail, operating_point, summary_of
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import confusion_figure
 from vitinspect.metrics import confusion
 from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
-
-RULE = "passed when p(passed) >= threshold, else the most probable defect class"
-
-
-def operating_point(p, proba_val, labels_val, classes) -> dict:
-    """Choose (auto) or check (fixed) the threshold on the val split."""
-    passed = classes.index("passed")
-    scores, is_passed = proba_val[:, passed], labels_val == passed
-    if p.threshold == "auto":
-        chosen = choose_threshold(scores, is_passed, p.target_escape_rate)
-    else:
-        t = float(p.threshold)
-        accept = scores >= t
-        esc, fr = rate((accept & ~is_passed).sum(), (~is_passed).sum()), rate((~accept & is_passed).sum(), is_passed.sum())
-        chosen = {"threshold": t, "met_target": esc["rate"] is not None and esc["rate"] <= p.target_escape_rate,
-                  "escape": esc, "false_reject": fr}
-    return {"class": "passed", "threshold": chosen["threshold"], "mode": "auto" if p.threshold == "auto" else "fixed",
-            "target_escape_rate": p.target_escape_rate, "chosen_on": "val", "met_target": chosen["met_target"],
-            "rule": RULE, "classes": list(classes), "val": {"escape": chosen["escape"], "false_reject": chosen["false_reject"]}}
-
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -76,7 +56,9 @@ def main(argv=None) -> None:
     sets = {"val": (val["label"].astype(int), proba(val[input_name])),
             "test": (cols["label"].astype(int), proba(cols[input_name])),
             "lot": (lot["label"].astype(int), proba(lot[input_name]))}
-    op = operating_point(p, sets["val"][1], sets["val"][0], classes)
+    passed = classes.index("passed")
+    val_labels, val_proba = sets["val"]
+    op = operating_point(val_proba[:, passed], val_labels == passed, p.threshold, p.target_escape_rate, classes)
     t = op["threshold"]
     detail = {name: evaluation_detail(y, pr, classes, t) for name, (y, pr) in sets.items()}
 
@@ -87,7 +69,6 @@ def main(argv=None) -> None:
     for i, c in enumerate(classes):
         table[f"p_{c}"] = np.round(probs[:, i], 6)
     matrix = confusion(labels, preds, classes)
-    passed = classes.index("passed")
     lot_curves = curves(sets["lot"][1][:, passed], sets["lot"][0] == passed, t)
 
     write_json(args.operating_point, op)

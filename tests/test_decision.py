@@ -175,3 +175,15 @@ def test_macro_f1_interval_value_matches_sklearn_and_brackets_it():
     got = macro_f1_interval(labels, preds, [1, 2, 3], 4)
     assert got["value"] == pytest.approx(f1_score(labels, preds, labels=[1, 2, 3], average="macro", zero_division=0), abs=1e-6)
     assert got["low"] <= got["value"] <= got["high"] and got["high"] - got["low"] < 0.2
+
+
+def test_operating_point_auto_and_fixed_on_the_hand_table():
+    from vitinspect.decision import operating_point
+
+    scores, is_passed = hand_table()
+    auto = operating_point(scores, is_passed, "auto", 0.1, CLASSES)
+    assert auto["threshold"] == pytest.approx(0.525) and auto["mode"] == "auto" and auto["met_target"] is True
+    assert auto["val"]["false_reject"]["k"] == 1 and auto["class"] == "passed" and auto["chosen_on"] == "val"
+    fixed = operating_point(scores, is_passed, 0.45, 0.1, CLASSES)  # passes 0.70 and 0.50: 2 of 10 escape
+    assert fixed["mode"] == "fixed" and fixed["threshold"] == 0.45 and fixed["met_target"] is False
+    assert fixed["val"]["escape"]["k"] == 2 and fixed["val"]["false_reject"]["k"] == 1

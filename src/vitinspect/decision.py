@@ -156,6 +156,36 @@ def choose_threshold(p_passed: np.ndarray, is_passed: np.ndarray, target_escape_
     return {"threshold": _r(t), "met_target": met, "escape": rate(esc, n_def), "false_reject": rate(fr, n_good)}
 
 
+RULE = "passed when p(passed) >= threshold, else the most probable defect class"
+
+
+def rates_at(p_passed: np.ndarray, is_passed: np.ndarray, threshold: float) -> dict:
+    """{escape, false_reject} rate dicts when parts with p(passed) >= threshold pass."""
+    scores, is_passed = np.asarray(p_passed, dtype=np.float64), np.asarray(is_passed, dtype=bool)
+    esc, fr = _rates_at(scores, is_passed, threshold)
+    return {"escape": rate(esc, int((~is_passed).sum())), "false_reject": rate(fr, int(is_passed.sum()))}
+
+
+def operating_point(p_passed: np.ndarray, is_passed: np.ndarray, setting, target_escape_rate: float,
+                    classes: list[str], chosen_on: str = "val") -> dict:
+    """The operating point deployed with the model (models/operating_point.json).
+
+    setting: "auto" (choose_threshold for the target) or a fixed threshold, checked against the target.
+    Returns {class, threshold, mode, target_escape_rate, chosen_on, met_target, rule, classes,
+    <chosen_on>: {escape, false_reject}} with the counts it was chosen or checked on.
+    """
+    if setting == "auto":
+        chosen = choose_threshold(p_passed, is_passed, target_escape_rate)
+        t, met, rates = chosen["threshold"], chosen["met_target"], {k: chosen[k] for k in ("escape", "false_reject")}
+    else:
+        t = float(setting)
+        rates = rates_at(p_passed, is_passed, t)
+        met = rates["escape"]["rate"] is not None and rates["escape"]["k"] / rates["escape"]["n"] <= target_escape_rate + 1e-12
+    return {"class": "passed", "threshold": t, "mode": "auto" if setting == "auto" else "fixed",
+            "target_escape_rate": target_escape_rate, "chosen_on": chosen_on, "met_target": met,
+            "rule": RULE, "classes": list(classes), chosen_on: rates}
+
+
 # --------------------------------------------------------------------------- curves
 
 

@@ -157,24 +157,6 @@ def change_bars(groups: dict[str, dict]) -> plt.Figure:
     return fig
 
 
-def study_lines(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str) -> plt.Figure:
-    """A few named series against one x (log scale when x spans a decade)."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    for name, ys in series.items():
-        ax.plot(x, ys, marker="o", label=name.replace("_", " "))
-    if x and min(x) > 0 and max(x) / min(x) >= 10:
-        ax.set_xscale("log")
-        ax.minorticks_off()
-    ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def study_panels(x: list[float], series: dict[str, list[list[float]]], xlabel: str, percent: set[str] = frozenset()) -> plt.Figure:
     """One panel per figure, each on its own y axis (rates of 0.1 % and of 50 % are both readable).
 
