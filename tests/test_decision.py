@@ -187,3 +187,24 @@ def test_operating_point_auto_and_fixed_on_the_hand_table():
     fixed = operating_point(scores, is_passed, 0.45, 0.1, CLASSES)  # passes 0.70 and 0.50: 2 of 10 escape
     assert fixed["mode"] == "fixed" and fixed["threshold"] == 0.45 and fixed["met_target"] is False
     assert fixed["val"]["escape"]["k"] == 2 and fixed["val"]["false_reject"]["k"] == 1
+
+
+def test_inspection_block_agrees_with_sklearn():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
+
+    from vitinspect.decision import inspection_block
+
+    labels, proba = model_outputs(30, 90, 5, 4, 11)
+    labels[:3] = 3  # a few more retracted parts
+    preds = decide(proba, CLASSES, 0.5)
+    preds[preds == 2] = 1  # tilt_y never predicted: zero-division paths
+    got = inspection_block(labels, preds, CLASSES)
+    assert got["accuracy"] == pytest.approx(accuracy_score(labels, preds), abs=1e-6)
+    assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, preds), abs=1e-6)
+    assert got["macro_f1"] == pytest.approx(f1_score(labels, preds, labels=[0, 1, 2, 3], average="macro", zero_division=0), abs=1e-6)
+    prec, rec, f1, sup = precision_recall_fscore_support(labels, preds, labels=[0, 1, 2, 3], zero_division=0)
+    for i, c in enumerate(CLASSES):
+        assert got["per_class"][c] == pytest.approx({"precision": prec[i], "recall": rec[i], "f1": f1[i], "support": sup[i]}, abs=1e-6)
+    assert got["predicted_counts"]["tilt_y"] == 0
+    assert got["escape"]["k"] == int(((labels != 0) & (preds == 0)).sum())
+    assert got["rejected"]["k"] == int((preds != 0).sum()) and got["rejected"]["n"] == len(labels)

@@ -250,29 +250,55 @@ def macro_f1_interval(labels: np.ndarray, preds: np.ndarray, class_ids: list[int
     return {"value": _r(value), "low": _r(lo), "high": _r(hi)}
 
 
+def _per_class(m: np.ndarray, classes: list[str]) -> dict:
+    """Overall and per-class figures from a confusion matrix m[actual, predicted] (sklearn's definitions,
+    zero_division=0; balanced accuracy over the classes present)."""
+    tp = np.diag(m).astype(float)
+    support, predicted, n = m.sum(axis=1), m.sum(axis=0), int(m.sum())
+
+    def div(a, b):
+        return np.divide(a, b, out=np.zeros(len(a), dtype=float), where=b > 0)
+
+    precision, recall = div(tp, predicted), div(tp, support)
+    f1 = div(2 * tp, support + predicted)
+    present = support > 0
+    out = {
+        "n": n,
+        "accuracy": _r(tp.sum() / n) if n else None,
+        "balanced_accuracy": _r(recall[present].mean()) if present.any() else None,
+        "macro_f1": _r(f1.mean()),
+        "per_class": {c: {"precision": _r(precision[i]), "recall": _r(recall[i]), "f1": _r(f1[i]), "support": int(support[i])}
+                      for i, c in enumerate(classes)},
+    }
+    if "tilt_x" in classes and "tilt_y" in classes:
+        x, y = classes.index("tilt_x"), classes.index("tilt_y")
+        out["xy_confusion"] = {"tilt_x_as_tilt_y": _r(m[x, y] / support[x]) if support[x] else None,
+                               "tilt_y_as_tilt_x": _r(m[y, x] / support[y]) if support[y] else None}
+    return out
+
+
 def inspection_block(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict:
     """Every inspection figure of one set of decisions, each rate with k of n and its Wilson interval.
 
     escape: defective parts passed, of defective parts; false_reject: passed parts rejected, of
     passed parts; rejected: parts rejected, of all parts; predicted_counts: how often each class was
-    predicted (a class at 0 is never predicted); per_class, accuracy, macro-F1 as in metrics.py.
+    predicted (a class at 0 is never predicted); accuracy, balanced accuracy, macro-F1 and per-class
+    precision/recall/F1/support as sklearn defines them (from one confusion matrix, no sklearn call:
+    evaluate runs this six times and must stay close to the cost of the forward pass).
     """
-    from vitinspect.metrics import inspection_metrics
-
-    labels, preds = np.asarray(labels), np.asarray(preds)
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    k = len(classes)
+    m = np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
     p = classes.index("passed")
-    defective, good = labels != p, labels == p
-    base = inspection_metrics(labels, preds, classes)
-    base.pop("escape_rate", None)
-    base.pop("false_reject_rate", None)
-    defect_ids = [i for i, c in enumerate(classes) if c != "passed"]
+    good = int(m[p].sum())
+    defective = int(m.sum()) - good
     return {
-        **base,
-        "escape": rate(int((preds[defective] == p).sum()), int(defective.sum())),
-        "false_reject": rate(int((preds[good] != p).sum()), int(good.sum())),
-        "rejected": rate(int((preds != p).sum()), len(preds)),
-        "macro_f1_defects": macro_f1_interval(labels, preds, defect_ids, len(classes)),
-        "predicted_counts": {c: int((preds == i).sum()) for i, c in enumerate(classes)},
+        **_per_class(m, classes),
+        "escape": rate(int(m[:, p].sum() - m[p, p]), defective),
+        "false_reject": rate(good - int(m[p, p]), good),
+        "rejected": rate(int(m.sum() - m[:, p].sum()), int(m.sum())),
+        "macro_f1_defects": macro_f1_interval(labels, preds, [i for i, c in enumerate(classes) if c != "passed"], k),
+        "predicted_counts": {c: int(m[:, i].sum()) for i, c in enumerate(classes)},
     }
 
 
