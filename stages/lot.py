@@ -17,7 +17,7 @@ from vitinspect.errors import VitinspectError
 from vitinspect.nsoartc import UnitSpace, composite
 from vitinspect.params import load_params
 from vitinspect.render import generate
-from vitinspect.storage import save_dataset
+from vitinspect.storage import save_dataset, write_json
 
 
 def load_unit_space(path) -> UnitSpace:
@@ -33,6 +33,7 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--unit-space", required=True, help=".npz of the unit-space mean and std (nsoartc stage)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory of the lot")
+    ap.add_argument("--summary", required=True, type=cli.output_path, help="JSON: the lot's size, seed and class counts")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -52,8 +53,10 @@ def main(argv=None) -> None:
         "raw": cols["views"][:, data.views.index("center")],
         "nsoartc": images,
     }, features=lot_features(data.classes, data.image_size))
-    save_dataset(ds, args.out)
     labels = np.asarray(cols["label"])
+    write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
+                              "counts": {c: int((labels == c).sum()) for c in data.classes}})
+    save_dataset(ds, args.out)
     print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed} -> {args.out}")
 
 
