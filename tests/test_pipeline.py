@@ -48,7 +48,7 @@ def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project
     for path in ("data/parts", "data/nsoartc", "models/vit/model.safetensors", "models/vit_init/model.safetensors",
                  "metrics/data.json", "metrics/train.json", "metrics/eval.json", "metrics/attention.json", "metrics/audit.json",
                  "data/lot", "models/operating_point.json", "metrics/lot.json", "reports/evaluation.json", "plots/roc.json", "plots/pr.json",
-                 "reports/attention.json", "reports/audit.json",
+                 "reports/attention.json", "reports/audit.json", "reports/lot.json",
                  "plots/samples.png", "plots/nsoartc.png", "plots/confusion.json", "plots/confusion.png", "plots/predictions.csv",
                  "plots/audit_change.png", "reports/audit.md", "dvclive/train/metrics.json"):
         assert (built_project / path).exists(), path
