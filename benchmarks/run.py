@@ -9,6 +9,12 @@
   files) beside the model's bare forward pass over the same images (target <= 1.5x); paired, alternating
   repeats, median and min. `python benchmarks/run.py --only evaluate` runs just this one (a 1-epoch model:
   the timing does not depend on how well it is trained).
+- inspect: ms per part, views (PNG files) in to verdict out, batch 1 and a lot of 64, torch and ONNX engines,
+  beside the network's forward alone; and process start -> first verdict (`python -m vitinspect inspect`).
+  Paired: the engines alternate within each repeat; median and min of the repeats.
+
+
+`python benchmarks/run.py --only inspect --bundle models/bundle` times inspection alone on a built bundle.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import load_stage  # noqa: E402
 from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
-from vitinspect.model import InputSpec, build_scratch, to_pixel_values  # noqa: E402
+from vitinspect.inference import to_pixel_values  # noqa: E402
+from vitinspect.model import InputSpec, build_scratch  # noqa: E402
 from vitinspect.params import Params, load_params  # noqa: E402
 from vitinspect.render import generate  # noqa: E402
 from vitinspect.storage import load_dataset_dir, save_dataset  # noqa: E402
@@ -169,7 +176,8 @@ def bench_attention(data_dir: Path, work: Path):
 
 def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3):
     """evaluate's whole main() against predict_proba over the images it predicts (val, test, lot), alternating."""
-    from vitinspect.model import load_trained, predict_proba
+    from vitinspect.inference import predict_proba
+    from vitinspect.model import load_trained
 
     pfile = work / "params.yaml"
     _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
@@ -196,26 +204,91 @@ def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3)
           f"({med_s / med_f:.2f}x median, {min(t_stage) / min(t_fwd):.2f}x min; target <= 1.5x)")
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + sys) of this process and its finished children: unlike wall time, not inflated by a busy machine."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _paired(fns: dict, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """name -> (median, min wall seconds, median CPU seconds); the functions alternate within each repeat."""
+    times = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c = _cpu_seconds()
+            times[k].append(timed(fn)[1])
+            cpu[k].append(_cpu_seconds() - c)
+    return {k: (float(np.median(v)), float(np.min(v)), float(np.median(cpu[k]))) for k, v in times.items()}
+
+
+def bench_inspect(bundle_dir: Path, work: Path, repeats: int = 7):
+    import subprocess
+
+    from vitinspect import bundle as bundle_format
+    from vitinspect.__main__ import judge_folders, main as cli_main
+    from vitinspect.inspection import OnnxEngine, TorchEngine, composite
+
+    b = bundle_format.load(bundle_dir)
+    lot = work / "bench_lot"
+    cli_main(["render", "--n", "64", "--out", str(lot), "--bundle", str(bundle_dir)])
+    folders = sorted(d for d in lot.iterdir() if d.is_dir())
+    from vitinspect.part_folders import read_part
+
+    views = np.stack([read_part(f, b.views, b.image_size)[0] for f in folders])
+    images, _ = composite(b, views)
+    engines = {"torch": TorchEngine(b), "onnx": OnnxEngine(b)}
+    for e in engines.values():  # warm-up
+        judge_folders(b, e, folders[:2], progress=False)
+    for n in (1, 64):
+        fns = {}
+        for name, e in engines.items():
+            fns[f"{name} end-to-end"] = lambda e=e: judge_folders(b, e, folders[:n], progress=False)
+            fns[f"{name} forward"] = lambda e=e: e(images[:n])
+        res = _paired(fns, repeats)
+        for name in engines:
+            (med, mn, cpu), (fmed, fmn, fcpu) = res[f"{name} end-to-end"], res[f"{name} forward"]
+            print(f"{f'inspect: {name}, batch {n}, ms/part':<44} {1e3 * med / n:>12,.2f} ms (min {1e3 * mn / n:.2f}, CPU {1e3 * cpu / n:.2f})"
+                  f"  | forward alone: {1e3 * fmed / n:,.2f} ms (min {1e3 * fmn / n:.2f}, CPU {1e3 * fcpu / n:.2f})  ({med / fmed:.1f}x)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cmd = {e: [sys.executable, "-m", "vitinspect", "inspect", str(folders[0]), "--bundle", str(bundle_dir), "--engine", e]
+           for e in engines}
+    starts = _paired({e: (lambda c=c: subprocess.run(c, env=env, capture_output=True, check=True)) for e, c in cmd.items()}, 5)
+    for e, (med, mn, cpu) in starts.items():
+        print(f"{f'inspect: process start -> first verdict, {e}':<44} {med:>12,.2f} s (min {mn:.2f}, CPU {cpu:.2f} s)")
+
+
 def main():
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["evaluate"], help="run one benchmark only")
-    only = ap.parse_args().only
+    ap.add_argument("--only", choices=("all", "inspect", "evaluate"), default="all")
+    ap.add_argument("--bundle", type=Path, help="with --only inspect: a built bundle (default: models/bundle)")
+    args = ap.parse_args()
     params = load_params(ROOT / "params.yaml")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.only == "inspect":
+            bench_inspect((args.bundle or ROOT / "models/bundle").resolve(), work)
+            return
         os.chdir(work)  # stage outputs must lie inside the working directory
         data_dir = bench_data(params, work)
-        if only == "evaluate":
+        if args.only == "evaluate":
             text = (ROOT / "params.yaml").read_text().replace(f"epochs: {params.train.epochs}", "epochs: 1")
             (work / "params.yaml").write_text(text)
             train_model(work, data_dir)
-        else:
-            bench_train(params, data_dir, work)
-            bench_attention(data_dir, work)
+            bench_evaluate(params, data_dir, work)
+            return
+        bench_train(params, data_dir, work)
+        bench_attention(data_dir, work)
         bench_evaluate(params, data_dir, work)
+        load_stage("bundle").main(["--params", str(work / "params.yaml"), "--parts", str(work / "parts"), "--unit-space", str(work / "u.npz"),
+                                   "--model", str(work / "vit"), "--out", str(work / "bundle"), "--metrics", str(work / "ood.json"),
+                                   "--report", str(work / "ood_report.json")])
+        bench_inspect(work / "bundle", work)
 
 
 if __name__ == "__main__":

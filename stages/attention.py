@@ -7,15 +7,20 @@ trained on and the other one (out of distribution for it), as the study did.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 
-from vitinspect import cli
 from vitinspect.errors import VitinspectError
-from vitinspect.explain import compute_maps, headline_scores, score_maps, upsample
+from vitinspect.explain import compute_maps, headline_scores, mean_scores, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
-from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, save_figure, write_json
 
@@ -38,14 +43,6 @@ def load_photos(extra: list[str], size: int) -> tuple[list[np.ndarray], list[str
             raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing, empty or not an image") from None
     out = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for _, im in photos]
     return out, [n for n, _ in photos]
-
-
-def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
-    def summary(sel):
-        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
-
-    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
-    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}
 
 
 def main(argv=None) -> None:

@@ -8,17 +8,22 @@ decision.evaluation_summary; every rate with k of n and its 95 % Wilson interval
 from __future__ import annotations
 
 import argparse
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 import pandas as pd
 
-from vitinspect import cli
 from vitinspect.dataset import columns, label_names
 from vitinspect.decision import curves, decide, evaluation_detail, operating_point, summary_of
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import confusion_figure
+from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.metrics import confusion
-from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
 from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 
-from vitinspect import cli
 from vitinspect.dataset import lot_features
 from vitinspect.errors import VitinspectError
 from vitinspect.nsoartc import UnitSpace, composite

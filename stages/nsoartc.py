@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 
-from vitinspect import cli
 from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, to_dataset_dict
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import raw_vs_composite

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from vitinspect import cli
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
 from vitinspect.dataset import parts_features, to_dataset_dict
 from vitinspect.figures import gallery
 from vitinspect.params import load_params

@@ -8,25 +8,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
-import vitinspect.model
-import vitinspect.training
-from vitinspect import cli
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
 from vitinspect.dataset import columns, label_names
 from vitinspect.errors import VitinspectError
-from vitinspect.model import (
-    InputSpec,
-    apply_strategy,
-    build_scratch,
-    count_trainable,
-    load_pretrained,
-    plain_model,
-    to_pixel_values,
-)
+from vitinspect.finetune import apply_strategy, count_trainable, plain_model
+from vitinspect.inference import to_pixel_values
+from vitinspect.model import InputSpec, build_scratch, load_pretrained, save_model
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, write_json
+from vitinspect.storage import load_dataset_dir, write_json
 from vitinspect.training import (
     EpochLog,
     PixelDataset,
@@ -38,29 +36,18 @@ from vitinspect.training import (
 )
 
 
-def save_model(model, spec: InputSpec, input_name: str, image_size: int, path: str) -> None:
-    """save_pretrained (safetensors) plus an image processor, atomically, loadable by ``pipeline``."""
-    from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
-
-    model.config.vitinspect_input = input_name
-    model.config.vitinspect_image_size = image_size  # of the data it learnt from (later stages check it)
-    proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
-                             image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
-    with atomic_path(path, is_dir=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        proc.save_pretrained(tmp)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")
     ap.add_argument("--init", required=True, type=cli.output_path, help="initial weights directory, for the audit")
-    ap.add_argument("--checkpoints", required=True, type=cli.output_path, help="per-epoch checkpoints, kept for resume")
+    ap.add_argument("--checkpoints", required=True, type=cli.output_path,
+                    help="per-epoch checkpoints of an unfinished run, for resume (not a DVC out; removed once the run is saved)")
     ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory")
     ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: final-epoch figures (deterministic on CPU)")
-    ap.add_argument("--run-info", required=True, type=cli.output_path, help="JSON: images/s, wall time, device, resumed (varies run to run)")
+    ap.add_argument("--run-info", required=True, type=cli.output_path,
+                    help="JSON: images/s, wall time, device, resumed (varies run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -82,7 +69,8 @@ def main(argv=None) -> None:
         # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
         save_model(model, spec, t.input, image_size, args.init)
 
-    code = [Path(f).read_bytes() for f in (__file__, vitinspect.model.__file__, vitinspect.training.__file__)]
+    # The training code too: this script and every vitinspect module loaded by now.
+    code = [Path(f).read_bytes() for f in sorted({__file__, *(m.__file__ for n, m in sys.modules.items() if n.startswith("vitinspect."))})]
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
@@ -132,6 +120,7 @@ def main(argv=None) -> None:
         }
         write_json(args.metrics, summary)
         write_json(args.run_info, info)
+        shutil.rmtree(ckpt, ignore_errors=True)  # the run is saved: nothing left to resume
         print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
               f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "

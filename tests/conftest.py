@@ -150,3 +150,38 @@ def _tiny_data_stages(d, params):
 def train_args(data_dir: Path, out: Path, params: Path) -> list[str]:
     return ["--params", str(params), "--data", str(data_dir / "nsoartc"), "--out", str(out / "vit"), "--init", str(out / "vit_init"),
             "--checkpoints", str(out / "checkpoints"), "--live", str(out / "live"), "--metrics", str(out / "train.json"), "--run-info", str(out / "train_run.json")]
+
+
+# Tiny models trained once per session, shared by every test that only reads them (test_training,
+# test_audit, ...): strategy -> train overrides. `full` runs 3 epochs (the per-epoch log is checked).
+TRAINED = {"full": {"epochs": 3}, "head": {"epochs": 1}, "last_blocks": {"epochs": 1}, "lora": {"epochs": 1}}
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """strategy -> folder holding that strategy's train outputs (vit, vit_init, live, train.json, train_run.json).
+
+    Each is trained in-process on first use. The `full` run starts beside checkpoints planted from
+    another fingerprint, which it must discard rather than resume.
+    """
+    cache: dict[str, Path] = {}
+
+    def get(strategy: str) -> Path:
+        if strategy not in cache:
+            out = tmp_path_factory.mktemp(f"trained_{strategy}")
+            params = write_params(out / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train=TRAINED[strategy])
+            if strategy == "full":
+                foreign = out / "checkpoints" / "checkpoint-1"
+                foreign.mkdir(parents=True)
+                (foreign / "trainer_state.json").write_text("{}")
+                (out / "checkpoints" / "vitinspect_fingerprint.json").write_text('{"fingerprint": "another run"}')
+            old = os.getcwd()
+            os.chdir(out)  # outputs must lie inside the working directory
+            try:
+                load_stage("train").main(train_args(tiny_data, out, params))
+            finally:
+                os.chdir(old)
+            cache[strategy] = out
+        return cache[strategy]
+
+    return get

@@ -58,38 +58,69 @@ def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project
     assert "up to date" in run("dvc status", built_project).stdout
 
 
-def test_nsoartc_window_reruns_nsoartc_but_not_prepare(project):
-    set_param(project, "nsoartc.window", 3)
-    status = run("dvc status", project).stdout
-    assert "nsoartc" in status and "prepare:" not in status
-    out = run("dvc repro", project).stdout
-    assert "nsoartc" in ran(out) and "prepare" not in ran(out)
+def would_run(root) -> set[str]:
+    """The stages `dvc repro` would run now (asked with --dry: nothing runs)."""
+    return ran(run("dvc repro --dry", root).stdout)
 
 
-def test_passed_ratio_reruns_from_prepare(project):
-    set_param(project, "data.passed_ratio", 0.25)
-    out = run("dvc repro prepare nsoartc", project).stdout  # the data stages; the rest follow the same way
-    assert {"prepare", "nsoartc"} <= ran(out)
+def test_what_each_edit_reruns(project):
+    """Each params section and library module reaches only the stages that read it (dvc repro --dry)."""
+    cases = [
+        ("nsoartc.window", 3, {"nsoartc"}),
+        ("data.passed_ratio", 0.25, {"prepare"}),
+        ("train.epochs", 1, {"train"}),
+        ("evaluate.batch_size", 7, {"evaluate"}),
+        ("attention.head_fusion", "max", {"attention"}),
+        ("audit.tolerance", 0.001, {"audit"}),
+        ("lot.passed_ratio", 0.5, {"lot"}),  # evaluate follows once the lot changed (test_lot_params_rerun_only_lot_and_evaluate)
+    ]
+    original = (project / "params.yaml").read_text()
+    for key, value, expected in cases:
+        set_param(project, key, value)
+        assert would_run(project) == expected, key
+        (project / "params.yaml").write_text(original)
+    for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain.py", {"attention"}),
+                           ("src/vitinspect/render.py", {"prepare"})):
+        code = (project / path).read_text()
+        (project / path).write_text(code + "\n# a code change\n")
+        assert would_run(project) == expected, path
+        (project / path).write_text(code)
+    assert would_run(project) == set()
 
 
-def test_evaluate_params_or_code_rerun_evaluate_alone(project):
-    set_param(project, "evaluate.batch_size", 7)
-    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
-    with open(project / "stages" / "evaluate.py", "a") as fh:
-        fh.write("\n# a code change\n")
-    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
-
-
-def test_attention_params_rerun_attention_alone(project):
-    set_param(project, "attention.head_fusion", "max")
-    assert ran(run("dvc repro", project).stdout) == {"attention"}
-
-
-def test_exp_run_epochs_skips_the_data_stages(project):
-    out = run("dvc exp run -S train.epochs=1", project).stdout
+def test_exp_run_show_diff_apply_report_and_checkout(project):
+    """One `dvc exp run` (1 epoch) serves every experiment-facing promise: the data stages are skipped;
+    exp show, exp diff and plots diff compare it with main; `dvc exp apply` leaves dvc up to date; the
+    experiment as a branch gets a PR report against main; checking main out again leaves a clean tree."""
+    out = run("dvc exp run -n e1 -S train.epochs=1", project).stdout
     assert "train" in ran(out) and not {"prepare", "nsoartc"} & ran(out)
     table = run("dvc exp show --md --no-pager", project).stdout
-    assert "train.epochs" in table and "macro_f1" in table
+    assert "e1" in table and "train.epochs" in table and "macro_f1" in table
+    diff = run("dvc exp diff main e1 --md", project).stdout
+    assert "train.epochs" in diff and "| 2 " in diff and "| 1 " in diff, diff
+    plots = json.loads(run("dvc plots diff main e1 --json", project).stdout)["data"]
+    for name in ("confusion matrix (test, operating point, share of each actual class = recall)",
+                 "ROC, defect detection on the lot (operating point marked)"):
+        block = plots[name][0]
+        assert set(block["revisions"]) == {"main", "e1"}
+        assert {d["rev"] for d in block["content"]["data"]["values"]} == {"main", "e1"}
+
+    run("dvc exp apply e1", project)
+    assert "up to date" in run("dvc status", project).stdout
+    run("git checkout -q -b one-epoch && git add -A && git commit -qm 'one epoch'", project)
+    run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
+    report = (project / "reports/pr.md").read_text()
+    assert re.search(r"train\.epochs\s*\|\s*2\s*\|\s*1\s*\|", report), report
+    assert "| metrics/eval.json" in report  # the full metrics diff
+    assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise)\*\*", report)
+    assert "escapes per million defective parts" in report and "<details>" in report
+    assert (project / "reports/pr_confusion.png").stat().st_size > 5000
+    bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+
+    run("git checkout -q main && dvc checkout -q", project)
+    assert run("git status --porcelain", project).stdout == ""
+    assert "up to date" in run("dvc status", project).stdout
 
 
 def test_evaluation_agrees_with_sklearn_from_predictions_csv(built_project):
@@ -155,38 +186,23 @@ def test_lot_params_rerun_only_lot_and_evaluate(project):
     assert lot["false_reject"]["n"] == 30 and lot["escape"]["n"] == 30
 
 
-def test_report_compares_a_branch_with_main(project):
-    run("git checkout -q -b more-epochs", project)
-    set_param(project, "train.epochs", 3)
-    run("dvc repro", project)
-    run("git add -A && git commit -qm 'three epochs'", project)
-    run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
-    report = (project / "reports/pr.md").read_text()
-    assert "train.epochs" in report and "| 2 " in report.replace("|  2", "| 2") and "3" in report
-    assert "metrics/eval.json" in report and "macro_f1" in report
-    assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise)\*\*", report)
-    assert "escapes per million defective parts" in report and "<details>" in report
-    assert (project / "reports/pr_confusion.png").stat().st_size > 5000
-    # A base that does not exist is one clear line, exit 2.
-    bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
-
-
-def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
+def test_plots_page_renders_offline_wherever_it_is_written(built_project, tmp_path):
+    """`make plots`: the page is written outside the project, then moved again, and still draws every chart."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     vega = ROOT / ".vega" / "node_modules"
     if not chromium or not vega.exists():
         if os.environ.get("CI"):
             pytest.fail("CI must provide chromium and .vega (see .ci/run)")
         pytest.skip("needs Debian's chromium and `make vega`")
-    proj = tmp_path / "proj"
-    shutil.copytree(built_project, proj, symlinks=True)
-    (proj / ".vega").symlink_to(ROOT / ".vega")
-    shutil.copytree(ROOT / ".dvc" / "plots", proj / ".dvc" / "plots", dirs_exist_ok=True)
-    run("dvc plots show --html-template .dvc/plots/offline.html", proj)
-    page = proj / "dvc_plots" / "index.html"
+    template = tmp_path / "offline.html"
+    run([sys.executable, "-m", "vitinspect.plots_page", "--vega", str(vega), "--out", "offline.html"], tmp_path)
+    written = tmp_path / "elsewhere" / "plots"  # outside the project
+    run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(written)], built_project)
+    moved = tmp_path / "moved"
+    shutil.copytree(written, moved)  # copied on: nothing may point back
+    page = moved / "index.html"
     html = page.read_text()
-    assert html.count("vegaEmbed(") >= 3 and "cdn.jsdelivr" not in html
+    assert html.count("vegaEmbed(") >= 3 and "cdn.jsdelivr" not in html and "<script src=" not in html
     shot = tmp_path / "shot.png"
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -201,34 +217,3 @@ def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
 
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.std() > 10 and len(np.unique(img)) > 50  # not a blank page
-
-
-def test_exp_compare_two_epoch_counts_diff_and_plots_diff(project):
-    run("dvc exp run -n e1 -S train.epochs=1", project)
-    run("dvc exp run -n e2 -S train.epochs=2", project)
-    table = run("dvc exp show --md --no-pager", project).stdout
-    assert "e1" in table and "e2" in table and "accuracy" in table
-    diff = run("dvc exp diff e1 e2 --md", project).stdout
-    assert "train.epochs" in diff
-    plots = json.loads(run("dvc plots diff e1 e2 --json", project).stdout)["data"]
-    for name in ("confusion matrix (test, operating point, share of each actual class = recall)",
-                 "ROC, defect detection on the lot (operating point marked)"):
-        block = plots[name][0]
-        assert set(block["revisions"]) == {"e1", "e2"}
-        assert {d["rev"] for d in block["content"]["data"]["values"]} == {"e1", "e2"}
-
-
-def test_queue_two_passed_ratios(project):
-    run("dvc exp run --queue -S 'data.passed_ratio=0.2,0.25'", project)
-    run("dvc queue start -j 1", project)
-    import time
-
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = run("dvc queue status", project).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(5)
-    assert status.count("Success") == 2, status
-    table = run("dvc exp show --md --no-pager", project).stdout
-    assert "0.25" in table and "0.2" in table

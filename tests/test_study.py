@@ -49,6 +49,6 @@ def test_toy_study_writes_every_section(built_project, tmp_path):
     for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## All runs"):
         assert heading in report, heading
     assert "study-base-s0" in report and "study-epochs5-s0" in report
-    assert "| 1 epochs |" in report and "| 2 epochs (baseline) |" in report
+    assert "| 5 epochs |" in report and "| 2 epochs (baseline) |" in report
     assert (proj / "reports" / "study" / "f1_confusion.png").exists()
     assert report.count("Not run in this plan.") == 4

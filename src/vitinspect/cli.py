@@ -1,4 +1,7 @@
-"""How a stage script starts and fails: one line on stderr and exit code 2 for user errors."""
+"""How a stage script starts and fails: one line on stderr and exit code 2 for user errors.
+
+(The offline environment is set by the package itself, ``vitinspect/__init__.py``, on import.)
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,6 @@ import sys
 from pathlib import Path
 
 from vitinspect.errors import VitinspectError
-
-# Nothing reaches a hub or an analytics server from a stage.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def output_path(value: str) -> str:

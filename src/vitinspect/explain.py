@@ -209,3 +209,15 @@ def headline_scores(report: dict) -> dict:
     first = next(iter(methods.values()), {})
     return {"model_input": own, "baseline": first.get(own, {}).get("baseline"),
             "relevance_mass": {m: v[own]["relevance_mass"] for m, v in methods.items()}}
+
+
+def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
+    """Mean of each score over all parts and per class (only classes present), with the counts ``n``.
+
+    scores: name -> (N,) per-part scores; labels: (N,) class indices into ``classes``.
+    """
+    def summary(sel):
+        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
+
+    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
+    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}

@@ -189,3 +189,22 @@ def study_panels(x: list[float], series: dict[str, list[list[float]]], xlabel: s
         fig.text(0.5, 0.005, "red: range over training seeds (min-max), points: single seeds", ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
+
+
+def inspection_panel(views: np.ndarray, view_names: list[str], composite: np.ndarray, heat: np.ndarray, title: str) -> plt.Figure:
+    """One inspected part: its views (V, S, S), the composite (S, S, 3) and a map (S, S) over it."""
+    n = len(view_names) + 2
+    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.1), squeeze=False)
+    for k, name in enumerate(view_names):
+        axes[0, k].imshow(views[k], cmap="gray", vmin=0, vmax=255)
+        axes[0, k].set_title(name, fontsize=8)
+    axes[0, -2].imshow(composite)
+    axes[0, -2].set_title("composite", fontsize=8)
+    _overlay(axes[0, -1], composite, heat)
+    axes[0, -1].set_title("gradient x attention", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

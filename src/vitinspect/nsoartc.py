@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from vitinspect.params import VIEW_PAIRS
+from vitinspect.views import VIEW_PAIRS
 
 
 def _window_sum(a: np.ndarray, window: int) -> np.ndarray:

@@ -17,10 +17,8 @@ from pathlib import Path
 import yaml
 
 from vitinspect.errors import VitinspectError
+from vitinspect.views import VIEW_PAIRS, VIEWS
 
-VIEWS = ("center", "left", "right", "top", "bottom")
-# Opposite camera pairs used by the Double-Eye composition (see nsoartc.py).
-VIEW_PAIRS = (("left", "right"), ("top", "bottom"))
 CLASSES = ("passed", "tilt_x", "tilt_y", "retracted")
 STRATEGIES = ("full", "head", "last_blocks", "lora")
 INPUTS = ("nsoartc", "raw")
@@ -222,6 +220,15 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Bundle:
+    false_alarm_rate: float = _f(0.005, open_unit)
+    pixel_clip: float = _f(25.0, positive)
+    shift_px: int = _f(10, positive)
+    probes_per_kind: int = _f(40, positive)
+    onnx_opset: int = _f(17, lambda v: None if 14 <= v <= 21 else f"must be an ONNX opset in [14, 21], got {v!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: Data = field(default_factory=Data)
     nsoartc: Nsoartc = field(default_factory=Nsoartc)
@@ -232,6 +239,7 @@ class Params:
     lot: Lot = field(default_factory=Lot)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
+    bundle: Bundle = field(default_factory=Bundle)
 
 
 # --------------------------------------------------------------------------- building

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,8 +36,8 @@ CONFUSION = "metrics/confusion_matrix.json"
 
 def at_revision(rev: str, path: str):
     """A JSON file as committed at ``rev``; None if it is not there."""
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
+    text = run_command(["git", "show", f"{rev}:{path}"], check=False)
+    return json.loads(text) if text.strip() else None
 
 
 def in_workspace(path: str):
@@ -242,7 +241,7 @@ def main(argv=None) -> None:
     if args.image_url_base and not args.image_url_base.startswith("https://"):
         raise VitinspectError(f"--image-url-base must be an https:// URL (got {args.image_url_base[:80]!r})")
 
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
+    if not run_command(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], check=False).strip():
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
     metrics_md = run_command(["dvc", "metrics", "diff", args.base, "--md"])
     params_md = run_command(["dvc", "params", "diff", args.base, "--deps", "--md"])

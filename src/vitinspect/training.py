@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from vitinspect.metrics import epoch_metrics
 
@@ -97,7 +98,17 @@ class EpochLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero:
-            self._log(self._epochs(state.log_history)[-1])
+            entry = self._epochs(state.log_history)[-1]
+            self._log(entry)
+            print(epoch_line(entry, args.num_train_epochs), flush=True)
+
+
+def epoch_line(entry: dict, epochs: float) -> str:
+    """One readable log line for a finished epoch (the Trainer's own printer shows raw dicts)."""
+    figures = [("train loss", entry.get("loss")), ("val loss", entry.get("eval_loss")),
+               ("accuracy", entry.get("eval_accuracy")), ("macro-F1", entry.get("eval_macro_f1"))]
+    said = ", ".join(f"{name} {float(v):.4f}" for name, v in figures if v is not None)
+    return f"epoch {round(entry['epoch'])}/{round(epochs)}: {said}"
 
 
 def fingerprint(*parts) -> str:
@@ -190,7 +201,7 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
     )
-    return CheckpointTrainer(
+    trainer = CheckpointTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -199,3 +210,5 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log as a dict; EpochLog prints one line an epoch
+    return trainer

@@ -1,6 +1,7 @@
 """Test-only hooks, active in subprocesses whose PYTHONPATH holds this folder (see conftest.run).
 
-- VITINSPECT_TEST_NET_LOG=<file>: every AF_INET/AF_INET6 connect is refused and recorded in <file>.
+- VITINSPECT_TEST_NET_LOG=<file>: every AF_INET/AF_INET6 connect is refused and recorded in <file>;
+  each guarded process adds its pid and script name to <file>.on.
 - VITINSPECT_TEST_KILL_AT_REPLACE=<n>: the process SIGKILLs itself at its n-th os.replace (an output
   about to be renamed into place: the middle of writing outputs).
 - VITINSPECT_TEST_KILL_AT_STEP=<n>: the process SIGKILLs itself at its n-th optimizer step.
@@ -15,6 +16,8 @@ import sys
 
 _net_log = os.environ.get("VITINSPECT_TEST_NET_LOG")
 if _net_log:
+    with open(_net_log + ".on", "a") as _fh:  # which processes ran under the guard (the tests check the stages did)
+        _fh.write(f"{os.getpid()} {os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else '-'}\n")
     _connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
 
     def _refuse(sock, address):
