@@ -314,7 +314,7 @@ def evaluation_detail(y_true: np.ndarray, proba: np.ndarray, classes: list[str],
 def evaluation_summary(y_true: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float | None) -> dict:
     """The headline figures of one set of parts: what ``metrics/eval.json`` (test) and ``metrics/lot.json`` hold.
 
-    Ten numbers, flat, so ``dvc exp show`` stays readable. Rates are at the operating point
+    Nine numbers, flat, so ``dvc exp show`` stays readable (the counts behind them: reports/evaluation.json). Rates are at the operating point
     (``threshold``; None = argmax) unless suffixed ``_argmax``:
     escapes_per_million (defective parts passed, per million defective), false_reject_rate (share
     of passed parts rejected), rejected_per_1000 (parts rejected per 1,000 parts), accuracy,
@@ -331,7 +331,6 @@ def summary_of(detail: dict) -> dict:
         return None if r["rate"] is None else _r(s * r["k"] / r["n"])
 
     return {
-        "n_parts": op["n"],
         "threshold": op["threshold"],
         "escapes_per_million": scaled(op["escape"], 1e6),
         "false_reject_rate": op["false_reject"]["rate"],
