@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench report plots vega actionlint study clean-venv peer
+.PHONY: setup repro test bench report show plots vega actionlint study clean-venv peer
 
 BASE ?= main
 
@@ -37,6 +37,14 @@ report: $(STAMP)
 # The ViT beside the classical RT+SVM peer on the headline rows (from metrics/eval.json and metrics/baseline.json).
 peer: $(STAMP)
 	$(BIN)/python -m vitinspect.review --peer
+
+# The experiments table a person reads: the headline metrics always, params and other metrics only where
+# the experiments differ, no dependency hashes. SHOW_ARGS e.g. "-A" (all commits) or "--csv".
+SHOW_KEEP := ^(Experiment|metrics/eval\.json:(threshold|accuracy|macro_f1_defects|false_reject_rate)|metrics/lot\.json:(escapes_per_million|false_reject_rate|rejected_per_1000))$$
+SHOW_DROP := ^(Created|.*/.*|epochs|input|strategy|parameters\..*|train_loss|val\..*|baseline|model_input|relevance_mass\..*|total_parameters|trainable_pct)$$
+SHOW_ARGS ?= --md
+show: $(STAMP)
+	$(BIN)/dvc exp show --no-pager --only-changed --keep '$(SHOW_KEEP)' --drop '$(SHOW_DROP)' $(SHOW_ARGS)
 
 # The source's five findings as dvc experiments, and reports/study.md. STUDY_ARGS e.g. for a GPU:
 #   make study STUDY_ARGS="--seeds 5 --set data.n_images=20000 --set train.epochs=30"

@@ -5,14 +5,11 @@
 - train: the Trainer's images/s beside a bare PyTorch loop with the same model, batch and optimizer
   (target >= 0.9x), and the achieved FLOP/s over this machine's measured fp32 matmul FLOP/s.
 - attention: seconds for the whole stage's maps and scores at the defaults.
-- refusal: seconds until a bad params.yaml is refused by `validate` (what `dvc repro` runs first) beside
-  `prepare` (the stage that refused it before `validate` existed), alternating, median and min of 5.
-- baseline: the RT+SVM peer's predict latency per part (cell features from the raw views + SVM) beside the
-  ViT's (NSOARTC composite from the raw views + forward), one part at a time, alternating, median and min;
-  and the stage's fit time. `python benchmarks/run.py --only peer` runs this alone.
+    ap.add_argument("--only", choices=("all", "inspect", "peer", "evaluate"), default="all")
 - inspect: ms per part, views (PNG files) in to verdict out, batch 1 and a lot of 64, torch and ONNX engines,
   beside the network's forward alone; and process start -> first verdict (`python -m vitinspect inspect`).
   Paired: the engines alternate within each repeat; median and min of the repeats.
+
 
 `python benchmarks/run.py --only inspect --bundle models/bundle` times inspection alone on a built bundle.
 """
@@ -160,15 +157,19 @@ def bench_train(params: Params, data_dir: Path, work: Path):
     print(f"{'':<44} {flops / 1e6:>12,.2f} MFLOP per image (fwd+bwd, {sum(p.numel() for p in model2.parameters()):,} params)")
 
 
-def bench_attention(data_dir: Path, work: Path):
-    pfile = work / "params.yaml"
+def train_model(work: Path, data_dir: Path):
     train = load_stage("train")
-    train.main(["--params", str(pfile), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
+    train.main(["--params", str(work / "params.yaml"), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
                 "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json"),
                 "--run-info", str(work / "train_run.json")])
+
+
+def bench_attention(data_dir: Path, work: Path):
+    pfile = work / "params.yaml"
+    train_model(work, data_dir)
     stage = load_stage("attention")
     _, t_att = timed(stage.main, ["--params", str(pfile), "--data", str(data_dir), "--model", str(work / "vit"),
-                                  "--metrics", str(work / "att.json"), "--figures", str(work / "att")])
+                                  "--metrics", str(work / "att.json"), "--report", str(work / "att_report.json"), "--figures", str(work / "att")])
     print(f"{'attention: whole stage at the defaults':<44} {t_att:>12,.1f} s")
 
 
@@ -243,6 +244,36 @@ def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
           f"chosen {report['svm']['chosen']}; test accuracy {report['svm']['test']['accuracy']:.3f}")
 
 
+def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3):
+    """evaluate's whole main() against predict_proba over the images it predicts (val, test, lot), alternating."""
+    from vitinspect.inference import predict_proba
+    from vitinspect.model import load_trained
+
+    pfile = work / "params.yaml"
+    _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
+    row(f"lot: parts/s (render + composite, {params.lot.n_parts} parts)", params.lot.n_parts / t_lot, "parts/s")
+    ds, lot = load_dataset_dir(data_dir), load_dataset_dir(work / "lot")
+    images = np.concatenate([columns(ds["val"], ["nsoartc"])["nsoartc"], columns(ds["test"], ["nsoartc"])["nsoartc"],
+                             columns(lot, ["nsoartc"])["nsoartc"]])
+    model = load_trained(work / "vit")
+    pixels = to_pixel_values(images, InputSpec(images.shape[1]))
+    stage = load_stage("evaluate")
+    args = ["--params", str(pfile), "--data", str(data_dir), "--lot", str(work / "lot"), "--model", str(work / "vit")]
+    for name in ("operating-point", "metrics", "lot-metrics", "report", "confusion-matrix", "confusion-records", "roc", "pr"):
+        args += [f"--{name}", str(work / "ev" / f"{name}.json")]
+    args += ["--predictions", str(work / "ev" / "p.csv"), "--figure", str(work / "ev" / "c.png")]
+    stage.main(args)  # warm-up (imports, first figure)
+    predict_proba(model, pixels, params.evaluate.batch_size)
+    t_stage, t_fwd = [], []
+    for _ in range(repeats):  # paired: the two alternate, so drifting load hits both alike
+        t_stage.append(timed(stage.main, args)[1])
+        t_fwd.append(timed(predict_proba, model, pixels, params.evaluate.batch_size)[1])
+    med_s, med_f = float(np.median(t_stage)), float(np.median(t_fwd))
+    print(f"{'evaluate: whole stage (in-process main)':<44} {med_s:>12,.2f} s median, {min(t_stage):,.2f} s min  "
+          f"| forward pass over the same {len(images):,} images: {med_f:,.2f} s median, {min(t_fwd):,.2f} s min  "
+          f"({med_s / med_f:.2f}x median, {min(t_stage) / min(t_fwd):.2f}x min; target <= 1.5x)")
+
+
 def _cpu_seconds() -> float:
     """CPU time (user + sys) of this process and its finished children: unlike wall time, not inflated by a busy machine."""
     import resource
@@ -303,7 +334,7 @@ def main():
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("all", "inspect", "peer"), default="all")
+    ap.add_argument("--only", choices=("all", "inspect", "peer", "evaluate"), default="all")
     ap.add_argument("--bundle", type=Path, help="with --only inspect: a built bundle (default: models/bundle)")
     ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (e.g. fewer parts for a quick look)")
     args = ap.parse_args()
@@ -325,9 +356,16 @@ def main():
         (work / "params.yaml").write_text(params_file.read_text())
         bench_refusal(work)
         data_dir = bench_data(params, work)
+        if args.only == "evaluate":
+            text = (ROOT / "params.yaml").read_text().replace(f"epochs: {params.train.epochs}", "epochs: 1")
+            (work / "params.yaml").write_text(text)
+            train_model(work, data_dir)
+            bench_evaluate(params, data_dir, work)
+            return
         bench_train(params, data_dir, work)
         bench_attention(data_dir, work)
         bench_peer(params, work)
+        bench_evaluate(params, data_dir, work)
         load_stage("bundle").main(["--params", str(work / "params.yaml"), "--parts", str(work / "parts"), "--unit-space", str(work / "u.npz"),
                                    "--model", str(work / "vit"), "--out", str(work / "bundle"), "--metrics", str(work / "ood.json"),
                                    "--report", str(work / "ood_report.json")])

@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 import numpy as np
 
 from vitinspect.errors import VitinspectError
-from vitinspect.explain import compute_maps, mean_scores, score_maps, upsample
+from vitinspect.explain import compute_maps, headline_scores, mean_scores, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
 from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
@@ -54,7 +54,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: scores per method x input, with the baseline")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline, relevance mass per method on the model's input")
+    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: every score per method x input x class, with the baseline")
     ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
@@ -89,7 +90,8 @@ def main(argv=None) -> None:
         preds = [classes[k] for k in predict_proba(model, pv).argmax(axis=1)]
         photo_maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
         save_figure(photo_panels(photos, photo_maps, names, preds), tmp / "photos.png")
-        write_json(args.metrics, report)
+        write_json(args.report, report)
+        write_json(args.metrics, headline_scores(report))
     for method, by_input in report["methods"].items():
         line = ", ".join(f"{n}: mass {s['relevance_mass']:.3f} / point {s['pointing_game']:.3f}" for n, s in by_input.items())
         print(f"attention {method}: {line} (baseline {by_input[own]['baseline']:.3f})")

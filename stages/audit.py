@@ -10,7 +10,7 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
-from vitinspect.audit import by_group, count_parameters, reference_table, weight_change
+from vitinspect.audit import by_group, count_parameters, headline, reference_table, weight_change
 from vitinspect.figures import change_bars
 from vitinspect.finetune import apply_strategy
 from vitinspect.model import load_trained, load_weights
@@ -24,7 +24,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--init", required=True, help="initial weights directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline (strategy, total, trainable share)")
+    ap.add_argument("--details", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
     ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: relative change per block")
     ap.add_argument("--report", required=True, type=cli.output_path, help="Markdown tables")
     args = ap.parse_args(argv)
@@ -44,7 +45,8 @@ def main(argv=None) -> None:
         "references": reference_table(params.audit.reference_models, len(classes), params.finetune, STRATEGIES),
     }
     with all_or_nothing():
-        write_json(args.metrics, result)
+        write_json(args.details, result)
+        write_json(args.metrics, headline(result))
         save_figure(change_bars(groups), args.figure)
         write_text(args.report, audit_markdown(result))
     print(audit_sentence(result))

@@ -23,7 +23,8 @@ import numpy as np
 from vitinspect.dataset import SPLITS, columns, label_names
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import confusion_figure
-from vitinspect.metrics import confusion, inspection_metrics
+from vitinspect.decision import decide, evaluation_summary, operating_point
+from vitinspect.metrics import confusion
 from vitinspect.params import load_params
 from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, choose, make_logistic, make_svm, predict_proba, save_peer
 from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
@@ -84,17 +85,24 @@ def main(argv=None) -> None:
             results[name] = (proba, predict_seconds)
             hashes[name] = {"file": f"{name}.joblib", "sha256": save_peer(fitted.model, tmp / f"{name}.joblib")}
 
+    # The SVM's own operating point, chosen on val by the ViT's rule and settings (evaluate.*): the same
+    # decision, so its figures sit beside eval.json's key for key.
+    passed = classes.index("passed")
+    op = operating_point(predict_proba(svm.model, x["val"])[:, passed], y["val"] == passed,
+                         params.evaluate.threshold, params.evaluate.target_escape_rate, classes)
     names = np.asarray(classes)
-    labels, preds = y["test"], results["svm"][0].argmax(axis=1)
+    labels, preds = y["test"], decide(results["svm"][0], classes, op["threshold"])
     write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(names[labels], names[preds])])
     matrix = confusion(labels, preds, classes)
     save_figure(confusion_figure(matrix, "RT+SVM peer: test confusion matrix"), args.figure)
-    metrics = {"input": INPUT, **inspection_metrics(labels, preds, classes)}
+    metrics = evaluation_summary(labels, results["svm"][0], classes, op["threshold"])
 
     per_part_ms = 1000 * feature_seconds / sum(len(y[s]) for s in SPLITS)
     report = {
         "features": {"cells": int(len(boxes)), "per_part": int(x["train"].shape[1]), "unit_space_size": space.n,
                      "extract_ms_per_part": round(per_part_ms, 4)},
+        "input": INPUT,
+        "operating_point": op,
         "confusion_matrix": matrix,
         "models": hashes,
     }
@@ -104,14 +112,14 @@ def main(argv=None) -> None:
             "chosen": fitted.settings, "class_weight": p.class_weight, "val_macro_f1": fitted.val_macro_f1, "grid": fitted.grid,
             "fit_seconds_all_grid": round(fitted.fit_seconds, 3),
             "predict_ms_per_part": round(1000 * predict_seconds / n_test, 4),
-            "test": metrics if name == "svm" else {"input": INPUT, **inspection_metrics(labels, proba.argmax(axis=1), classes)},
+            "test": metrics if name == "svm" else evaluation_summary(labels, proba, classes, None),
         }
     write_json(args.report, report)
     write_json(args.metrics, metrics)
     lr = report["logistic"]["test"]
     print(f"baseline: {len(boxes)} cells x 3 features; SVM {svm.settings} test accuracy {metrics['accuracy']:.3f}, "
-          f"macro-F1 {metrics['macro_f1']:.3f}, escape rate {metrics.get('escape_rate')}, false-reject rate "
-          f"{metrics.get('false_reject_rate')}; logistic accuracy {lr['accuracy']:.3f}, macro-F1 {lr['macro_f1']:.3f}")
+          f"macro-F1 {metrics['macro_f1']:.3f}, escapes per million {metrics.get('escapes_per_million')}, false-reject rate "
+          f"{metrics.get('false_reject_rate')} at t={op['threshold']}; logistic accuracy {lr['accuracy']:.3f}, macro-F1 {lr['macro_f1']:.3f}")
 
 
 if __name__ == "__main__":

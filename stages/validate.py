@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     # Every section, named here so that dvc.yaml's params list (checked against this script) holds them all.
     sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
                 "train": params.train, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
-                "bundle": params.bundle, "baseline": params.baseline}
+                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
     valid = json.dumps({"params": "valid", "sections": sorted(sections)}) + "\n"  # no value: the same bytes while valid
     out = Path(args.out)
     if not (out.is_file() and out.read_text() == valid):

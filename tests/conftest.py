@@ -32,6 +32,7 @@ TINY = {
     "model": {"patch_size": 8, "hidden_size": 32, "layers": 2, "heads": 2, "mlp_size": 64},
     "train": {"epochs": 2, "batch_size": 16, "lr": 0.003},
     "attention": {"panels": 1},
+    "lot": {"n_parts": 60},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
 }
 
@@ -92,6 +93,7 @@ def make_project(dest: Path, params: dict) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q -b main && git config user.email t@example.com && git config user.name test", dest)
     run("dvc init -q && dvc config core.analytics false && dvc config core.check_update false", dest)
+    shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots", dirs_exist_ok=True)  # the custom plot templates
     run("git add -A && git commit -qm init", dest)
     return dest
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from conftest import BIN, ROOT, load_stage, run, tiny_dict
 
-STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit", "baseline", "bundle")
+STAGES = ("prepare", "nsoartc", "train", "lot", "evaluate", "attention", "audit", "baseline", "bundle")
 CASES = yaml.safe_load((Path(__file__).parent / "bad_inputs.yaml").read_text())
 
 
@@ -98,6 +98,10 @@ def break_input(root: Path, what: str) -> str | None:
             edit_params(root, data__image_size=64)
         for s in ("prepare", "nsoartc"):
             run_in_process(stage_cmd(root, s))
+    elif what == "missing_unit_space":
+        (root / "data/unit_space.npz").unlink()
+    elif what == "missing_lot":
+        shutil.rmtree(root / "data/lot")
     elif what == "extra_image_missing":
         edit_params(root, attention__extra_images=["photos/none.png"])
     elif what == "extra_image_empty":

@@ -39,6 +39,17 @@ def test_spread_and_judgement():
     assert figures_of({"metrics": {}})["accuracy"] != figures_of({"metrics": {}})["accuracy"]  # NaN when absent
 
 
+def test_study_panels_give_each_rate_its_own_axis_and_draw_the_seed_range():
+    from vitinspect.figures import study_panels
+
+    fig = study_panels([0.02, 0.2], {"passed_recall": [[0.5, 0.6, 0.7], [0.99]], "escape_rate": [[0.001, 0.003], [0.008]]},
+                       "passed ratio", percent={"escape_rate"})
+    recall_ax, escape_ax = fig.axes[:2]
+    assert escape_ax.get_ylim()[1] < 1.5  # 0.1 % .. 0.8 % on its own axis, in %, not squashed on 0..1
+    assert recall_ax.get_ylim()[1] > 1.0
+    assert len(recall_ax.containers) == 1 and len(escape_ax.containers) == 1  # one seed-range bar where seeds exist
+
+
 def test_toy_study_writes_every_section(built_project, tmp_path):
     proj = tmp_path / "proj"
     shutil.copytree(built_project, proj, symlinks=True)

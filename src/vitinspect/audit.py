@@ -159,6 +159,13 @@ def meta_model(config):
         return ViTForImageClassification(config)
 
 
+def headline(result: dict) -> dict:
+    """The audit's metric columns: strategy, total parameters, trainable share. Per-group counts and
+    changes stay in the full result."""
+    m = result["model"]
+    return {"strategy": m["strategy"], "total_parameters": m["total"], "trainable_pct": m["trainable_pct"]}
+
+
 def reference_table(names, n_labels: int, finetune, strategies) -> list[dict]:
     """Total counts for 1000 and our labels, and the trainable count under each of ``strategies``.
 

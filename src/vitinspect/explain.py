@@ -200,6 +200,17 @@ def score_maps(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def headline_scores(report: dict) -> dict:
+    """The few attention figures worth a metric column: relevance mass of each method on the model's
+    own input, beside the uniform-map baseline. The full table (both inputs, every score, per class)
+    stays in the report it is taken from."""
+    own = report["model_input"]
+    methods = report["methods"]
+    first = next(iter(methods.values()), {})
+    return {"model_input": own, "baseline": first.get(own, {}).get("baseline"),
+            "relevance_mass": {m: v[own]["relevance_mass"] for m, v in methods.items()}}
+
+
 def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
     """Mean of each score over all parts and per class (only classes present), with the counts ``n``.
 

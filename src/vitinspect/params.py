@@ -192,9 +192,28 @@ class Train:
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
 
 
+def threshold_value(v):
+    if v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
+        return None
+    return f"must be 'auto' or a number in [0, 1], got {v!r}"
+
+
+def unit_interval_half_open(v):
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
+
+
 @dataclass(frozen=True)
 class Evaluate:
     batch_size: int = _f(256, positive)
+    threshold: object = _f("auto", threshold_value)
+    target_escape_rate: float = _f(0.005, unit_interval_half_open)
+
+
+@dataclass(frozen=True)
+class Lot:
+    seed: int = _f(1000, non_negative)
+    n_parts: int = _f(2000, positive)
+    passed_ratio: float = _f(0.9, open_unit)
 
 
 @dataclass(frozen=True)
@@ -251,6 +270,7 @@ class Params:
     finetune: Finetune = field(default_factory=Finetune)
     train: Train = field(default_factory=Train)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    lot: Lot = field(default_factory=Lot)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
     baseline: Baseline = field(default_factory=Baseline)
@@ -284,6 +304,8 @@ def _convert(value, tp, key: str, source: str):
                 fail(f"must be a list of {len(args)} values, got {short(value)}")
             return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
         return [_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is object:  # a value whose check decides (e.g. evaluate.threshold: auto or a number)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     if tp is bool:
         if not isinstance(value, bool):
             fail(f"must be true or false, got {short(value)}")
@@ -349,6 +371,8 @@ def _cross_checks(p: Params, source: str) -> None:
         fail("data.classes must include 'passed' and at least one defect class")
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
+    if p.lot.seed == d.seed:
+        fail(f"lot.seed ({p.lot.seed}) must differ from data.seed: the lot would repeat the training parts")
     m = p.model
     if m.source == "scratch":
         if d.image_size % m.patch_size:

@@ -130,26 +130,39 @@ def collect(all_commits: bool = False) -> dict[str, dict]:
     return out
 
 
-def figures_of(record: dict) -> dict:
-    """The figures each finding needs, from one experiment's metrics (NaN where absent)."""
+def figures_of(record: dict, read=at_revision) -> dict:
+    """The figures each finding needs, from one experiment (NaN where absent).
+
+    The headline comes from its metrics; the details (per-class figures at argmax on the test split,
+    attention scores per input) from the report files committed with it (``read(rev, path)``).
+    """
     m = record["metrics"]
-    ev, att, aud = m.get("metrics/eval.json", {}), m.get("metrics/attention.json", {}), m.get("metrics/audit.json", {})
-    per = ev.get("per_class", {})
+    rev = record.get("rev")
+
+    def detail(path):
+        return (read(rev, path) if rev else None) or {}
+
+    aud = m.get("metrics/audit.json", {})
+    test = detail("reports/evaluation.json").get("test", {}).get("argmax", {})
+    att = detail("reports/attention.json")
+    per = test.get("per_class", {})
     own = att.get("model_input", "nsoartc")
     method = att.get("methods", {}).get("gradient") or next(iter(att.get("methods", {}).values()), {})
     nan = float("nan")
     f = {
-        "accuracy": ev.get("accuracy", nan),
-        "macro_f1": ev.get("macro_f1", nan),
-        "escape_rate": ev.get("escape_rate", nan),
-        "false_reject_rate": ev.get("false_reject_rate", nan),
+        "accuracy": test.get("accuracy", nan),
+        "macro_f1": test.get("macro_f1", nan),
+        "escape_rate": (test.get("escape") or {}).get("rate", nan),
+        "false_reject_rate": (test.get("false_reject") or {}).get("rate", nan),
         "passed_recall": per.get("passed", {}).get("recall", nan),
-        "xy_confusion": np.nanmean([v for v in (ev.get("xy_confusion") or {}).values() if v is not None] or [nan]),
+        "xy_confusion": np.nanmean([v for v in (test.get("xy_confusion") or {}).values() if v is not None] or [nan]),
         "relevance_mass": method.get(own, {}).get("relevance_mass", nan),
         "pointing_game": method.get(own, {}).get("pointing_game", nan),
         "baseline": method.get(own, {}).get("baseline", nan),
-        "trainable_pct": aud.get("model", {}).get("trainable_pct", nan),
-        "parameters": aud.get("model", {}).get("total", nan),
+        "trainable_pct": aud.get("trainable_pct", nan),
+        "parameters": aud.get("total_parameters", nan),
+        "lot_escapes_per_million": m.get("metrics/lot.json", {}).get("escapes_per_million", nan),
+        "lot_false_reject_rate": m.get("metrics/lot.json", {}).get("false_reject_rate", nan),
     }
     for name in ("raw", "nsoartc"):
         for score in ("relevance_mass", "pointing_game"):
@@ -240,7 +253,7 @@ def f1_epochs(st: Study) -> list[str]:
 
 
 def f2_passed_ratio(st: Study) -> list[str]:
-    from vitinspect.figures import study_lines
+    from vitinspect.figures import study_panels
 
     lines = ["## F2: how much does a rare passed class hurt?", ""]
     base_ratio = st.param("base", "data", "passed_ratio") if st.has("base") else None
@@ -251,8 +264,9 @@ def f2_passed_ratio(st: Study) -> list[str]:
     lines += ["| passed ratio | passed recall | false-reject rate | escape rate | macro-F1 |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {r:g} | {_fmt(st.mean(s, 'passed_recall'))} | {_fmt(st.mean(s, 'false_reject_rate'), True)} | "
               f"{_fmt(st.mean(s, 'escape_rate'), True)} | {_fmt(st.mean(s, 'macro_f1'))} |" for r, s in ratios]
-    series = {k: [st.mean(s, k) for _, s in ratios] for k in ("passed_recall", "false_reject_rate", "escape_rate")}
-    link = st.figure(study_lines([r for r, _ in ratios], series, "passed ratio", "share"), "f2_ratio.png")
+    series = {k: [st.values(s, k) for _, s in ratios] for k in ("passed_recall", "false_reject_rate", "escape_rate")}
+    link = st.figure(study_panels([r for r, _ in ratios], series, "passed ratio", percent={"false_reject_rate", "escape_rate"}),
+                     "f2_ratio.png")
     top = ratios[-1][1]
     lines += ["", f"![passed recall, false-reject and escape rate against the passed ratio]({link})", "",
               f"Passed recall goes from {_fmt(st.mean('base', 'passed_recall'))} at {ratios[0][0]:g} to {_fmt(st.mean(top, 'passed_recall'))} at "
@@ -286,7 +300,7 @@ def f4_strategies(st: Study) -> list[str]:
         return lines + ["Not run in this plan.", ""]
     lines += ["| strategy | trainable % | accuracy | macro-F1 | mean relative change per block |", "|---|---:|---:|---:|---|"]
     for label, s in strategies:
-        audit = at_revision(st.first(s)["rev"], "metrics/audit.json") or {}
+        audit = at_revision(st.first(s)["rev"], "reports/audit.json") or {}
         changes = audit.get("relative_change_by_group", {})
         per_block = ", ".join(f"{g}: {v['mean_relative_change']:.2f}" for g, v in changes.items()
                               if g.endswith(".attention") and v.get("mean_relative_change") is not None)
