@@ -252,7 +252,7 @@ def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3)
     pfile = work / "params.yaml"
     _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
     row(f"lot: parts/s (render + composite, {params.lot.n_parts} parts)", params.lot.n_parts / t_lot, "parts/s")
-    ds, lot = load_dataset_dir(data_dir), load_dataset_dir(work / "lot")
+    ds, lot = load_dataset_dir(data_dir), load_dataset_dir(work / "lot", splits=("lot",))["lot"]
     images = np.concatenate([columns(ds["val"], ["nsoartc"])["nsoartc"], columns(ds["test"], ["nsoartc"])["nsoartc"],
                              columns(lot, ["nsoartc"])["nsoartc"]])
     model = load_trained(work / "vit")

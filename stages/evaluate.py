@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     p = load_params(args.params).evaluate
     model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"])
     val = columns(load_dataset_dir(args.data)["val"], ["label", input_name])
-    lot_ds = load_dataset_dir(args.lot)
+    lot_ds = load_dataset_dir(args.lot, splits=("lot",))["lot"]
     if label_names(lot_ds) != classes:
         raise VitinspectError(f"{args.lot}: lot classes {label_names(lot_ds)} differ from the data's {classes}; run dvc repro")
     lot = columns(lot_ds, ["label", input_name])

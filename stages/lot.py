@@ -24,6 +24,8 @@ from vitinspect.params import load_params
 from vitinspect.render import generate
 from vitinspect.storage import save_dataset, write_json
 
+LOT = "lot"  # the one split of data/lot
+
 
 def load_unit_space(path) -> UnitSpace:
     try:
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
     labels = np.asarray(cols["label"])
     write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
                               "counts": {c: int((labels == c).sum()) for c in data.classes}})
-    save_dataset(ds, args.out)
+    save_dataset(datasets.DatasetDict({LOT: ds}), args.out)  # one split, so readers check its rows like any other
     print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed} -> {args.out}")
 
 
