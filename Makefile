@@ -28,7 +28,7 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
 report: $(STAMP)
