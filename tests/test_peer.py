@@ -116,8 +116,11 @@ def test_baseline_stage_writes_eval_shaped_metrics_and_hashes_its_models(baselin
     metrics = json.loads((d / "baseline.json").read_text())
     report = json.loads((d / "report.json").read_text())
     records = json.loads((d / "records.json").read_text())
-    assert metrics["input"] == "rt_cells" and metrics["n"] == len(records)
+    assert report["input"] == "rt_cells"
     assert set(records[0]) == {"actual", "predicted"}
+    # The SVM's own operating point, chosen on val by the ViT's rule: what metrics/baseline.json is at.
+    assert report["operating_point"]["chosen_on"] == "val" and metrics["threshold"] == report["operating_point"]["threshold"]
+    assert sum(map(sum, report["confusion_matrix"]["counts"])) == len(records)
     assert report["svm"]["chosen"] in [{"C": c, "gamma": g} for c in (1.0, 10.0) for g in (0.01, 0.1)]
     assert len(report["svm"]["grid"]) == 4 and len(report["logistic"]["grid"]) == 2
     assert report["features"]["per_part"] == 3 * 12
@@ -126,7 +129,7 @@ def test_baseline_stage_writes_eval_shaped_metrics_and_hashes_its_models(baselin
         model = load_peer(d / "peer" / f"{name}.joblib", report["models"][name]["sha256"])
         assert hasattr(model, "predict_proba")
     # The same predictions come back from the saved SVM: recompute the accuracy.
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and set(metrics["per_class"]) == set(report["confusion_matrix"]["labels"])
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1_defects"] <= 1.0
 
 
 def test_a_planted_model_file_makes_a_loader_fail_with_one_line(baseline_run, tmp_path):
@@ -183,9 +186,9 @@ def test_baseline_json_has_exactly_the_keys_of_eval_json_end_to_end(built_projec
     ev = json.loads((built_project / "metrics/eval.json").read_text())
     peer = json.loads((built_project / "metrics/baseline.json").read_text())
     assert _key_paths(peer) == _key_paths(ev)
-    assert peer["n"] == ev["n"]  # the same test split
     records = json.loads((built_project / "plots/baseline_confusion.json").read_text())
-    assert len(records) == ev["n"]
+    vit_records = json.loads((built_project / "plots/confusion.json").read_text())
+    assert len(records) == len(vit_records)  # the same test split
     report = json.loads((built_project / "reports/baseline.json").read_text())
     assert report["svm"]["test"] == peer
     for name in ("svm", "logistic"):
@@ -254,11 +257,12 @@ def test_f6_pieces_paired_interval_answer_and_splice():
 def test_review_peer_section_names_who_is_ahead():
     from vitinspect.review import peer_section
 
-    vit = {"n": 10, "accuracy": 0.9, "macro_f1": 0.8, "escape_rate": 0.01, "false_reject_rate": 0.3,
-           "per_class": {"passed": {"recall": 0.7}}, "xy_confusion": {"tilt_x_as_tilt_y": 0.0, "tilt_y_as_tilt_x": 0.1}}
-    peer = {**vit, "accuracy": 0.95, "escape_rate": 0.05, "xy_confusion": {"tilt_x_as_tilt_y": 0.0, "tilt_y_as_tilt_x": 0.0}}
+    vit = {"accuracy": 0.9, "macro_f1": 0.8, "macro_f1_defects": 0.85, "escapes_per_million": 100.0,
+           "false_reject_rate": 0.3, "threshold": 0.3}
+    peer = {**vit, "accuracy": 0.95, "escapes_per_million": 500.0, "threshold": 0.6}
     md = peer_section(vit, peer)
     assert "| accuracy | 0.9000 | 0.9500 | RT+SVM |" in md
-    assert "| escape rate | 0.0100 | 0.0500 | ViT |" in md
+    assert "| escapes per million defective | 100.0000 | 500.0000 | ViT |" in md
+    assert "| operating point t | 0.3000 | 0.6000 |  |" in md
     assert "| macro-F1 | 0.8000 | 0.8000 | tie |" in md
     assert peer_section(vit, None) == ""
