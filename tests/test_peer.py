@@ -169,7 +169,9 @@ def test_baseline_stage_reads_the_parts_never_a_model_of_train():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["baseline"]
     assert "data/parts" in stage["deps"] and "data/nsoartc" not in stage["deps"]
     assert not any(d.startswith("models/") for d in stage["deps"])  # never a model of train's
-    assert set(stage["params"]) == {"data.views", "data.grid", "nsoartc.eps", "nsoartc.min_unit_space", "baseline"}
+    # The ViT's operating-point rule and settings too (the peer is decided the same way), never train.*.
+    assert set(stage["params"]) == {"data.views", "data.grid", "nsoartc.eps", "nsoartc.min_unit_space",
+                                    "evaluate.threshold", "evaluate.target_escape_rate", "baseline"}
 
 
 def _key_paths(d, prefix=""):
@@ -222,7 +224,7 @@ def test_baseline_params_rerun_baseline_alone_and_train_params_never_rerun_it(bu
 
     set_params(**{"baseline.class_weight": "balanced"})
     assert "baseline" in run("dvc status", proj).stdout
-    assert dry() == {"baseline"}
+    assert dry() == {"validate", "baseline"}  # validate checks every params change, alone
     run("git checkout -- params.yaml", proj)
     set_params(**{"train.epochs": 1, "train.lr": 0.01, "train.class_weighting": "balanced"})
     stages = dry()
