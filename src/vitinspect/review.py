@@ -31,6 +31,7 @@ from vitinspect.decision import ALPHA, compare_intervals, compare_rates
 from vitinspect.errors import VitinspectError
 
 EVALUATION = "reports/evaluation.json"
+EVAL = "metrics/eval.json"  # the headline figures of the test split
 CONFUSION = "metrics/confusion_matrix.json"
 PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
