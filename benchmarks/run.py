@@ -202,7 +202,8 @@ def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
     pfile = work / "params.yaml"
     stage = load_stage("baseline")
     _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--model", "peer", "--metrics", "b.json",
-                                    "--confusion-records", "br.json", "--figure", "b.png", "--report", "breport.json"])
+                                    "--confusion-records", "br.json", "--figure", "b.png", "--report", "breport.json",
+                                    "--run-info", "brun.json"])
     report = json.loads((work / "breport.json").read_text())
     svm = load_peer(work / "peer" / "svm.joblib", report["models"]["svm"]["sha256"])
     ds = load_dataset_dir(work / "parts")
@@ -240,7 +241,7 @@ def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(f"{'baseline: predict ms/part, RT cells + SVM':<44} {med['svm']:>12,.2f} ms  (min {min(times['svm']):.2f})"
           f"  | ViT, NSOARTC + forward: {med['vit']:,.2f} ms (min {min(times['vit']):.2f})  ({med['vit'] / med['svm']:.1f}x the SVM)")
-    print(f"{'baseline: whole stage (features, grid, fit)':<44} {t_stage:>12,.1f} s   | SVM grid fits {report['svm']['fit_seconds_all_grid']:.1f} s, "
+    print(f"{'baseline: whole stage (features, grid, fit)':<44} {t_stage:>12,.1f} s   | SVM grid fits {json.loads((work / 'brun.json').read_text())['svm']['fit_seconds_all_grid']:.1f} s, "
           f"chosen {report['svm']['chosen']}; test accuracy {report['svm']['test']['accuracy']:.3f}")
 
 

@@ -226,7 +226,7 @@ def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (work
         fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
         lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ahead} |")
     lines += ["", "Both on the same test parts, each at its own operating point chosen on val by the same rule; "
-              "the peer's fit and predict times are in reports/baseline.json.", ""]
+              "the peer's fit and predict times are in logs/baseline_run.json.", ""]
     return "\n".join(lines)
 
 
