@@ -197,16 +197,9 @@ def all_outs(root: Path) -> list[Path]:
 
 
 def params_text(base: dict, key: str, value) -> str:
-    d = json.loads(json.dumps(base))
-    *parents, leaf = key.split(".")
-    node = d
-    for k in parents:
-        node = node[k]
-    if value == "~delete":
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return yaml.safe_dump(d, sort_keys=False)
+    from test_params import with_value
+
+    return yaml.safe_dump(with_value(key, value, base), sort_keys=False)
 
 
 @pytest.mark.slow

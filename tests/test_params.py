@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((Path(__file__).parent / "bad_params.yaml").read_text())
 
 
-def with_value(key: str, value) -> dict:
-    d = copy.deepcopy(defaults_dict())
+def with_value(key: str, value, base: dict | None = None) -> dict:
+    """A copy of ``base`` (the defaults) with one key set, or removed by the value "~delete"."""
+    d = copy.deepcopy(defaults_dict() if base is None else base)
     *parents, leaf = key.split(".")
     node = d
     for k in parents:
