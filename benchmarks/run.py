@@ -7,12 +7,20 @@
 - pretrain: the MAE pretraining's images/s beside the fine-tuning loop's (both the HF Trainer, one epoch
   over the same training composites), alternating repeats, median and min of each.
 - attention: seconds for the whole stage's maps and scores at the defaults.
+- inspect: ms per part, views (PNG files) in to verdict out, batch 1 and a lot of 64, torch and ONNX engines,
+  beside the network's forward alone; and process start -> first verdict (`python -m vitinspect inspect`).
+  Paired: the engines alternate within each repeat; median and min of the repeats.
+
+
+`python benchmarks/run.py --only inspect --bundle models/bundle` times inspection alone on a built bundle;
+`--only pretrain` the pretraining pair alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import load_stage  # noqa: E402
 from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
-from vitinspect.model import InputSpec, build_scratch, to_pixel_values  # noqa: E402
+from vitinspect.inference import to_pixel_values  # noqa: E402
+from vitinspect.model import InputSpec, build_scratch  # noqa: E402
 from vitinspect.params import Params, load_params  # noqa: E402
 from vitinspect.render import generate  # noqa: E402
 from vitinspect.storage import load_dataset_dir, save_dataset  # noqa: E402
@@ -59,7 +68,8 @@ def bench_data(params: Params, work: Path):
 
     # nsoartc, whole stage, against reading and writing the same data set.
     pfile = work / "params.yaml"
-    pfile.write_text((ROOT / "params.yaml").read_text())
+    if not pfile.exists():
+        pfile.write_text((ROOT / "params.yaml").read_text())
     stage = load_stage("nsoartc")
     _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--out", str(work / "nsoartc"),
                                     "--unit-space", str(work / "u.npz"), "--metrics", str(work / "d.json"), "--figure", str(work / "n.png")])
@@ -183,35 +193,226 @@ def bench_pretrain(params: Params, data_dir: Path, work: Path, repeats: int = 3)
           f"({np.median(pt) / np.median(ft):.2f}x; {repeats} alternating repeats, mask ratio {q.mask_ratio})")
 
 
-def bench_attention(data_dir: Path, work: Path):
-    pfile = work / "params.yaml"
+def train_model(work: Path, data_dir: Path):
     train = load_stage("train")
-    train.main(["--params", str(pfile), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
+    train.main(["--params", str(work / "params.yaml"), "--data", str(data_dir), "--out", str(work / "vit"), "--init", str(work / "vit_init"),
                 "--checkpoints", str(work / "ck"), "--live", str(work / "live"), "--metrics", str(work / "train.json"),
                 "--run-info", str(work / "train_run.json")])
+
+
+def bench_attention(data_dir: Path, work: Path):
+    pfile = work / "params.yaml"
+    train_model(work, data_dir)
     stage = load_stage("attention")
     _, t_att = timed(stage.main, ["--params", str(pfile), "--data", str(data_dir), "--model", str(work / "vit"),
-                                  "--metrics", str(work / "att.json"), "--figures", str(work / "att")])
+                                  "--metrics", str(work / "att.json"), "--report", str(work / "att_report.json"), "--figures", str(work / "att")])
     print(f"{'attention: whole stage at the defaults':<44} {t_att:>12,.1f} s")
 
 
+def bench_refusal(work: Path, repeats: int = 5):
+    bad = work / "bad_params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("passed_ratio: 0.02", "passed_ratio: 0"))
+    cmds = {
+        "validate": [sys.executable, str(ROOT / "stages/validate.py"), "--params", str(bad), "--out", "ok.json"],
+        "prepare": [sys.executable, str(ROOT / "stages/prepare.py"), "--params", str(bad), "--out", "parts_x", "--gallery", "g.png"],
+    }
+    times = {k: [] for k in cmds}
+    for _ in range(repeats):  # alternating, so load on the machine hits both alike
+        for name, cmd in cmds.items():
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+            times[name].append(time.perf_counter() - t)
+            assert proc.returncode == 2, proc.stderr
+    for name, ts in times.items():
+        print(f"{'refusal of a bad params.yaml: ' + name:<44} {np.median(ts):>12,.2f} s median, {min(ts):.2f} s min")
+
+
+def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
+    """Per-part predict latency, SVM vs ViT, from the raw views of one part to class probabilities."""
+    import json
+
+    from vitinspect.nsoartc import UnitSpace, double_eye, to_image
+    from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, load_peer
+    from vitinspect.peer import predict_proba as peer_proba
+
+    pfile = work / "params.yaml"
+    stage = load_stage("baseline")
+    _, t_stage = timed(stage.main, ["--params", str(pfile), "--parts", str(work / "parts"), "--model", "peer", "--metrics", "b.json",
+                                    "--confusion-records", "br.json", "--figure", "b.png", "--report", "breport.json",
+                                    "--run-info", "brun.json"])
+    report = json.loads((work / "breport.json").read_text())
+    svm = load_peer(work / "peer" / "svm.joblib", report["models"]["svm"]["sha256"])
+    ds = load_dataset_dir(work / "parts")
+    classes = label_names(ds["train"])
+    views_of = params.data.views
+    test = columns(ds["test"], ["views"])["views"][:parts].astype(np.float64) / 255.0
+    train = columns(ds["train"], ["views", "label"])
+    size = test.shape[-1]
+    boxes = cell_boxes(size, params.data.grid.rows, params.data.grid.cols)
+    eps, n = params.nsoartc.eps, params.nsoartc
+    # Both unit spaces from the passed training parts, as the stages build them (not timed).
+    passed = train["views"][train["label"] == classes.index("passed")].astype(np.float64) / 255.0
+    as_views = lambda v: {name: v[:, j] for j, name in enumerate(views_of)}  # noqa: E731
+    cells = CellUnitSpace.fit(cell_features(as_views(passed), boxes, eps))
+    pixels = UnitSpace.fit(double_eye(as_views(passed), n.window, eps))
+    vit = build_scratch(params.model, size, classes, 0).eval()  # untrained: the same arithmetic as a trained one
+    spec = InputSpec(size)
+
+    def svm_one(v):
+        return peer_proba(svm, cells.zscore(cell_features(as_views(v), boxes, eps), eps))
+
+    @torch.no_grad()
+    def vit_one(v):
+        z = pixels.zscore(double_eye(as_views(v), n.window, eps), eps)
+        return torch.softmax(vit(pixel_values=to_pixel_values(to_image(z, n.gain), spec)).logits, -1).numpy()
+
+    svm_one(test[:1]), vit_one(test[:1])  # warm-up
+    times = {"svm": [], "vit": []}
+    for _ in range(repeats):  # alternating, so a busy neighbour slows both alike
+        for name, fn in (("svm", svm_one), ("vit", vit_one)):
+            start = time.perf_counter()
+            for i in range(len(test)):
+                fn(test[i:i + 1])
+            times[name].append(1000 * (time.perf_counter() - start) / len(test))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"{'baseline: predict ms/part, RT cells + SVM':<44} {med['svm']:>12,.2f} ms  (min {min(times['svm']):.2f})"
+          f"  | ViT, NSOARTC + forward: {med['vit']:,.2f} ms (min {min(times['vit']):.2f})  ({med['vit'] / med['svm']:.1f}x the SVM)")
+    print(f"{'baseline: whole stage (features, grid, fit)':<44} {t_stage:>12,.1f} s   | SVM grid fits {json.loads((work / 'brun.json').read_text())['svm']['fit_seconds_all_grid']:.1f} s, "
+          f"chosen {report['svm']['chosen']}; test accuracy {report['svm']['test']['accuracy']:.3f}")
+
+
+def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3):
+    """evaluate's whole main() against predict_proba over the images it predicts (val, test, lot), alternating."""
+    from vitinspect.inference import predict_proba
+    from vitinspect.model import load_trained
+
+    pfile = work / "params.yaml"
+    _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
+    row(f"lot: parts/s (render + composite, {params.lot.n_parts} parts)", params.lot.n_parts / t_lot, "parts/s")
+    ds, lot = load_dataset_dir(data_dir), load_dataset_dir(work / "lot", splits=("lot",))["lot"]
+    images = np.concatenate([columns(ds["val"], ["nsoartc"])["nsoartc"], columns(ds["test"], ["nsoartc"])["nsoartc"],
+                             columns(lot, ["nsoartc"])["nsoartc"]])
+    model = load_trained(work / "vit")
+    pixels = to_pixel_values(images, InputSpec(images.shape[1]))
+    stage = load_stage("evaluate")
+    args = ["--params", str(pfile), "--data", str(data_dir), "--lot", str(work / "lot"), "--model", str(work / "vit")]
+    for name in ("operating-point", "metrics", "lot-metrics", "report", "confusion-matrix", "confusion-records", "roc", "pr"):
+        args += [f"--{name}", str(work / "ev" / f"{name}.json")]
+    args += ["--predictions", str(work / "ev" / "p.csv"), "--figure", str(work / "ev" / "c.png")]
+    stage.main(args)  # warm-up (imports, first figure)
+    predict_proba(model, pixels, params.evaluate.batch_size)
+    t_stage, t_fwd = [], []
+    for _ in range(repeats):  # paired: the two alternate, so drifting load hits both alike
+        t_stage.append(timed(stage.main, args)[1])
+        t_fwd.append(timed(predict_proba, model, pixels, params.evaluate.batch_size)[1])
+    med_s, med_f = float(np.median(t_stage)), float(np.median(t_fwd))
+    print(f"{'evaluate: whole stage (in-process main)':<44} {med_s:>12,.2f} s median, {min(t_stage):,.2f} s min  "
+          f"| forward pass over the same {len(images):,} images: {med_f:,.2f} s median, {min(t_fwd):,.2f} s min  "
+          f"({med_s / med_f:.2f}x median, {min(t_stage) / min(t_fwd):.2f}x min; target <= 1.5x)")
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + sys) of this process and its finished children: unlike wall time, not inflated by a busy machine."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _paired(fns: dict, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """name -> (median, min wall seconds, median CPU seconds); the functions alternate within each repeat."""
+    times = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c = _cpu_seconds()
+            times[k].append(timed(fn)[1])
+            cpu[k].append(_cpu_seconds() - c)
+    return {k: (float(np.median(v)), float(np.min(v)), float(np.median(cpu[k]))) for k, v in times.items()}
+
+
+def bench_inspect(bundle_dir: Path, work: Path, repeats: int = 7):
+    import subprocess
+
+    from vitinspect import bundle as bundle_format
+    from vitinspect.__main__ import judge_folders, main as cli_main
+    from vitinspect.inspection import OnnxEngine, TorchEngine, composite
+
+    b = bundle_format.load(bundle_dir)
+    lot = work / "bench_lot"
+    cli_main(["render", "--n", "64", "--out", str(lot), "--bundle", str(bundle_dir)])
+    folders = sorted(d for d in lot.iterdir() if d.is_dir())
+    from vitinspect.part_folders import read_part
+
+    views = np.stack([read_part(f, b.views, b.image_size)[0] for f in folders])
+    images, _ = composite(b, views)
+    engines = {"torch": TorchEngine(b), "onnx": OnnxEngine(b)}
+    for e in engines.values():  # warm-up
+        judge_folders(b, e, folders[:2], progress=False)
+    for n in (1, 64):
+        fns = {}
+        for name, e in engines.items():
+            fns[f"{name} end-to-end"] = lambda e=e: judge_folders(b, e, folders[:n], progress=False)
+            fns[f"{name} forward"] = lambda e=e: e(images[:n])
+        res = _paired(fns, repeats)
+        for name in engines:
+            (med, mn, cpu), (fmed, fmn, fcpu) = res[f"{name} end-to-end"], res[f"{name} forward"]
+            print(f"{f'inspect: {name}, batch {n}, ms/part':<44} {1e3 * med / n:>12,.2f} ms (min {1e3 * mn / n:.2f}, CPU {1e3 * cpu / n:.2f})"
+                  f"  | forward alone: {1e3 * fmed / n:,.2f} ms (min {1e3 * fmn / n:.2f}, CPU {1e3 * fcpu / n:.2f})  ({med / fmed:.1f}x)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cmd = {e: [sys.executable, "-m", "vitinspect", "inspect", str(folders[0]), "--bundle", str(bundle_dir), "--engine", e]
+           for e in engines}
+    starts = _paired({e: (lambda c=c: subprocess.run(c, env=env, capture_output=True, check=True)) for e, c in cmd.items()}, 5)
+    for e, (med, mn, cpu) in starts.items():
+        print(f"{f'inspect: process start -> first verdict, {e}':<44} {med:>12,.2f} s (min {mn:.2f}, CPU {cpu:.2f} s)")
+
+
 def main():
-    params = load_params(ROOT / "params.yaml")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; defaults from params.yaml\n")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=("all", "inspect", "peer", "evaluate", "pretrain"), default="all")
+    ap.add_argument("--bundle", type=Path, help="with --only inspect: a built bundle (default: models/bundle)")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="params file (e.g. fewer parts for a quick look)")
+    args = ap.parse_args()
+    params_file = Path(args.params).resolve()
+    params = load_params(params_file)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; params from {params_file}\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.only == "inspect":
+            bench_inspect((args.bundle or ROOT / "models/bundle").resolve(), work)
+            return
         os.chdir(work)  # stage outputs must lie inside the working directory
+        if args.only == "peer":
+            (work / "params.yaml").write_text(params_file.read_text())
+            save_dataset(to_dataset_dict(generate(params.data), parts_features(params.data.classes, params.data.views,
+                                                                               params.data.image_size), params.data.classes), work / "parts")
+            bench_peer(params, work)
+            return
+        (work / "params.yaml").write_text(params_file.read_text())
+        if args.only != "pretrain":
+            bench_refusal(work)
         data_dir = bench_data(params, work)
+        if args.only == "evaluate":
+            text = (ROOT / "params.yaml").read_text().replace(f"epochs: {params.train.epochs}", "epochs: 1")
+            (work / "params.yaml").write_text(text)
+            train_model(work, data_dir)
+            bench_evaluate(params, data_dir, work)
+            return
+        if args.only == "pretrain":
+            bench_pretrain(params, data_dir, work)
+            return
         bench_train(params, data_dir, work)
         bench_pretrain(params, data_dir, work)
         bench_attention(data_dir, work)
+        bench_peer(params, work)
+        bench_evaluate(params, data_dir, work)
+        load_stage("bundle").main(["--params", str(work / "params.yaml"), "--parts", str(work / "parts"), "--unit-space", str(work / "u.npz"),
+                                   "--model", str(work / "vit"), "--out", str(work / "bundle"), "--metrics", str(work / "ood.json"),
+                                   "--report", str(work / "ood_report.json")])
+        bench_inspect(work / "bundle", work)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["pretrain"]:  # only the pretraining pair: python benchmarks/run.py pretrain [params.yaml]
-        params = load_params(Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else ROOT / "params.yaml")
-        with tempfile.TemporaryDirectory() as tmp:
-            os.chdir(tmp)
-            bench_pretrain(params, bench_data(params, Path(tmp)), Path(tmp))
-    else:
-        main()
+    main()

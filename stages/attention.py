@@ -7,17 +7,22 @@ trained on and the other one (out of distribution for it), as the study did.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 
-from vitinspect import cli
 from vitinspect.errors import VitinspectError
-from vitinspect.explain import compute_maps, high_norm_tokens, score_maps, upsample
+from vitinspect.explain import compute_maps, headline_scores, high_norm_tokens, mean_scores, score_maps, upsample
 from vitinspect.figures import attention_panels, photo_panels
-from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, save_figure, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, save_figure, write_json
 
 INPUTS = ("raw", "nsoartc")
 
@@ -30,22 +35,18 @@ def load_photos(extra: list[str], size: int) -> tuple[list[np.ndarray], list[str
     sample = load_sample_images()
     photos = [(Path(f).name, Image.fromarray(img)) for f, img in zip(sample.filenames, sample.images)]
     for path in extra:
+        if not Path(path).is_file():  # a FIFO or device would block open() forever; a directory is no image either
+            raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing or not a regular file")
         try:
             with Image.open(path) as im:
                 im.load()
                 photos.append((Path(path).name, im.copy()))
-        except (OSError, UnidentifiedImageError):
+        except Image.DecompressionBombError as exc:
+            raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is refused: {exc}") from None
+        except (OSError, UnidentifiedImageError, ValueError):
             raise VitinspectError(f"params.yaml: attention.extra_images entry {path!r} is missing, empty or not an image") from None
     out = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for _, im in photos]
     return out, [n for n, _ in photos]
-
-
-def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
-    def summary(sel):
-        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
-
-    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
-    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}
 
 
 def main(argv=None) -> None:
@@ -53,7 +54,8 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: scores per method x input, with the baseline")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline, relevance mass per method on the model's input")
+    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: every score per method x input x class, with the baseline")
     ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
@@ -73,7 +75,8 @@ def main(argv=None) -> None:
 
     report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective], spec), masks)
     size = masks.shape[-1]
-    with atomic_path(args.figures, is_dir=True) as tmp:
+    photos, names = load_photos(p.extra_images, spec.size)  # a bad entry fails before anything is written
+    with all_or_nothing(), atomic_path(args.figures, is_dir=True) as tmp:
         for i, c in enumerate(classes):
             idx = np.flatnonzero(labels == i)[: p.panels]
             rows = [
@@ -84,12 +87,12 @@ def main(argv=None) -> None:
             ]
             if rows:
                 save_figure(attention_panels(rows, f"{c}: model trained on {own}"), tmp / f"{c}.png")
-        photos, names = load_photos(p.extra_images, spec.size)
         pv = to_pixel_values(np.stack(photos), spec)
         preds = [classes[k] for k in predict_proba(model, pv).argmax(axis=1)]
         photo_maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
         save_figure(photo_panels(photos, photo_maps, names, preds), tmp / "photos.png")
-    write_json(args.metrics, report)
+        write_json(args.report, report)
+        write_json(args.metrics, headline_scores(report))
     for method, by_input in report["methods"].items():
         line = ", ".join(f"{n}: mass {s['relevance_mass']:.3f} / point {s['pointing_game']:.3f}" for n, s in by_input.items())
         print(f"attention {method}: {line} (baseline {by_input[own]['baseline']:.3f})")

@@ -1,52 +1,100 @@
-"""Stage `evaluate`: predict the test split and write the metrics, confusion matrices and predictions."""
+"""Stage `evaluate`: choose the operating point on val, then judge the test split and the production-like lot.
+
+The operating point (the threshold t on p(passed)) goes with the model into models/operating_point.json.
+Headline figures: metrics/eval.json (test) and metrics/lot.json (lot), both from
+decision.evaluation_summary; every rate with k of n and its 95 % Wilson interval in reports/evaluation.json.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 import pandas as pd
 
-from vitinspect import cli
+from vitinspect.dataset import columns, label_names
+from vitinspect.decision import curves, decide, evaluation_detail, operating_point, summary_of
+from vitinspect.errors import VitinspectError
 from vitinspect.figures import confusion_figure
-from vitinspect.metrics import confusion, inspection_metrics
-from vitinspect.model import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.metrics import confusion
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, save_figure, write_json
-
+from vitinspect.storage import all_or_nothing, atomic_path, load_dataset_dir, save_figure, write_json
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
+    ap.add_argument("--data", required=True, help="nsoartc's dataset directory (val and test splits)")
+    ap.add_argument("--lot", required=True, help="the lot stage's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: accuracy, F1, inspection rates")
-    ap.add_argument("--confusion-matrix", required=True, type=cli.output_path, help="JSON: labels, counts, row-normalised")
-    ap.add_argument("--confusion-records", required=True, type=cli.output_path, help="JSON: one {actual, predicted} per sample, for dvc plots")
-    ap.add_argument("--predictions", required=True, type=cli.output_path, help="CSV: id, label, predicted, probabilities")
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the confusion matrix with counts")
+    ap.add_argument("--operating-point", required=True, type=cli.output_path, help="JSON: the threshold deployed with the model")
+    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline figures on the test split")
+    ap.add_argument("--lot-metrics", required=True, type=cli.output_path, help="JSON: headline figures on the lot")
+    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: every figure with k of n and a 95%% interval (val, test, lot)")
+    ap.add_argument("--confusion-matrix", required=True, type=cli.output_path, help="JSON: labels, counts, row-normalised (test, operating point)")
+    ap.add_argument("--confusion-records", required=True, type=cli.output_path, help="JSON: one {actual, predicted} per test part, for dvc plots")
+    ap.add_argument("--predictions", required=True, type=cli.output_path, help="CSV: id, label, predicted, probabilities (test)")
+    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the confusion matrix with counts (test, operating point)")
+    ap.add_argument("--roc", required=True, type=cli.output_path, help="JSON: ROC of defect detection on the lot, for dvc plots")
+    ap.add_argument("--pr", required=True, type=cli.output_path, help="JSON: precision-recall of defect detection on the lot")
     args = ap.parse_args(argv)
 
     p = load_params(args.params).evaluate
     model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"])
+    val = columns(load_dataset_dir(args.data)["val"], ["label", input_name])
+    lot_ds = load_dataset_dir(args.lot, splits=("lot",))["lot"]
+    if label_names(lot_ds) != classes:
+        raise VitinspectError(f"{args.lot}: lot classes {label_names(lot_ds)} differ from the data's {classes}; run dvc repro")
+    lot = columns(lot_ds, ["label", input_name])
+    if lot[input_name].shape[1:] != cols[input_name].shape[1:]:
+        raise VitinspectError(f"{args.lot}: lot images {lot[input_name].shape[1:]} differ from the test split's; run dvc repro")
 
-    proba = predict_proba(model, to_pixel_values(cols[input_name], spec), p.batch_size)
-    labels, preds = cols["label"].astype(int), proba.argmax(axis=1)
-    names = np.asarray(classes)
+    def proba(images):
+        return predict_proba(model, to_pixel_values(images, spec), p.batch_size)
 
-    table = pd.DataFrame({"id": cols["id"].astype(str), "label": names[labels], "predicted": names[preds]})
+    sets = {"val": (val["label"].astype(int), proba(val[input_name])),
+            "test": (cols["label"].astype(int), proba(cols[input_name])),
+            "lot": (lot["label"].astype(int), proba(lot[input_name]))}
+    passed = classes.index("passed")
+    val_labels, val_proba = sets["val"]
+    op = operating_point(val_proba[:, passed], val_labels == passed, p.threshold, p.target_escape_rate, classes)
+    t = op["threshold"]
+    detail = {name: evaluation_detail(y, pr, classes, t) for name, (y, pr) in sets.items()}
+
+    labels, probs = sets["test"]
+    preds, names = decide(probs, classes, t), np.asarray(classes)
+    table = pd.DataFrame({"id": cols["id"].astype(str), "label": names[labels], "predicted": names[preds],
+                          "predicted_argmax": names[probs.argmax(axis=1)]})
     for i, c in enumerate(classes):
-        table[f"p_{c}"] = np.round(proba[:, i], 6)
-    with atomic_path(args.predictions) as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(table["label"], table["predicted"])])
+        table[f"p_{c}"] = np.round(probs[:, i], 6)
     matrix = confusion(labels, preds, classes)
-    write_json(args.confusion_matrix, matrix)
-    save_figure(confusion_figure(matrix), args.figure)
-    metrics = {"input": input_name, **inspection_metrics(labels, preds, classes)}
-    write_json(args.metrics, metrics)
-    print(f"evaluate: test accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-          f"escape rate {metrics.get('escape_rate')}, false-reject rate {metrics.get('false_reject_rate')}")
+    lot_curves = curves(sets["lot"][1][:, passed], sets["lot"][0] == passed, t)
+
+    with all_or_nothing():  # every output or none: a full disk or read-only directory leaves the old ones
+        write_json(args.operating_point, op)
+        with atomic_path(args.predictions) as tmp:
+            table.to_csv(tmp, index=False)
+        write_json(args.confusion_records, [{"actual": a, "predicted": b, "actual_order": int(i), "predicted_order": int(j)}
+                                            for a, b, i, j in zip(table["label"], table["predicted"], labels, preds)])
+        write_json(args.confusion_matrix, matrix)
+        save_figure(confusion_figure(matrix, f"test confusion matrix (operating point t={t:.3g})"), args.figure)
+        write_json(args.roc, lot_curves["roc"])
+        write_json(args.pr, lot_curves["pr"])
+        write_json(args.report, {"interval": "Wilson score, 95 %; macro-F1: percentile bootstrap, 95 %, 1000 resamples",
+                                 "operating_point": op, **detail})
+        write_json(args.lot_metrics, summary_of(detail["lot"]))
+        write_json(args.metrics, summary_of(detail["test"]))
+    lo = detail["lot"]["operating_point"]
+    esc, fr = lo["escape"], lo["false_reject"]
+    print(f"evaluate: threshold {t:.4g} ({op['mode']}, target escape rate {p.target_escape_rate:g} on val"
+          f"{'' if op['met_target'] else ': NOT MET, lowest escape rate taken'}); lot: "
+          f"{esc['k']} of {esc['n']} defective parts escaped, {fr['k']} of {fr['n']} good parts rejected")
 
 
 if __name__ == "__main__":

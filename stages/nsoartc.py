@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 import numpy as np
 
-from vitinspect import cli
 from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, to_dataset_dict
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import raw_vs_composite
 from vitinspect.nsoartc import UnitSpace, defect_contrast, double_eye, to_image
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, save_dataset, save_figure, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_dataset, save_figure, write_json
 
 RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask")
 
@@ -31,9 +36,9 @@ def main(argv=None) -> None:
     p, views = params.nsoartc, params.data.views
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
-    stored_views = parts["train"].features["views"].shape[0]
-    if stored_views != len(views):
-        raise VitinspectError(f"{args.parts}: holds {stored_views} views but data.views lists {len(views)}; rerun prepare")
+    stored = dataset_meta(args.parts).get("views")
+    if stored != list(views):  # the composites depend on which view is which: never guess
+        raise VitinspectError(f"{args.parts}: holds views {stored} but data.views lists {list(views)} (order matters); rerun prepare")
 
     cols = {s: columns(parts[s], RECORD + ("views",)) for s in SPLITS}
     channels = {}
@@ -76,12 +81,14 @@ def main(argv=None) -> None:
     counts = {s: {c: int(np.sum(labels[split_names == s] == i)) for i, c in enumerate(classes)} for s in SPLITS}
     names = np.array(classes)[labels]
 
-    save_figure(raw_vs_composite(merged["raw"], merged["nsoartc"], names, masks, classes), args.figure)
-    with atomic_path(args.unit_space) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
-    write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n})
-    save_dataset(ds, args.out)
+    with all_or_nothing():
+        write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
+                   hint="check nsoartc.eps, nsoartc.window and the data params")
+        save_figure(raw_vs_composite(merged["raw"], merged["nsoartc"], names, masks, classes), args.figure)
+        with atomic_path(args.unit_space) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
+        save_dataset(ds, args.out, classes=classes, input_views=list(views))
     print(f"nsoartc: unit space of {space.n} passed parts; defect contrast {contrast}")
 
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-from vitinspect import cli
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
 from vitinspect.errors import VitinspectError
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, write_json
+from vitinspect.storage import all_or_nothing, atomic_path, write_json
 
 PLACEHOLDER = "placeholder.json"
 NOTE = {"pretrained": False, "why": "model.source is not 'pretrain': nothing was pretrained (set model.source: pretrain)"}
@@ -57,6 +62,8 @@ def main(argv=None) -> None:
     # dvclive/pretrain is a cached out (not cache: false): DVC saves no run cache for a stage with an uncached
     # output that is not a plot or metric, and the run cache is what lets every fine-tuning experiment reuse one pretraining.
     ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: masked inputs and reconstructions")
+    ap.add_argument("--run-info", required=True, type=cli.output_path,
+                    help="JSON: images/s, wall time, device (varies run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -71,7 +78,8 @@ def main(argv=None) -> None:
     from dvclive import Live
 
     from vitinspect.figures import mae_panels
-    from vitinspect.model import InputSpec, to_pixel_values
+    from vitinspect.inference import to_pixel_values
+    from vitinspect.model import InputSpec
     from vitinspect.pretrain import (
         ImageDataset,
         LossLog,
@@ -107,22 +115,23 @@ def main(argv=None) -> None:
         return
     live.end()
     original, masked, recon, pasted, loss = reconstruct(mae, to_pixel_values(images[:6], spec), q.seed)
-    save_figure(mae_panels(original, masked, recon, pasted,
-                           f"MAE on {q.input}, mask ratio {q.mask_ratio}: loss {loss:.4f} on these parts"), args.figure)
     encoder = encoder_as_vit(mae.float())
     encoder.config.vitinspect_pretrain = {"input": q.input, "n_parts": q.n_parts, "epochs": q.epochs, "mask_ratio": q.mask_ratio,
-                                          "reconstruction_loss": log.losses}
+                                          "norm_pix_loss": q.norm_pix_loss, "reconstruction_loss": log.losses}
     from transformers import ViTImageProcessorPil
 
     proc = ViTImageProcessorPil(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
                                 image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
-    with atomic_path(args.out, is_dir=True) as tmp:
-        encoder.save_pretrained(tmp, safe_serialization=True)
-        proc.save_pretrained(tmp)
-    write_json(os.path.join(args.out, "pretrain_run.json"), {  # timings vary run to run: kept apart from the curve
-        "images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
-        "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
-        "device": str(trainer.args.device), "bf16": bool(trainer.args.bf16), "world_size": int(trainer.args.world_size)})
+    with all_or_nothing():
+        save_figure(mae_panels(original, masked, recon, pasted,
+                               f"MAE on {q.input}, mask ratio {q.mask_ratio}: loss {loss:.4f} on these parts"), args.figure)
+        with atomic_path(args.out, is_dir=True) as tmp:
+            encoder.save_pretrained(tmp, safe_serialization=True)
+            proc.save_pretrained(tmp)
+        write_json(args.run_info, {  # timings vary run to run: a log beside the outputs, not one of them
+            "images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
+            "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
+            "device": str(trainer.args.device), "bf16": bool(trainer.args.bf16), "world_size": int(trainer.args.world_size)})
     print(f"pretrain: {q.n_parts} {q.input} parts x {q.epochs} epochs, reconstruction loss {log.losses[0]:.4f} -> {log.losses[-1]:.4f}; "
           f"{result.metrics['train_samples_per_second']:.0f} img/s, {train_s:.0f} s (+{render_s:.0f} s rendering)")
 

@@ -8,49 +8,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
 import torch
 
-import vitinspect.model
-import vitinspect.training
-from vitinspect import cli
 from vitinspect.dataset import columns, label_names, labelled_subset
 from vitinspect.errors import VitinspectError
-from vitinspect.model import (
-    InputSpec,
-    apply_strategy,
-    build_scratch,
-    count_trainable,
-    load_pretrained,
-    plain_model,
-    to_pixel_values,
-)
+from vitinspect.finetune import apply_strategy, count_trainable, plain_model
+from vitinspect.inference import to_pixel_values
+from vitinspect.model import InputSpec, build_scratch, load_pretrained, save_model
 from vitinspect.params import load_params
-from vitinspect.storage import atomic_path, load_dataset_dir, write_json
+from vitinspect.storage import all_or_nothing, load_dataset_dir, write_json
 from vitinspect.training import (
     EpochLog,
     PixelDataset,
     balanced_weights,
     discard_foreign_checkpoints,
+    diverged,
     fingerprint,
-    has_checkpoint,
     make_trainer,
+    resume_point,
 )
-
-
-def save_model(model, spec: InputSpec, input_name: str, image_size: int, path: str) -> None:
-    """save_pretrained (safetensors) plus an image processor, atomically, loadable by ``pipeline``."""
-    from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
-
-    model.config.vitinspect_input = input_name
-    model.config.vitinspect_image_size = image_size  # of the data it learnt from (later stages check it)
-    proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
-                             image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
-    with atomic_path(path, is_dir=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        proc.save_pretrained(tmp)
 
 
 def main(argv=None) -> None:
@@ -60,10 +46,12 @@ def main(argv=None) -> None:
     ap.add_argument("--pretrained", default="models/pretrain", help="the pretrain stage's encoder (read when model.source is pretrain)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")
     ap.add_argument("--init", required=True, type=cli.output_path, help="initial weights directory, for the audit")
-    ap.add_argument("--checkpoints", required=True, type=cli.output_path, help="per-epoch checkpoints, kept for resume")
+    ap.add_argument("--checkpoints", required=True, type=cli.output_path,
+                    help="per-epoch checkpoints of an unfinished run, for resume (not a DVC out; removed once the run is saved)")
     ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory")
     ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: final-epoch figures (deterministic on CPU)")
-    ap.add_argument("--run-info", required=True, type=cli.output_path, help="JSON: images/s, wall time, device, resumed (varies run to run)")
+    ap.add_argument("--run-info", required=True, type=cli.output_path,
+                    help="JSON: images/s, wall time, device, resumed (varies run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -86,16 +74,18 @@ def main(argv=None) -> None:
         path = args.pretrained if m.source == "pretrain" else m.name_or_path
         model, spec = load_pretrained(path, classes, m.allow_download and m.source == "pretrained")
     rank_zero = int(os.environ.get("RANK", "0")) == 0  # set by torchrun; 0 in a plain run
-    if rank_zero:
-        # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
-        save_model(model, spec, t.input, image_size, args.init)
-
-    code = [Path(f).read_bytes() for f in (__file__, vitinspect.model.__file__, vitinspect.training.__file__)]
+    # The training code too: this script and every vitinspect module loaded by now.
+    code = [Path(f).read_bytes() for f in sorted({__file__, *(m.__file__ for n, m in sys.modules.items() if n.startswith("vitinspect."))})]
     if m.source == "pretrain":  # checkpoints of another pretraining are not resumed either
         code.append((Path(args.pretrained) / "model.safetensors").read_bytes())
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
                       classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
+    if rank_zero:
+        discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
+        resume_point(ckpt)  # removes checkpoints cut by a kill or a full disk; refuses planted pickles
+        # The initial weights, before any step (and before LoRA wraps the model): the audit measures how far training moved them.
+        save_model(model, spec, t.input, image_size, args.init)
 
     model = apply_strategy(model, params.finetune)
     trainable, total = count_trainable(model)
@@ -106,22 +96,26 @@ def main(argv=None) -> None:
     from dvclive import Live
 
     trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
-    if trainer.is_world_process_zero():
-        discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
     trainer.accelerator.wait_for_everyone()  # under DDP every rank must see the same checkpoints
-    resume = has_checkpoint(ckpt)
+    resume = resume_point(ckpt)  # the highest-numbered complete one, passed explicitly
     live = None
     if trainer.is_world_process_zero():
         live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None)
         trainer.add_callback(EpochLog(live))
 
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except OSError as exc:  # disk full or read-only while writing a checkpoint: the next run removes the partial one
+        raise VitinspectError(f"{exc.filename or args.checkpoints}: cannot write ({exc.strerror or exc})") from None
     wall = time.perf_counter() - start
+    bad = diverged(trainer.state.log_history)
+    if bad:
+        raise VitinspectError(f"params.yaml: train.lr={t.lr:g}: training diverged ({bad['key']} is {bad['value']} at epoch "
+                              f"{bad['epoch']:g}), so no model or metrics are written; lower train.lr")
 
     if trainer.is_world_process_zero():
         live.end()
-        save_model(plain_model(model), spec, t.input, image_size, args.out)
         last = [e for e in trainer.state.log_history if "eval_loss" in e][-1]
         summary = {
             "input": t.input,
@@ -140,8 +134,11 @@ def main(argv=None) -> None:
             "world_size": int(trainer.args.world_size),
             "resumed": bool(resume),
         }
-        write_json(args.metrics, summary)
-        write_json(args.run_info, info)
+        with all_or_nothing():
+            save_model(plain_model(model), spec, t.input, image_size, args.out)
+            write_json(args.metrics, summary)
+            write_json(args.run_info, info)
+        shutil.rmtree(ckpt, ignore_errors=True)  # the run is saved: nothing left to resume
         print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
               f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "

@@ -33,6 +33,7 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 16, "lr": 0.003},
     "pretrain": {"n_parts": 48, "epochs": 3, "batch_size": 16, "lr": 0.003, "decoder": {"hidden_size": 16, "layers": 1, "heads": 2, "mlp_size": 32}},
     "attention": {"panels": 1},
+    "lot": {"n_parts": 60},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
 }
 
@@ -93,6 +94,7 @@ def make_project(dest: Path, params: dict) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q -b main && git config user.email t@example.com && git config user.name test", dest)
     run("dvc init -q && dvc config core.analytics false && dvc config core.check_update false", dest)
+    shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots", dirs_exist_ok=True)  # the custom plot templates
     run("git add -A && git commit -qm init", dest)
     return dest
 
@@ -149,3 +151,38 @@ def _tiny_data_stages(d, params):
 def train_args(data_dir: Path, out: Path, params: Path) -> list[str]:
     return ["--params", str(params), "--data", str(data_dir / "nsoartc"), "--out", str(out / "vit"), "--init", str(out / "vit_init"),
             "--checkpoints", str(out / "checkpoints"), "--live", str(out / "live"), "--metrics", str(out / "train.json"), "--run-info", str(out / "train_run.json")]
+
+
+# Tiny models trained once per session, shared by every test that only reads them (test_training,
+# test_audit, ...): strategy -> train overrides. `full` runs 3 epochs (the per-epoch log is checked).
+TRAINED = {"full": {"epochs": 3}, "head": {"epochs": 1}, "last_blocks": {"epochs": 1}, "lora": {"epochs": 1}}
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """strategy -> folder holding that strategy's train outputs (vit, vit_init, live, train.json, train_run.json).
+
+    Each is trained in-process on first use. The `full` run starts beside checkpoints planted from
+    another fingerprint, which it must discard rather than resume.
+    """
+    cache: dict[str, Path] = {}
+
+    def get(strategy: str) -> Path:
+        if strategy not in cache:
+            out = tmp_path_factory.mktemp(f"trained_{strategy}")
+            params = write_params(out / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train=TRAINED[strategy])
+            if strategy == "full":
+                foreign = out / "checkpoints" / "checkpoint-1"
+                foreign.mkdir(parents=True)
+                (foreign / "trainer_state.json").write_text("{}")
+                (out / "checkpoints" / "vitinspect_fingerprint.json").write_text('{"fingerprint": "another run"}')
+            old = os.getcwd()
+            os.chdir(out)  # outputs must lie inside the working directory
+            try:
+                load_stage("train").main(train_args(tiny_data, out, params))
+            finally:
+                os.chdir(old)
+            cache[strategy] = out
+        return cache[strategy]
+
+    return get

@@ -8,9 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import load_stage, train_args, write_params
 from vitinspect.audit import by_group, count_parameters, group_of, meta_model, reference_config, weight_change
-from vitinspect.model import apply_strategy
+from vitinspect.finetune import apply_strategy
 from vitinspect.params import Params
 
 
@@ -60,14 +59,13 @@ def test_weight_change_arithmetic():
     assert ch["b"]["relative_change"] is None and ch["b"]["moved_share"] == 1.0
 
 
-def trained_change(tiny_data, tmp_path, strategy):
-    params = write_params(tmp_path / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train={"epochs": 1})
-    load_stage("train").main(train_args(tiny_data, tmp_path, params))
-    return weight_change(load_file(tmp_path / "vit_init" / "model.safetensors"), load_file(tmp_path / "vit" / "model.safetensors"))
+def trained_change(trained, strategy):
+    out = trained(strategy)
+    return weight_change(load_file(out / "vit_init" / "model.safetensors"), load_file(out / "vit" / "model.safetensors"))
 
 
-def test_head_strategy_moves_only_the_head(tiny_data, in_tmp, tmp_path):
-    changes = trained_change(tiny_data, tmp_path, "head")
+def test_head_strategy_moves_only_the_head(trained):
+    changes = trained_change(trained, "head")
     for name, c in changes.items():
         if c["group"] == "head":
             assert c["moved_share"] > 0, name
@@ -75,15 +73,15 @@ def test_head_strategy_moves_only_the_head(tiny_data, in_tmp, tmp_path):
             assert c["abs_change"] == 0.0 and c["moved_share"] == 0.0, name
 
 
-def test_full_strategy_moves_every_tensor(tiny_data, in_tmp, tmp_path):
-    changes = trained_change(tiny_data, tmp_path, "full")
+def test_full_strategy_moves_every_tensor(trained):
+    changes = trained_change(trained, "full")
     assert all(c["abs_change"] > 0 for c in changes.values())
     groups = by_group(changes)
     assert all(g["moved_share"] > 0 for g in groups.values())
 
 
-def test_lora_moves_only_its_targets_and_the_head(tiny_data, in_tmp, tmp_path):
-    changes = trained_change(tiny_data, tmp_path, "lora")
+def test_lora_moves_only_its_targets_and_the_head(trained):
+    changes = trained_change(trained, "lora")
     moved = {n for n, c in changes.items() if c["abs_change"] > 0}
     assert moved and all(("q_proj.weight" in n or "v_proj.weight" in n or "query.weight" in n or "value.weight" in n or n.startswith("classifier.")) for n in moved), moved
     assert any("classifier" not in n for n in moved)

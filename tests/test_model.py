@@ -11,7 +11,9 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from conftest import replace
 from vitinspect.errors import VitinspectError
-from vitinspect.model import InputSpec, apply_strategy, build_scratch, count_trainable, load_pretrained, plain_model, to_pixel_values
+from vitinspect.finetune import apply_strategy, count_trainable, plain_model
+from vitinspect.inference import to_pixel_values
+from vitinspect.model import InputSpec, build_scratch, load_pretrained
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((Path(__file__).parent / "bad_params.yaml").read_text())
 
 
-def with_value(key: str, value) -> dict:
-    d = copy.deepcopy(defaults_dict())
+def with_value(key: str, value, base: dict | None = None) -> dict:
+    """A copy of ``base`` (the defaults) with one key set, or removed by the value "~delete"."""
+    d = copy.deepcopy(defaults_dict() if base is None else base)
     *parents, leaf = key.split(".")
     node = d
     for k in parents:
@@ -65,3 +66,73 @@ def test_stage_exits_2_with_one_line_and_writes_nothing(tmp_path, key, value):
     assert len(lines) == 1 and key in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_not_utf8_is_one_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(yaml.safe_dump(defaults_dict()).encode().replace(b"passed_ratio", b"passed_r\xe4tio"))
+    with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe4"):
+        load_params(bad)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("data:\n  seed: 0\n  seed: 1\n", "duplicate key data.seed (line 3)"),
+    ("train:\n  epochs: 2\ndata:\n  seed: 0\ntrain:\n  epochs: 3\n", "duplicate key train (line 5)"),
+])
+def test_duplicate_keys_are_refused_by_name(tmp_path, text, key):
+    # yaml.safe_load keeps the last one silently (and a duplicated section then "misses" keys); DVC refuses.
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(bad)
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_alias_bomb_is_refused_at_once(tmp_path):
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 9)]
+    d = defaults_dict()
+    bad = tmp_path / "params.yaml"
+    bad.write_text("\n".join(lines) + "\n" + yaml.safe_dump(d).replace("views:\n  - center\n  - left\n  - right", "views: *a8"))
+    start = time.perf_counter()
+    with pytest.raises(ParamsError, match="expands to more than 10,000 values"):
+        load_params(bad)
+    assert time.perf_counter() - start < 5  # 10^9 values when expanded: refused before building them
+
+
+def test_huge_values_are_shown_bounded():
+    from vitinspect.params import short
+
+    assert len(short(list(range(10**6)))) <= 80
+    assert len(short("x" * 10**6)) <= 80
+    nested = [[["deep"] * 1000] * 1000] * 1000  # 10^9 leaves, shared: formatting it whole would hang
+    with pytest.raises(ParamsError) as err:
+        params_from_dict(with_value("data.views", nested))
+    assert len(str(err.value)) < 200
+
+
+def test_split_counts_are_what_prepare_makes(tiny_params):
+    import numpy as np
+
+    from vitinspect import render
+    from vitinspect.params import split_counts
+
+    cols = render.generate(tiny_params.data)
+    labels, splits = np.asarray(cols["label"]), np.asarray(cols["split"])
+    expected = split_counts(tiny_params.data)
+    for s, by_class in expected.items():
+        for c, n in by_class.items():
+            assert ((labels == c) & (splits == s)).sum() == n, (s, c)
+    assert render.class_counts(tiny_params.data.n_images, tiny_params.data.classes, tiny_params.data.passed_ratio) == {
+        c: sum(expected[s][c] for s in expected) for c in tiny_params.data.classes}
+
+
+def test_memory_check_uses_the_machine(monkeypatch):
+    import vitinspect.params as params_module
+
+    params_from_dict(defaults_dict())
+    monkeypatch.setattr(params_module, "available_memory", lambda: 2**28)  # 256 MiB
+    with pytest.raises(ParamsError, match="more than the 0.2 GiB here"):
+        params_from_dict(defaults_dict())

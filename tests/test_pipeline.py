@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, p
 from conftest import ROOT, run
 
 pytestmark = pytest.mark.slow
-STAGES = ("prepare", "nsoartc", "train", "evaluate", "attention", "audit")
+STAGES = ("prepare", "nsoartc", "train", "lot", "evaluate", "attention", "audit")
 
 
 def ran(output: str) -> set[str]:
@@ -47,6 +47,8 @@ def set_param(root, key, value):
 def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project):
     for path in ("data/parts", "data/nsoartc", "models/vit/model.safetensors", "models/vit_init/model.safetensors",
                  "metrics/data.json", "metrics/train.json", "metrics/eval.json", "metrics/attention.json", "metrics/audit.json",
+                 "data/lot", "models/operating_point.json", "metrics/lot.json", "reports/evaluation.json", "plots/roc.json", "plots/pr.json",
+                 "reports/attention.json", "reports/audit.json", "reports/lot.json",
                  "plots/samples.png", "plots/nsoartc.png", "plots/confusion.json", "plots/confusion.png", "plots/predictions.csv",
                  "plots/audit_change.png", "reports/audit.md", "dvclive/train/metrics.json"):
         assert (built_project / path).exists(), path
@@ -56,47 +58,83 @@ def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project
     assert "up to date" in run("dvc status", built_project).stdout
 
 
-def test_nsoartc_window_reruns_nsoartc_but_not_prepare(project):
-    set_param(project, "nsoartc.window", 3)
-    status = run("dvc status", project).stdout
-    assert "nsoartc" in status and "prepare:" not in status
-    out = run("dvc repro", project).stdout
-    assert "nsoartc" in ran(out) and "prepare" not in ran(out)
+def would_run(root) -> set[str]:
+    """The stages `dvc repro` would run now (asked with --dry: nothing runs)."""
+    return ran(run("dvc repro --dry", root).stdout)
 
 
-def test_passed_ratio_reruns_from_prepare(project):
-    set_param(project, "data.passed_ratio", 0.25)
-    out = run("dvc repro prepare nsoartc", project).stdout  # the data stages; the rest follow the same way
-    assert {"prepare", "nsoartc"} <= ran(out)
+def test_what_each_edit_reruns(project):
+    """Each params section and library module reaches only the stages that read it (dvc repro --dry)."""
+    cases = [
+        ("nsoartc.window", 3, {"nsoartc", "lot", "bundle"}),  # the lot and the bundle composite as nsoartc does
+        ("data.passed_ratio", 0.25, {"prepare", "lot", "bundle"}),
+        ("train.epochs", 1, {"train"}),
+        ("evaluate.batch_size", 7, {"evaluate"}),
+        ("attention.head_fusion", "max", {"attention"}),
+        ("audit.tolerance", 0.001, {"audit"}),
+        ("lot.passed_ratio", 0.5, {"lot"}),
+        ("baseline.class_weight", "balanced", {"baseline"}),  # evaluate follows once the lot changed (test_lot_params_rerun_only_lot_and_evaluate)
+    ]
+    original = (project / "params.yaml").read_text()
+    for key, value, expected in cases:
+        set_param(project, key, value)
+        assert would_run(project) == {"validate"} | expected, key  # validate checks every params change, alone
+        (project / "params.yaml").write_text(original)
+    for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain.py", {"attention"}),
+                           ("src/vitinspect/render.py", {"prepare", "lot", "baseline", "bundle"})):
+        code = (project / path).read_text()
+        (project / path).write_text(code + "\n# a code change\n")
+        assert would_run(project) == expected, path
+        (project / path).write_text(code)
+    assert would_run(project) == set()
 
 
-def test_evaluate_params_or_code_rerun_evaluate_alone(project):
-    set_param(project, "evaluate.batch_size", 7)
-    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
-    with open(project / "stages" / "evaluate.py", "a") as fh:
-        fh.write("\n# a code change\n")
-    assert ran(run("dvc repro", project).stdout) == {"evaluate"}
-
-
-def test_attention_params_rerun_attention_alone(project):
-    set_param(project, "attention.head_fusion", "max")
-    assert ran(run("dvc repro", project).stdout) == {"attention"}
-
-
-def test_exp_run_epochs_skips_the_data_stages(project):
-    out = run("dvc exp run -S train.epochs=1", project).stdout
+def test_exp_run_show_diff_apply_report_and_checkout(project):
+    """One `dvc exp run` (1 epoch) serves every experiment-facing promise: the data stages are skipped;
+    exp show, exp diff and plots diff compare it with main; `dvc exp apply` leaves dvc up to date; the
+    experiment as a branch gets a PR report against main; checking main out again leaves a clean tree."""
+    out = run("dvc exp run -n e1 -S train.epochs=1", project).stdout
     assert "train" in ran(out) and not {"prepare", "nsoartc"} & ran(out)
     table = run("dvc exp show --md --no-pager", project).stdout
-    assert "train.epochs" in table and "macro_f1" in table
+    assert "e1" in table and "train.epochs" in table and "macro_f1" in table
+    diff = run("dvc exp diff main e1 --md", project).stdout
+    assert "train.epochs" in diff and "| 2 " in diff and "| 1 " in diff, diff
+    plots = json.loads(run("dvc plots diff main e1 --json", project).stdout)["data"]
+    for name in ("confusion matrix (test, operating point, share of each actual class = recall)",
+                 "ROC, defect detection on the lot (operating point marked)"):
+        block = plots[name][0]
+        assert set(block["revisions"]) == {"main", "e1"}
+        assert {d["rev"] for d in block["content"]["data"]["values"]} == {"main", "e1"}
+
+    run("dvc exp apply e1", project)
+    assert "up to date" in run("dvc status", project).stdout
+    run("git checkout -q -b one-epoch && git add -A && git commit -qm 'one epoch'", project)
+    run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
+    report = (project / "reports/pr.md").read_text()
+    assert re.search(r"train\.epochs\s*\|\s*2\s*\|\s*1\s*\|", report), report
+    assert "| metrics/eval.json" in report  # the full metrics diff
+    assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise)\*\*", report)
+    assert "escapes per million defective parts" in report and "<details>" in report
+    assert (project / "reports/pr_confusion.png").stat().st_size > 5000
+    bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+
+    run("git checkout -q main && dvc checkout -q", project)
+    assert run("git status --porcelain", project).stdout == ""
+    assert "up to date" in run("dvc status", project).stdout
 
 
-def test_eval_json_agrees_with_sklearn_from_predictions_csv(built_project):
-    ev = json.loads((built_project / "metrics/eval.json").read_text())
+def test_evaluation_agrees_with_sklearn_from_predictions_csv(built_project):
+    report = json.loads((built_project / "reports/evaluation.json").read_text())
+    op = json.loads((built_project / "models/operating_point.json").read_text())
     cm = json.loads((built_project / "metrics/confusion_matrix.json").read_text())
     table = pd.read_csv(built_project / "plots/predictions.csv")
     classes = cm["labels"]
     y, p = table["label"].to_numpy(), table["predicted"].to_numpy()
-    assert ev["n"] == len(table)
+    t = op["threshold"]
+    assert op["class"] == "passed" and op["chosen_on"] == "val" and op["mode"] == "auto" and 0 <= t <= 1
+    ev = report["test"]["operating_point"]
+    assert ev["threshold"] == t and ev["n"] == len(table)
     assert ev["accuracy"] == pytest.approx(accuracy_score(y, p), abs=1e-6)
     assert ev["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p), abs=1e-6)
     assert ev["macro_f1"] == pytest.approx(f1_score(y, p, labels=classes, average="macro", zero_division=0), abs=1e-6)
@@ -106,49 +144,67 @@ def test_eval_json_agrees_with_sklearn_from_predictions_csv(built_project):
         assert ev["per_class"][c]["precision"] == pytest.approx(prec[i], abs=1e-6)
         assert ev["per_class"][c]["support"] == sup[i]
     defective = y != "passed"
-    assert ev["escape_rate"] == pytest.approx(np.mean(p[defective] == "passed"), abs=1e-6)
-    assert ev["false_reject_rate"] == pytest.approx(np.mean(p[~defective] != "passed"), abs=1e-6)
-    assert ev["xy_confusion"]["tilt_x_as_tilt_y"] == pytest.approx(np.mean(p[y == "tilt_x"] == "tilt_y"), abs=1e-6)
+    assert ev["escape"]["k"] == np.sum(p[defective] == "passed") and ev["escape"]["n"] == defective.sum()
+    assert ev["false_reject"]["k"] == np.sum(p[~defective] != "passed") and ev["false_reject"]["n"] == (~defective).sum()
+    assert ev["escape"]["low"] <= ev["escape"]["rate"] <= ev["escape"]["high"]
     assert np.asarray(cm["counts"]).sum() == len(table)
     records = json.loads((built_project / "plots/confusion.json").read_text())
-    assert len(records) == len(table) and set(records[0]) == {"actual", "predicted"}
-    # The probabilities in the CSV give the predictions.
+    assert len(records) == len(table) and {"actual", "predicted"} <= set(records[0])
+    # The operating point decides: p(passed) >= t passes, else the most probable defect class.
     probs = table[[f"p_{c}" for c in classes]].to_numpy()
-    assert (np.asarray(classes)[probs.argmax(1)] == p).all()
+    defect_best = np.asarray(classes[1:])[probs[:, 1:].argmax(1)]
+    assert (np.where(probs[:, 0] >= t, "passed", defect_best) == p).all()
+    assert (np.asarray(classes)[probs.argmax(1)] == table["predicted_argmax"]).all()
+    # The lot: its own size, the headline file holds the same keys as the test split's.
+    lot = json.loads((built_project / "metrics/lot.json").read_text())
+    test = json.loads((built_project / "metrics/eval.json").read_text())
+    assert set(lot) == set(test) and lot["threshold"] == t
+    assert report["lot"]["operating_point"]["n"] == 60
+    roc = json.loads((built_project / "plots/roc.json").read_text())
+    assert sum(r["operating_point"] for r in roc) == 1
 
 
-def test_report_compares_a_branch_with_main(project):
-    run("git checkout -q -b more-epochs", project)
-    set_param(project, "train.epochs", 3)
-    run("dvc repro", project)
-    run("git add -A && git commit -qm 'three epochs'", project)
-    run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
-    report = (project / "reports/pr.md").read_text()
-    assert "train.epochs" in report and "| 2 " in report.replace("|  2", "| 2") and "3" in report
-    assert "metrics/eval.json" in report and "macro_f1" in report
-    assert re.search(r"\*\*escape rate\*\*: (better|worse|unchanged)", report)
-    assert re.search(r"\*\*macro-F1\*\*: (better|worse|unchanged)", report)
-    assert (project / "reports/pr_confusion.png").stat().st_size > 5000
-    # A base that does not exist is one clear line, exit 2.
-    bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+def test_metric_surface_is_small(built_project):
+    shown = json.loads(run("dvc metrics show --json", built_project).stdout)
+
+    def numbers(o):
+        if isinstance(o, bool):
+            return 0
+        if isinstance(o, (int, float)):
+            return 1
+        if isinstance(o, dict):
+            return sum(numbers(v) for v in o.values())
+        return sum(numbers(v) for v in o) if isinstance(o, list) else 0
+
+    assert 20 <= numbers(shown) <= 40  # 39 at the defaults (README)
+    files = set(shown[0]["data"]) if isinstance(shown, list) else set(shown[""]["data"])
+    assert "reports/train_run.json" not in files
 
 
-def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
+def test_lot_params_rerun_only_lot_and_evaluate(project):
+    out = run("dvc exp run -S lot.passed_ratio=0.5", project).stdout
+    assert ran(out) == {"validate", "lot", "evaluate"}  # validate checks every params change (same bytes out)
+    lot = json.loads((project / "reports/evaluation.json").read_text())["lot"]["argmax"]
+    assert lot["false_reject"]["n"] == 30 and lot["escape"]["n"] == 30
+
+
+def test_plots_page_renders_offline_wherever_it_is_written(built_project, tmp_path):
+    """`make plots`: the page is written outside the project, then moved again, and still draws every chart."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     vega = ROOT / ".vega" / "node_modules"
     if not chromium or not vega.exists():
         if os.environ.get("CI"):
             pytest.fail("CI must provide chromium and .vega (see .ci/run)")
         pytest.skip("needs Debian's chromium and `make vega`")
-    proj = tmp_path / "proj"
-    shutil.copytree(built_project, proj, symlinks=True)
-    (proj / ".vega").symlink_to(ROOT / ".vega")
-    shutil.copytree(ROOT / ".dvc" / "plots", proj / ".dvc" / "plots", dirs_exist_ok=True)
-    run("dvc plots show --html-template .dvc/plots/offline.html", proj)
-    page = proj / "dvc_plots" / "index.html"
+    template = tmp_path / "offline.html"
+    run([sys.executable, "-m", "vitinspect.plots_page", "--vega", str(vega), "--out", "offline.html"], tmp_path)
+    written = tmp_path / "elsewhere" / "plots"  # outside the project
+    run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(written)], built_project)
+    moved = tmp_path / "moved"
+    shutil.copytree(written, moved)  # copied on: nothing may point back
+    page = moved / "index.html"
     html = page.read_text()
-    assert html.count("vegaEmbed(") >= 3 and "cdn.jsdelivr" not in html
+    assert html.count("vegaEmbed(") >= 3 and "cdn.jsdelivr" not in html and "<script src=" not in html
     shot = tmp_path / "shot.png"
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -163,33 +219,3 @@ def test_plots_show_draws_in_headless_chromium(built_project, tmp_path):
 
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.std() > 10 and len(np.unique(img)) > 50  # not a blank page
-
-
-def test_exp_compare_two_epoch_counts_diff_and_plots_diff(project):
-    run("dvc exp run -n e1 -S train.epochs=1", project)
-    run("dvc exp run -n e2 -S train.epochs=2", project)
-    table = run("dvc exp show --md --no-pager", project).stdout
-    assert "e1" in table and "e2" in table and "accuracy" in table
-    diff = run("dvc exp diff e1 e2 --md", project).stdout
-    assert "train.epochs" in diff
-    plots = json.loads(run("dvc plots diff e1 e2 --json", project).stdout)["data"]
-    for name in ("confusion matrix (test, counts)", "confusion matrix (test, row-normalised)"):
-        block = plots[name][0]
-        assert set(block["revisions"]) == {"e1", "e2"}
-        assert {d["rev"] for d in block["content"]["data"]["values"]} == {"e1", "e2"}
-
-
-def test_queue_two_passed_ratios(project):
-    run("dvc exp run --queue -S 'data.passed_ratio=0.2,0.25'", project)
-    run("dvc queue start -j 1", project)
-    import time
-
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = run("dvc queue status", project).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(5)
-    assert status.count("Success") == 2, status
-    table = run("dvc exp show --md --no-pager", project).stdout
-    assert "0.25" in table and "0.2" in table

@@ -29,7 +29,8 @@ def test_pretrain_seed_must_differ_from_the_data_seed():
 
 def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp_path, tiny_params):
     """A few steps of the real Trainer loop; then the pretrained path loads each encoder tensor, bit for bit."""
-    from vitinspect.model import InputSpec, load_pretrained, to_pixel_values
+    from vitinspect.inference import to_pixel_values
+    from vitinspect.model import InputSpec, load_pretrained
     from vitinspect.pretrain import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
 
     q = tiny_params.pretrain
@@ -70,7 +71,8 @@ def test_encoder_copy_refuses_a_mismatch(tiny_params):
 
 
 def stage_args(d, out):
-    return ["--unit-space", str(d / "unit.npz"), "--out", str(out / "pretrain"), "--live", str(out / "live_pt"), "--figure", str(out / "pretrain.png")]
+    return ["--unit-space", str(d / "unit.npz"), "--out", str(out / "pretrain"), "--live", str(out / "live_pt"), "--figure", str(out / "pretrain.png"),
+            "--run-info", str(out / "logs" / "pretrain_run.json")]
 
 
 def test_scratch_writes_constant_placeholders_without_torch(tiny_data, tmp_path, monkeypatch):
@@ -87,6 +89,7 @@ def test_scratch_writes_constant_placeholders_without_torch(tiny_data, tmp_path,
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append({f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()})
     assert outs[0] == outs[1] and "pretrain/placeholder.json" in outs[0] and "pretrain.png" in outs[0]
+    assert not any(k.startswith("logs/") for k in outs[0])  # no timings: nothing ran
 
 
 def test_stage_pretrains_and_train_starts_from_it(tiny_data, tmp_path, monkeypatch):
@@ -101,7 +104,8 @@ def test_stage_pretrains_and_train_starts_from_it(tiny_data, tmp_path, monkeypat
     losses = [float(x) for x in curve[3::2]]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert (tmp_path / "pretrain.png").stat().st_size > 5000
-    assert json.loads((tmp_path / "pretrain/pretrain_run.json").read_text())["images_per_second"] > 0
+    assert json.loads((tmp_path / "logs/pretrain_run.json").read_text())["images_per_second"] > 0
+    assert sorted(f.name for f in (tmp_path / "pretrain").iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     pretrained = ViTModel.from_pretrained(tmp_path / "pretrain", add_pooling_layer=False).state_dict()
     assert len(pretrained) == len(load_file(tmp_path / "pretrain/model.safetensors"))  # every saved tensor, nothing else
 
@@ -136,27 +140,32 @@ def test_pretrain_costs_only_when_used(built_project, tmp_path):
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["pretrain"]["epochs"] = 5
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert set(re.findall(r"Running stage '([^']+)'", run("dvc repro", proj).stdout)) == {"pretrain"}
+    # validate reruns on any params change (same bytes out); pretrain rewrites the same placeholders; nothing else runs.
+    assert set(re.findall(r"Running stage '([^']+)'", run("dvc repro", proj).stdout)) == {"validate", "pretrain"}
     assert "up to date" in run("dvc status", proj).stdout
     run("git add -A && git commit -qm 'pretrain epochs'", proj)
 
     out = run("dvc exp run -S model.source=pretrain -S pretrain.epochs=2", proj).stdout
-    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"pretrain", "train", "evaluate", "attention", "audit"}
+    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"validate", "pretrain", "train", "evaluate", "attention", "audit", "bundle"}
     assert (proj / "models/pretrain/model.safetensors").exists()
     assert (proj / "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv").read_text().count("\n") == 3
-    assert json.loads((proj / "metrics/audit.json").read_text())["model"]["source"] == "pretrain"
+    assert json.loads((proj / "reports/audit.json").read_text())["model"]["source"] == "pretrain"
+    assert not (proj / "logs/pretrain_run.json").exists() or "logs/" not in run("git status --porcelain", proj).stdout
 
 
 def _record(name, f1, params=None):
+    """A study record and the report files committed with it, as ``figures_of`` reads them."""
     per = {c: {"f1": f1, "recall": f1} for c in CLASSES}
-    audit = {"model": {"trainable_pct": 100.0, "total": 150_000},
+    audit = {"model": {"source": "pretrain"},
              "relative_change_by_group": {"block_00.attention": {"mean_relative_change": 0.1 if "pt" in name else 1.0},
                                           "block_00.mlp": {"mean_relative_change": 0.2}}}
     att = {"model_input": "nsoartc", "methods": {"gradient": {"nsoartc": {"relevance_mass": 0.1, "pointing_game": 0.2, "baseline": 0.02}}},
            "token_norms": {"max_over_median": 2.0, "high_norm_share": 0.01, "high_norm_in_mask": 0.0, "mask_patch_share": 0.1}}
     p = {"data": {"n_images": 3000, "split": {"train": 0.7}}, "pretrain": {"n_parts": 10, "input": "nsoartc", "epochs": 1, "mask_ratio": 0.75}}
-    return {"rev": name, "params": params or p,
-            "metrics": {"metrics/eval.json": {"accuracy": f1, "per_class": per}, "metrics/attention.json": att, "metrics/audit.json": audit}}
+    files = {"reports/evaluation.json": {"test": {"argmax": {"accuracy": f1, "macro_f1": f1, "per_class": per}}},
+             "reports/attention.json": att, "reports/audit.json": audit}
+    return {"rev": name, "params": params or p, "files": files,
+            "metrics": {"metrics/audit.json": {"strategy": "full", "total_parameters": 150_000, "trainable_pct": 100.0}}}
 
 
 def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
@@ -166,9 +175,7 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
           "study-pt-full-s0": 0.93, "study-pt-lora-s0": 0.7, "study-frac0.1-s0": 0.5, "study-pt-frac0.1-s0": 0.7,
           "study-frac0.3-s0": 0.7, "study-pt-frac0.3-s0": 0.8, "study-pt-big-s0": 0.9}
     records = {n: _record(n, v) for n, v in f1.items()}
-    monkeypatch.setattr(study, "at_revision", lambda rev, path: {
-        "metrics/audit.json": records[rev]["metrics"]["metrics/audit.json"],
-        "dvclive/pretrain/metrics.json": {"reconstruction_loss": 0.05, "step": 3}, "dvclive/pretrain/run.json": {"images_per_second": 900.0}}.get(path))
+    monkeypatch.setattr(study, "at_revision", lambda rev, path: records[rev]["files"].get(path))
     text = "\n".join(study.pretrained_sections(records, tmp_path, "fig"))
     assert "beats head-only from scratch by more than the seed spread" in text
     assert "0.810 ± 0.010 (n=2)" in text and "4 of 4 seed pairs" in text
@@ -177,6 +184,7 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
     assert "b0 0.10/0.20" in text and "moves the blocks by 0.15" in text
     # The existing sections stay; the block is replaced, not repeated.
     old = "# The study\n\n## F1: x\n\nkept\n\n## All runs\n\n| a |\n"
-    once = study.splice_sections(old, text)
-    twice = study.splice_sections(once, text)
+    block = study.pretrained_sections(records, tmp_path, "fig")
+    once = study.splice_marked(old, block)
+    twice = study.splice_marked(once, block)
     assert once == twice and "kept" in once and once.index(study.PT_BEGIN) < once.index("## All runs")

@@ -84,16 +84,36 @@ def _metrics(project: Path, escape: float, macro_f1: float, counts: list[list[in
     (project / "metrics/confusion_matrix.json").write_text(json.dumps({"counts": counts, "labels": labels, "normalized": norm}))
 
 
+def _evaluation(project: Path, lot_escapes: int, lot_rejects: int, f1: tuple[float, float, float]) -> None:
+    """reports/evaluation.json as evaluate writes it, reduced to what the verdict reads: a lot of 200 defective
+    and 1,800 good parts, a 40-part test split."""
+    from vitinspect.decision import rate
+
+    def block(n, esc, fr, f1_value):
+        return {"n": n, "escape": esc, "false_reject": fr, "rejected": rate(fr["k"] + esc["n"] - esc["k"], n),
+                "predicted_counts": {"passed": 1, "tilt_x": 1, "tilt_y": 1, "retracted": 1},
+                "macro_f1_defects": dict(zip(("value", "low", "high"), f1_value))}
+
+    lot = block(2000, rate(lot_escapes, 200), rate(lot_rejects, 1800), (None, None, None))
+    test = block(40, rate(1, 30), rate(2, 10), f1)
+    (project / "reports").mkdir(exist_ok=True)
+    (project / "reports/evaluation.json").write_text(json.dumps(
+        {"operating_point": {"threshold": 0.5}, "lot": {"operating_point": lot, "argmax": lot},
+         "test": {"operating_point": test, "argmax": test}}, indent=2))
+
+
 def test_pr_metrics_step_writes_the_comment_the_poster_accepts(tmp_path):
     # origin: main with the base metrics, a branch `more-epochs` that changes a param and the metrics.
     origin = make_project(tmp_path / "origin", tiny_dict())
     _metrics(origin, 0.05, 0.80, [[8, 1, 1, 0], [1, 9, 0, 0], [0, 1, 9, 0], [0, 0, 1, 9]])
+    _evaluation(origin, 8, 90, (0.80, 0.75, 0.85))
     run("git add -A && git commit -qm base", origin)
     run("git checkout -q -b more-epochs", origin)
     params = yaml.safe_load((origin / "params.yaml").read_text())
     params["train"]["epochs"] = 3
     (origin / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _metrics(origin, 0.02, 0.85, [[9, 1, 0, 0], [0, 10, 0, 0], [0, 0, 10, 0], [0, 0, 1, 9]])
+    _evaluation(origin, 1, 20, (0.85, 0.80, 0.90))
     run("git add -A && git commit -qm 'three epochs'", origin)
 
     # The runner's checkout: a clone holding origin/<base> (as checkout with fetch-depth 0), the venv's python.
@@ -114,8 +134,9 @@ def test_pr_metrics_step_writes_the_comment_the_poster_accepts(tmp_path):
     lines = body.splitlines()
     assert lines[0] == COMMENT_MARKER
     # The verdict, from the two commits' metrics.
-    assert "- **escape rate**: better (0.0500 -> 0.0200)" in lines
-    assert "- **macro-F1**: better (0.8000 -> 0.8500)" in lines
+    assert "## Verdict: **better**" in lines  # fewer escapes and false rejects, beyond the noise
+    assert any(line.startswith("| **lot**: escapes per million defective parts | 40,000 (8 of 200;") and "**better**" in line for line in lines)
+    assert any(line.startswith("| **test**: defect macro-F1 | 0.800") and "**unchanged within noise**" in line for line in lines)
     # The tables: the changed metrics and the changed param, with both values.
     assert re.search(r"\| metrics/eval\.json\s*\| escape_rate\s*\| 0\.05\s*\| 0\.02 ", body)
     assert re.search(r"\| params\.yaml\s*\| train\.epochs\s*\| 2\s*\| 3 ", body)

@@ -14,6 +14,15 @@ from vitinspect.study import figures_of, judge, plan, spread
 pytestmark = pytest.mark.slow
 
 
+def test_f6_plan_runs_the_peer_settings_with_seeds_and_only_the_stages_it_needs():
+    exps = plan("f6", seeds=3)
+    assert [e.name for e in exps] == ["study-base-s0", "study-base-s1", "study-base-s2", "study-ratio0.2-s0",
+                                      "study-n1000-s0", "study-n1000-s1", "study-n1000-s2"]
+    assert all(e.targets == ("evaluate", "baseline") for e in exps)
+    assert exps[3].overrides["data.passed_ratio"] == 0.2 and exps[4].overrides["data.n_images"] == 1000
+    assert "n1000" in {e.setting for e in plan("full", seeds=3)}
+
+
 def test_plan_covers_the_five_findings():
     names = {e.setting for e in plan("full", seeds=3)}
     assert {"base", "epochs5", "ratio0.05", "ratio0.1", "ratio0.2", "raw", "head", "last_blocks", "lora", "big"} <= names
@@ -30,14 +39,26 @@ def test_spread_and_judgement():
     assert figures_of({"metrics": {}})["accuracy"] != figures_of({"metrics": {}})["accuracy"]  # NaN when absent
 
 
+def test_study_panels_give_each_rate_its_own_axis_and_draw_the_seed_range():
+    from vitinspect.figures import study_panels
+
+    fig = study_panels([0.02, 0.2], {"passed_recall": [[0.5, 0.6, 0.7], [0.99]], "escape_rate": [[0.001, 0.003], [0.008]]},
+                       "passed ratio", percent={"escape_rate"})
+    recall_ax, escape_ax = fig.axes[:2]
+    assert escape_ax.get_ylim()[1] < 1.5  # 0.1 % .. 0.8 % on its own axis, in %, not squashed on 0..1
+    assert recall_ax.get_ylim()[1] > 1.0
+    assert len(recall_ax.containers) == 1 and len(escape_ax.containers) == 1  # one seed-range bar where seeds exist
+
+
 def test_toy_study_writes_every_section(built_project, tmp_path):
     proj = tmp_path / "proj"
     shutil.copytree(built_project, proj, symlinks=True)
     run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
     report = (proj / "reports" / "study.md").read_text()
-    for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## All runs"):
+    for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## F6", "## All runs"):
         assert heading in report, heading
     assert "study-base-s0" in report and "study-epochs5-s0" in report
-    assert "| 1 epochs |" in report and "| 2 epochs (baseline) |" in report
+    assert "| 5 epochs |" in report and "| 2 epochs (baseline) |" in report
     assert (proj / "reports" / "study" / "f1_confusion.png").exists()
     assert report.count("Not run in this plan.") == 4
+    assert "| default data | 1 |" in report and "ahead beyond the interval in" in report  # F6 from the toy baseline run

@@ -8,10 +8,14 @@ attention, MLP and norms; the final norm; the head.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
 import torch
+
+from vitinspect.errors import VitinspectError
+from vitinspect.finetune import apply_strategy
 
 PEFT_PREFIX = "base_model.model."
 # transformers 5 names blocks vit.layers.N (attention.{q,k,v,o}_proj, mlp.fc1/fc2);
@@ -153,3 +157,32 @@ def meta_model(config):
 
     with torch.device("meta"):
         return ViTForImageClassification(config)
+
+
+def headline(result: dict) -> dict:
+    """The audit's metric columns: strategy, total parameters, trainable share. Per-group counts and
+    changes stay in the full result."""
+    m = result["model"]
+    return {"strategy": m["strategy"], "total_parameters": m["total"], "trainable_pct": m["trainable_pct"]}
+
+
+def reference_table(names, n_labels: int, finetune, strategies) -> list[dict]:
+    """Total counts for 1000 and our labels, and the trainable count under each of ``strategies``.
+
+    ``finetune`` holds the strategy settings (last_blocks, lora); each reference model is built on the
+    ``meta`` device from its config alone, so no weights are needed.
+    """
+    rows = []
+    for name in names:
+        try:
+            cfg_ours = reference_config(name, n_labels)
+            total_1000 = count_parameters(meta_model(reference_config(name, 1000)))["total"]
+        except (OSError, ValueError) as exc:
+            raise VitinspectError(f"params.yaml: audit.reference_models entry {name!r}: {exc}") from None
+        row = {"model": name, "total_1000_labels": total_1000, "total_our_labels": count_parameters(meta_model(cfg_ours))["total"], "trainable": {}}
+        for strategy in strategies:
+            ft = dataclasses.replace(finetune, strategy=strategy, last_blocks=min(finetune.last_blocks, cfg_ours.num_hidden_layers))
+            c = count_parameters(apply_strategy(meta_model(cfg_ours), ft))
+            row["trainable"][strategy] = {"trainable": c["trainable"], "trainable_pct": c["trainable_pct"]}
+        rows.append(row)
+    return rows

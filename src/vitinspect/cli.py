@@ -1,4 +1,7 @@
-"""How a stage script starts and fails: one line on stderr and exit code 2 for user errors."""
+"""How a stage script starts and fails: one line on stderr and exit code 2 for user errors.
+
+(The offline environment is set by the package itself, ``vitinspect/__init__.py``, on import.)
+"""
 
 from __future__ import annotations
 
@@ -8,16 +11,6 @@ import sys
 from pathlib import Path
 
 from vitinspect.errors import VitinspectError
-
-# Nothing reaches a hub or an analytics server from a stage.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def output_path(value: str) -> str:
@@ -39,10 +32,18 @@ def run_command(cmd: list[str], check: bool = True) -> str:
     return proc.stdout
 
 
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def run_stage(main, argv=None) -> None:
     """Call ``main(argv)``; turn a VitinspectError into ``error: <message>`` and exit 2.
 
-    Set VITINSPECT_DEBUG=1 to see the traceback instead.
+    Anything else a stage raises still ends in one line and exit 2: an OSError names its file,
+    a MemoryError says what to lower, any other exception says it is a bug to report and how to
+    see the traceback. Set VITINSPECT_DEBUG=1 to see the traceback instead.
     """
     try:
         main(argv)
@@ -50,4 +51,17 @@ def run_stage(main, argv=None) -> None:
         if os.environ.get("VITINSPECT_DEBUG") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # the catch-all: one line, never a traceback unless asked for
+        if os.environ.get("VITINSPECT_DEBUG") == "1":
+            raise
+        if isinstance(exc, OSError) and exc.filename:
+            line = f"{exc.filename}: {exc.strerror or _first_line(exc)}"
+        elif isinstance(exc, MemoryError):
+            line = "out of memory; lower data.n_images, data.image_size or the batch sizes"
+        else:
+            line = f"unexpected {type(exc).__name__}: {_first_line(exc)} (a bug: please report it)"
+        print(f"error: {line}; run with VITINSPECT_DEBUG=1 for the traceback", file=sys.stderr)
         sys.exit(2)

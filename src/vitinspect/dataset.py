@@ -6,6 +6,8 @@ file of a directory output, and decoding arrays once beats decoding images per s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from vitinspect.errors import VitinspectError
@@ -65,17 +67,37 @@ def to_dataset_dict(columns: dict, features, label_names) -> "datasets.DatasetDi
     return datasets.DatasetDict(out)
 
 
+def _where(ds) -> str:
+    """The split's directory, for messages."""
+    files = getattr(ds, "cache_files", None) or []
+    return str(Path(files[0]["filename"]).parent) if files else "dataset"
+
+
 def columns(ds, names) -> dict[str, np.ndarray]:
     """Decode the named columns of one split into numpy arrays, once."""
     missing = [n for n in names if n not in ds.column_names]
     if missing:
-        raise VitinspectError(f"dataset lacks column {missing[0]!r} (has {ds.column_names})")
-    table = ds.with_format("numpy")
-    return {n: np.asarray(table[n]) for n in names}
+        raise VitinspectError(f"{_where(ds)}: lacks column {missing[0]!r} (has {ds.column_names}); rerun the stage that writes it (dvc repro -f)")
+    import datasets
+
+    # One batch read ([:]), not row by row (np.asarray of a column iterates its rows: ~25x slower);
+    # image columns back to their stored dtype (uint8), not the int64 the numpy formatter returns.
+    batch = ds.with_format("numpy", columns=list(names))[:]
+    out = {}
+    for n in names:
+        a = np.asarray(batch[n])
+        feature = ds.features[n]
+        if isinstance(feature, (datasets.Array2D, datasets.Array3D)):
+            a = a.astype(feature.dtype, copy=False)
+        out[n] = a
+    return out
 
 
 def label_names(ds) -> list[str]:
-    return list(ds.features["label"].names)
+    label = ds.features.get("label")
+    if label is None or not hasattr(label, "names"):
+        raise VitinspectError(f"{_where(ds)}: lacks column 'label' (class names); rerun the stage that writes it (dvc repro -f)")
+    return list(label.names)
 
 
 def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -93,3 +115,15 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
         idx = np.flatnonzero(labels == c)
         keep.append(rng.choice(idx, size=max(1, int(np.ceil(fraction * len(idx)))), replace=False))
     return np.sort(np.concatenate(keep))
+
+
+def lot_features(classes, size):
+    """Features of the ``lot`` output: id, label, the raw centre view and the NSOARTC composite."""
+    import datasets
+
+    return datasets.Features({
+        "id": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(classes)),
+        "raw": datasets.Array2D(shape=(size, size), dtype="uint8"),
+        "nsoartc": datasets.Array3D(shape=(size, size, 3), dtype="uint8"),
+    })

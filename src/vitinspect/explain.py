@@ -224,3 +224,26 @@ def high_norm_tokens(model, pixel_values: torch.Tensor, masks: np.ndarray, facto
         "high_norm_in_mask": round(float(in_mask[high].float().mean()), 4) if high.any() else None,
         "mask_patch_share": round(float(in_mask.float().mean()), 4),
     }
+
+
+def headline_scores(report: dict) -> dict:
+    """The few attention figures worth a metric column: relevance mass of each method on the model's
+    own input, beside the uniform-map baseline. The full table (both inputs, every score, per class)
+    stays in the report it is taken from."""
+    own = report["model_input"]
+    methods = report["methods"]
+    first = next(iter(methods.values()), {})
+    return {"model_input": own, "baseline": first.get(own, {}).get("baseline"),
+            "relevance_mass": {m: v[own]["relevance_mass"] for m, v in methods.items()}}
+
+
+def mean_scores(scores: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> dict:
+    """Mean of each score over all parts and per class (only classes present), with the counts ``n``.
+
+    scores: name -> (N,) per-part scores; labels: (N,) class indices into ``classes``.
+    """
+    def summary(sel):
+        return {k: round(float(v[sel].mean()), 4) for k, v in scores.items()} | {"n": int(sel.sum())}
+
+    per_class = {c: summary(labels == i) for i, c in enumerate(classes) if (labels == i).any()}
+    return {**summary(np.ones(len(labels), dtype=bool)), "per_class": per_class}

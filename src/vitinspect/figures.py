@@ -157,20 +157,55 @@ def change_bars(groups: dict[str, dict]) -> plt.Figure:
     return fig
 
 
-def study_lines(x: list[float], series: dict[str, list[float]], xlabel: str, ylabel: str) -> plt.Figure:
-    """A few named series against one x (log scale when x spans a decade)."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    for name, ys in series.items():
-        ax.plot(x, ys, marker="o", label=name.replace("_", " "))
-    if x and min(x) > 0 and max(x) / min(x) >= 10:
-        ax.set_xscale("log")
-        ax.minorticks_off()
-    ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+def study_panels(x: list[float], series: dict[str, list[list[float]]], xlabel: str, percent: set[str] = frozenset()) -> plt.Figure:
+    """One panel per figure, each on its own y axis (rates of 0.1 % and of 50 % are both readable).
+
+    series: name -> for every x, the values of each run (one per seed). The mean is drawn; where
+    more than one seed ran, a bar spans the seeds' range (min to max) and the points are shown.
+    Names in ``percent`` are shares drawn in %.
+    """
+    names = list(series)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.0), squeeze=False)
+    log_x = bool(x) and min(x) > 0 and max(x) / min(x) >= 10
+    for ax, name in zip(axes[0], names):
+        scale = 100.0 if name in percent else 1.0
+        runs = [np.asarray([v for v in vals if v == v], dtype=float) * scale for vals in series[name]]
+        means = [r.mean() if len(r) else np.nan for r in runs]
+        ax.plot(x, means, marker="o", color="tab:blue")
+        for xi, r in zip(x, runs):
+            if len(r) > 1:
+                ax.errorbar([xi], [r.mean()], yerr=[[r.mean() - r.min()], [r.max() - r.mean()]], color="tab:red", capsize=4, lw=1.2)
+                ax.scatter([xi] * len(r), r, s=10, color="tab:red", zorder=3)
+        top = max([r.max() for r in runs if len(r)] or [1.0])
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+        if log_x:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.set_xlabel(xlabel)
+        ax.set_title(name.replace("_", " ") + (" (%)" if name in percent else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+    if any(len(v) > 1 for vals in series.values() for v in vals):
+        fig.text(0.5, 0.005, "red: range over training seeds (min-max), points: single seeds", ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def inspection_panel(views: np.ndarray, view_names: list[str], composite: np.ndarray, heat: np.ndarray, title: str) -> plt.Figure:
+    """One inspected part: its views (V, S, S), the composite (S, S, 3) and a map (S, S) over it."""
+    n = len(view_names) + 2
+    fig, axes = plt.subplots(1, n, figsize=(1.8 * n, 2.1), squeeze=False)
+    for k, name in enumerate(view_names):
+        axes[0, k].imshow(views[k], cmap="gray", vmin=0, vmax=255)
+        axes[0, k].set_title(name, fontsize=8)
+    axes[0, -2].imshow(composite)
+    axes[0, -2].set_title("composite", fontsize=8)
+    _overlay(axes[0, -1], composite, heat)
+    axes[0, -1].set_title("gradient x attention", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from vitinspect.params import VIEW_PAIRS
+from vitinspect.views import VIEW_PAIRS
 
 
 def _window_sum(a: np.ndarray, window: int) -> np.ndarray:
@@ -116,3 +116,19 @@ def defect_contrast(z: np.ndarray, masks: np.ndarray) -> float:
     if not masks.any():
         return float("nan")
     return float(a[masks].mean() / a[~masks].mean())
+
+
+def composite(views: np.ndarray, view_names: list[str], space: UnitSpace, window: int, gain: float,
+              eps: float = 1e-6, chunk: int = 512) -> np.ndarray:
+    """uint8 views (N, V, H, W) -> NSOARTC composites (N, H, W, 3) uint8 against a fitted unit space.
+
+    The same arithmetic as the nsoartc stage (double_eye, z-score, to_image), in chunks of parts
+    so a large lot needs little memory.
+    """
+    out = []
+    for i in range(0, len(views), chunk):
+        v = views[i:i + chunk].astype(np.float32) / 255.0
+        channels = double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+        out.append(to_image(space.zscore(channels, eps), gain))
+    size = views.shape[-1]
+    return np.concatenate(out) if out else np.zeros((0, size, size, 3), dtype=np.uint8)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,8 @@ from pathlib import Path
 import yaml
 
 from vitinspect.errors import VitinspectError
+from vitinspect.views import VIEW_PAIRS, VIEWS
 
-VIEWS = ("center", "left", "right", "top", "bottom")
-# Opposite camera pairs used by the Double-Eye composition (see nsoartc.py).
-VIEW_PAIRS = (("left", "right"), ("top", "bottom"))
 CLASSES = ("passed", "tilt_x", "tilt_y", "retracted")
 STRATEGIES = ("full", "head", "last_blocks", "lora")
 INPUTS = ("nsoartc", "raw")
@@ -33,25 +33,37 @@ class ParamsError(VitinspectError):
     """A value in params.yaml is missing, of the wrong type or out of range."""
 
 
+# A params file holds a few hundred values; more than this after expanding YAML aliases is an alias bomb.
+MAX_VALUES = 10_000
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 4, 40, 40
+
+
+def short(value) -> str:
+    """repr of a value for a message, bounded whatever its size (never format a huge value)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 # --------------------------------------------------------------------------- checks
 # A check takes the value and returns an error fragment, or None when fine.
 
 
 def positive(v):
-    return None if v > 0 else f"must be positive, got {v!r}"
+    return None if v > 0 else f"must be positive, got {short(v)}"
 
 
 def non_negative(v):
-    return None if v >= 0 else f"must be >= 0, got {v!r}"
+    return None if v >= 0 else f"must be >= 0, got {short(v)}"
 
 
 def open_unit(v):
-    return None if 0 < v < 1 else f"must be in (0, 1), got {v!r}"
+    return None if 0 < v < 1 else f"must be in (0, 1), got {short(v)}"
 
 
 def one_of(choices):
     def check(v):
-        return None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+        return None if v in choices else f"must be one of {list(choices)}, got {short(v)}"
 
     return check
 
@@ -60,9 +72,9 @@ def each_one_of(choices):
     def check(values):
         bad = [v for v in values if v not in choices]
         if bad:
-            return f"has unknown value {bad[0]!r}; allowed: {list(choices)}"
+            return f"has unknown value {short(bad[0])}; allowed: {list(choices)}"
         if len(set(values)) != len(values):
-            return f"has duplicates: {list(values)}"
+            return f"has duplicates: {short(list(values))}"
         if not values:
             return "must not be empty"
         return None
@@ -74,14 +86,14 @@ def ordered_range(lo: float, hi: float):
     def check(v):
         a, b = v
         if not (lo <= a <= b <= hi):
-            return f"must be [low, high] with {lo} <= low <= high <= {hi}, got {list(v)}"
+            return f"must be [low, high] with {lo} <= low <= high <= {hi}, got {short(list(v))}"
         return None
 
     return check
 
 
 def odd_at_least_3(v):
-    return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {v!r}"
+    return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {short(v)}"
 
 
 def _f(default, check=None):
@@ -127,7 +139,7 @@ class Data:
     grid: Grid = field(default_factory=Grid)
     defect: Defect = field(default_factory=Defect)
     jitter_px: float = _f(2.0, non_negative)
-    lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     noise: float = _f(0.02, non_negative)
     blur: float = _f(0.6, non_negative)
 
@@ -136,7 +148,7 @@ class Data:
 class Nsoartc:
     window: int = _f(5, odd_at_least_3)
     gain: float = _f(24.0, positive)
-    eps: float = _f(1e-6, positive)
+    eps: float = _f(1e-6, lambda v: None if 0 < v <= 0.1 else f"must be in (0, 0.1] (a guard, far below the data's std), got {short(v)}")
     min_unit_space: int = _f(10, positive)
 
 
@@ -156,7 +168,7 @@ class Model:
 class Lora:
     rank: int = _f(8, positive)
     alpha: float = _f(16.0, positive)
-    dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     targets: list[str] = _f(["query", "value"], lambda v: None if v else "must not be empty")
 
 
@@ -174,7 +186,7 @@ class Train:
     batch_size: int = _f(64, positive)
     lr: float = _f(1e-3, positive)
     weight_decay: float = _f(0.05, non_negative)
-    warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     seed: int = _f(0, non_negative)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
@@ -207,16 +219,35 @@ class Pretrain:
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
 
 
+def threshold_value(v):
+    if v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
+        return None
+    return f"must be 'auto' or a number in [0, 1], got {v!r}"
+
+
+def unit_interval_half_open(v):
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
+
+
 @dataclass(frozen=True)
 class Evaluate:
     batch_size: int = _f(256, positive)
+    threshold: object = _f("auto", threshold_value)
+    target_escape_rate: float = _f(0.005, unit_interval_half_open)
+
+
+@dataclass(frozen=True)
+class Lot:
+    seed: int = _f(1000, non_negative)
+    n_parts: int = _f(2000, positive)
+    passed_ratio: float = _f(0.9, open_unit)
 
 
 @dataclass(frozen=True)
 class Attention:
     methods: list[str] = _f(list(METHODS), each_one_of(METHODS))
     head_fusion: str = _f("mean", one_of(HEAD_FUSIONS))
-    discard_ratio: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
+    discard_ratio: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     panels: int = _f(2, non_negative)
     extra_images: list[str] = _f([])
 
@@ -229,6 +260,35 @@ class Audit:
     tolerance: float = _f(1e-6, non_negative)
 
 
+def positive_list(values):
+    if not values:
+        return "must not be empty"
+    bad = [v for v in values if not v > 0]
+    return f"must hold positive numbers, got {bad[0]!r}" if bad else None
+
+
+@dataclass(frozen=True)
+class BaselineGrid:
+    C: list[float] = _f([1.0, 3.0, 10.0, 30.0, 100.0], positive_list)
+    gamma: list[float] = _f([0.01, 0.03, 0.1, 0.3], positive_list)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    grid: BaselineGrid = field(default_factory=BaselineGrid)
+    class_weight: str = _f("none", one_of(("none", "balanced")))
+    seed: int = _f(0, non_negative)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    false_alarm_rate: float = _f(0.005, open_unit)
+    pixel_clip: float = _f(25.0, positive)
+    shift_px: int = _f(10, positive)
+    probes_per_kind: int = _f(40, positive)
+    onnx_opset: int = _f(17, lambda v: None if 14 <= v <= 21 else f"must be an ONNX opset in [14, 21], got {v!r}")
+
+
 @dataclass(frozen=True)
 class Params:
     data: Data = field(default_factory=Data)
@@ -238,8 +298,11 @@ class Params:
     train: Train = field(default_factory=Train)
     pretrain: Pretrain = field(default_factory=Pretrain)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    lot: Lot = field(default_factory=Lot)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
+    baseline: Baseline = field(default_factory=Baseline)
+    bundle: Bundle = field(default_factory=Bundle)
 
 
 # --------------------------------------------------------------------------- building
@@ -257,38 +320,40 @@ def _convert(value, tp, key: str, source: str):
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            fail(f"must be a mapping, got {value!r}")
+            fail(f"must be a mapping, got {short(value)}")
         return _build(tp, value, key, source)
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            fail(f"must be a list, got {value!r}")
+            fail(f"must be a list, got {short(value)}")
         args = typing.get_args(tp)
         if origin is tuple:
             if len(value) != len(args):
-                fail(f"must be a list of {len(args)} values, got {value!r}")
+                fail(f"must be a list of {len(args)} values, got {short(value)}")
             return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
         return [_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is object:  # a value whose check decides (e.g. evaluate.threshold: auto or a number)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     if tp is bool:
         if not isinstance(value, bool):
-            fail(f"must be true or false, got {value!r}")
+            fail(f"must be true or false, got {short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            fail(f"must be an integer, got {value!r}")
+            fail(f"must be an integer, got {short(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-6" as a string
             try:
                 value = float(value)
             except ValueError:
-                fail(f"must be a number, got {value!r}")
+                fail(f"must be a number, got {short(value)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            fail(f"must be a finite number, got {value!r}")
+            fail(f"must be a finite number, got {short(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str) or not value:
-            fail(f"must be a non-empty string, got {value!r}")
+            fail(f"must be a non-empty string, got {short(value)}")
         return value
     raise TypeError(f"unsupported schema type {_type_name(tp)} for {key}")  # pragma: no cover
 
@@ -296,9 +361,10 @@ def _convert(value, tp, key: str, source: str):
 def _build(cls, data: dict, prefix: str, source: str):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((k for k in data if k not in names), key=str)
     if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        name = unknown[0] if isinstance(unknown[0], str) and len(unknown[0]) <= 40 else short(unknown[0])
+        where = f"{prefix}.{name}" if prefix else name
         raise ParamsError(f"{source}: unknown key {where} (allowed: {sorted(names)})")
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -333,6 +399,8 @@ def _cross_checks(p: Params, source: str) -> None:
         fail("data.classes must include 'passed' and at least one defect class")
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
+    if p.lot.seed == d.seed:
+        fail(f"lot.seed ({p.lot.seed}) must differ from data.seed: the lot would repeat the training parts")
     m = p.model
     if m.source in ("scratch", "pretrain"):
         if d.image_size % m.patch_size:
@@ -345,10 +413,71 @@ def _cross_checks(p: Params, source: str) -> None:
         q = p.pretrain
         if q.seed == d.seed:
             fail(f"pretrain.seed ({q.seed}) must differ from data.seed: the unlabeled parts would repeat the labelled ones, test split included")
+        if q.seed == p.lot.seed:
+            fail(f"pretrain.seed ({q.seed}) must differ from lot.seed: the unlabeled parts would repeat the lot's")
         if q.decoder.hidden_size % q.decoder.heads:
             fail(f"pretrain.decoder.heads ({q.decoder.heads}) must divide pretrain.decoder.hidden_size ({q.decoder.hidden_size})")
         if int((d.image_size // m.patch_size) ** 2 * (1 - q.mask_ratio)) < 1:
             fail(f"pretrain.mask_ratio ({q.mask_ratio}) leaves no visible patch of {(d.image_size // m.patch_size) ** 2}")
+    pitch = 0.8 * d.image_size / max(d.grid.rows, d.grid.cols, 3)  # render.Geometry.pitch
+    if pitch < 4:
+        fail(f"data.grid ({d.grid.rows} x {d.grid.cols}) is too dense for data.image_size={d.image_size}: "
+             f"terminals {pitch:.2g} px apart, fewer than 4; lower data.grid.rows/cols or raise data.image_size")
+    counts = split_counts(d)
+    for split in ("val", "test"):
+        smallest = min(counts[split], key=counts[split].get)
+        if counts[split][smallest] < 1:
+            fail(f"data.split leaves class {smallest!r} empty in {split} (per split, the fewest parts of a class: "
+                 + ", ".join(f"{s} {min(c.values())}" for s, c in counts.items())
+                 + "); raise data.split.val/test, data.n_images or data.passed_ratio")
+    need, have = memory_estimate(p), available_memory()
+    if need > have:
+        fail(f"these params need about {need / 2**30:.1f} GiB of memory (data.n_images x data.image_size^2 x views, "
+             f"model size, batch x tokens^2), more than the {have / 2**30:.1f} GiB here; lower data.n_images, "
+             f"data.image_size or the model/batch sizes")
+
+
+def class_counts(d: Data) -> dict[str, int]:
+    """Exact class sizes: round(passed_ratio * n) passed, the rest split evenly (first defect classes get one more)."""
+    n_passed = int(round(d.passed_ratio * d.n_images))
+    defects = [c for c in d.classes if c != "passed"]
+    base, extra = divmod(d.n_images - n_passed, len(defects))
+    counts = {c: base + (i < extra) for i, c in enumerate(defects)}
+    return {"passed": n_passed, **counts} if "passed" in d.classes else counts
+
+
+def split_counts(d: Data) -> dict[str, dict[str, int]]:
+    """Parts per split and class that ``prepare`` makes: each class cut at round(cumulative fraction x n)."""
+    out = {"train": {}, "val": {}, "test": {}}
+    for c, n in class_counts(d).items():
+        cut_train = int(round(d.split.train * n))
+        cut_val = int(round((d.split.train + d.split.val) * n))
+        out["train"][c], out["val"][c], out["test"][c] = cut_train, cut_val - cut_train, n - cut_val
+    return out
+
+
+def memory_estimate(p: Params) -> int:
+    """Rough peak bytes of the largest stage: data arrays (uint8 views, float32 RT channels), training
+    state (weights, gradients, AdamW moments) and attention matrices of one batch. An order of magnitude,
+    to refuse at once what numpy or torch would fail to allocate after minutes."""
+    d, m = p.data, p.model
+    pixels = d.n_images * d.image_size ** 2
+    data = pixels * (len(d.views) * 5 + 40)
+    if m.source in ("scratch", "pretrain"):
+        weights = m.layers * (4 * m.hidden_size ** 2 + 2 * m.hidden_size * m.mlp_size) + 3 * m.patch_size ** 2 * m.hidden_size
+        tokens = (d.image_size // m.patch_size) ** 2 + 1
+        batch = max(p.train.batch_size, p.evaluate.batch_size)
+        activations = 3 * batch * m.layers * (m.heads * tokens ** 2 + tokens * (4 * m.hidden_size + m.mlp_size)) * 4
+        return data + 16 * weights + activations
+    return data
+
+
+def available_memory() -> int:
+    """Physical memory of this machine, bytes (a large constant where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 50
 
 
 def params_from_dict(data: dict, source: str = "params.yaml") -> Params:
@@ -364,16 +493,57 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; every stage calls this before any work."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from None
+    return params_from_dict(read_yaml(text, path), source=path.name)
+
+
+def read_yaml(text: str, path: str | Path = "params.yaml"):
+    """Parse YAML as DVC does, but refuse duplicate keys (yaml.safe_load keeps the last one silently)
+    and documents that expand to more than MAX_VALUES values (alias bombs) before building them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}") from None
-    return params_from_dict(data, source=path.name)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root, path) -> None:
+    """Walk the composed YAML graph (aliases followed, so counted expanded), bounded by MAX_VALUES."""
+    seen = 0
+    stack = [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ParamsError(f"{path}: expands to more than {MAX_VALUES:,} values (YAML aliases?); write the values out")
+        if isinstance(node, yaml.MappingNode):
+            keys = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                name = f"{where}.{key}" if where else str(key)
+                if key is not None and key != "<<":
+                    if key in keys:
+                        raise ParamsError(f"{path}: duplicate key {name if len(name) <= 80 else name[:77] + '...'} (line {key_node.start_mark.line + 1}); "
+                                          "keep one (DVC refuses duplicates too)")
+                    keys.add(key)
+                stack.append((key_node, where))
+                stack.append((value_node, name))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node.value))
 
 
 def defaults_dict() -> dict:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from transformers import TrainerCallback, ViTConfig, ViTMAEConfig, ViTMAEForPreTraining, ViTModel
 
-from vitinspect.model import InputSpec, to_pixel_values
+from vitinspect.inference import to_pixel_values
+from vitinspect.model import InputSpec
 
 # ---------------------------------------------------------------------------- the unlabeled parts
 

@@ -1,8 +1,15 @@
-"""`make report`: compare the workspace with a base revision, for a pull request.
+"""`make report`: judge the workspace against a base revision, for a pull request.
 
-Writes ``reports/pr.md`` (dvc metrics diff, dvc params diff, a verdict on escape rate
-and macro-F1) and ``reports/pr_confusion.png`` (base and workspace confusion matrices
-side by side). Works offline, from git and the metrics files alone.
+Writes ``reports/pr.md`` and ``reports/pr_confusion.png`` (base and workspace confusion matrices side
+by side). The verdict is on three figures at the operating point: the escape rate and the false-reject
+rate on the production-like lot, and the defect macro-F1 on the test split. A change is called better
+or worse only outside the noise:
+
+- rates: a two-sided two-proportion z-test (pooled) on k of n, at the 5 % level;
+- macro-F1: non-overlapping 95 % bootstrap intervals.
+
+Otherwise it is "unchanged within noise". A class the model never predicts, or a rate of exactly 0 or 1,
+is called out above the verdict. Works offline, from git and the files stage outputs commit.
 
     python -m vitinspect.review --base main
 
@@ -16,21 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-from vitinspect.cli import run_command
+from vitinspect.cli import output_path, run_command
+from vitinspect.decision import ALPHA, compare_intervals, compare_rates
 from vitinspect.errors import VitinspectError
 
-EVAL = "metrics/eval.json"
+EVALUATION = "reports/evaluation.json"
+EVAL = "metrics/eval.json"  # the headline figures of the test split
 CONFUSION = "metrics/confusion_matrix.json"
+PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
 
 def at_revision(rev: str, path: str):
     """A JSON file as committed at ``rev``; None if it is not there."""
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
+    text = run_command(["git", "show", f"{rev}:{path}"], check=False)
+    return json.loads(text) if text.strip() else None
 
 
 def in_workspace(path: str):
@@ -38,16 +47,38 @@ def in_workspace(path: str):
     return json.loads(p.read_text()) if p.exists() else None
 
 
-def verdict(name: str, base, new, lower_is_better: bool, tol: float = 1e-9) -> str:
-    """'better', 'worse' or 'unchanged' with both values, for one figure."""
-    if base is None or new is None:
-        return f"- **{name}**: not comparable (base {base}, workspace {new})"
-    if abs(new - base) <= tol:
-        word = "unchanged"
+# --------------------------------------------------------------------------- formatting
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f} %"
+
+
+def _rate_cell(r: dict | None, scale: float = 1.0, unit: str = "pct") -> str:
+    """'2.11 % (38 of 1800; 95 % CI 1.54–2.89 %)' or '5,000 ppm (1 of 200; ...)'."""
+    if not r or r.get("rate") is None:
+        return "n/a"
+    if unit == "pct":
+        fmt = _pct
     else:
-        improved = new < base if lower_is_better else new > base
-        word = "better" if improved else "worse"
-    return f"- **{name}**: {word} ({base:.4f} -> {new:.4f})"
+        def fmt(x):
+            return f"{scale * x:,.0f}"
+    return f"{fmt(r['k'] / r['n'])} ({r['k']} of {r['n']}; 95 % CI {fmt(r['low'])}–{fmt(r['high'])})"
+
+
+def _f1_cell(f: dict | None) -> str:
+    if not f or f.get("value") is None:
+        return "n/a"
+    return f"{f['value']:.3f} (95 % CI {f['low']:.3f}–{f['high']:.3f})"
+
+
+def _get(report: dict | None, *keys):
+    node = report
+    for k in keys:
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return node
 
 
 def _table_or(md: str, empty: str) -> str:
@@ -56,14 +87,146 @@ def _table_or(md: str, empty: str) -> str:
     return md.strip() if len(rows) > 2 else empty
 
 
-def build_report(base: str, metrics_md: str, params_md: str, base_eval, new_eval, figure: str | None) -> str:
-    lines = [f"# vitinspect: workspace vs `{base}`", "", "## Verdict", ""]
-    lines.append(verdict("escape rate", (base_eval or {}).get("escape_rate"), (new_eval or {}).get("escape_rate"), lower_is_better=True))
-    lines.append(verdict("macro-F1", (base_eval or {}).get("macro_f1"), (new_eval or {}).get("macro_f1"), lower_is_better=False))
-    lines += ["", "## Metrics (`dvc metrics diff`)", "", _table_or(metrics_md, "No metric changed."), "",
-              "## Params (`dvc params diff --deps`)", "", _table_or(params_md, "No param changed."), ""]
+# --------------------------------------------------------------------------- judging
+
+
+def degenerate(report: dict | None) -> list[str]:
+    """What makes a model's figures untrustworthy or extreme: classes never predicted, rates at 0 or 1."""
+    notes = []
+    for split in ("lot", "test"):
+        block = _get(report, split, "operating_point")
+        if not block:
+            continue
+        never = [c for c, n in block.get("predicted_counts", {}).items() if n == 0]
+        if never:
+            notes.append(f"{split}: the model never predicts {', '.join(f'`{c}`' for c in never)} "
+                         f"({block['n']} parts)")
+        for key, what in (("escape", "escape rate"), ("false_reject", "false-reject rate")):
+            r = block.get(key) or {}
+            if r.get("n") and r["k"] in (0, r["n"]):
+                extreme = "0" if r["k"] == 0 else "1 (100 %)"
+                notes.append(f"{split}: {what} is exactly {extreme}: {r['k']} of {r['n']}, "
+                             f"95 % CI {_pct(r['low'])}–{_pct(r['high'])}")
+    return notes
+
+
+def judge(base: dict | None, new: dict | None) -> dict:
+    """The verdicts on the three judged figures and the overall word with its reasons."""
+    b_lot, n_lot = _get(base, "lot", "operating_point"), _get(new, "lot", "operating_point")
+    b_test, n_test = _get(base, "test", "operating_point"), _get(new, "test", "operating_point")
+    esc, p_esc = compare_rates(_get(b_lot, "escape"), _get(n_lot, "escape"))
+    fr, p_fr = compare_rates(_get(b_lot, "false_reject"), _get(n_lot, "false_reject"))
+    f1 = compare_intervals(_get(b_test, "macro_f1_defects"), _get(n_test, "macro_f1_defects"), higher_is_better=True)
+    figures = {"escape rate on the lot": (esc, p_esc), "false-reject rate on the lot": (fr, p_fr),
+               "defect macro-F1 on test": (f1, None)}
+    worse = [k for k, (w, _) in figures.items() if w == "worse"]
+    better = [k for k, (w, _) in figures.items() if w == "better"]
+    # A class the workspace never predicts on the lot, where the base did, is worse whatever the rates say.
+    lost = []
+    if b_lot and n_lot:
+        lost = [c for c, n in n_lot.get("predicted_counts", {}).items() if n == 0 and b_lot.get("predicted_counts", {}).get(c, 0) > 0]
+    reasons = [f"{k} worse" for k in worse] + [f"never predicts `{c}` on the lot (the base did)" for c in lost]
+    if any(w == "not comparable" for w, _ in figures.values()) and not reasons:
+        overall = "not comparable"
+        reasons = ["the base has no lot/test figures with counts (`reports/evaluation.json`); rerun it with this pipeline"]
+    elif reasons:
+        overall = "worse"
+        reasons += [f"{k} better" for k in better]
+    elif better:
+        overall = "better"
+        reasons = [f"{k} better" for k in better]
+    else:
+        overall = "unchanged within noise"
+        reasons = ["no judged figure moved beyond its noise"]
+    return {"overall": overall, "reasons": reasons, "figures": figures}
+
+
+def headline_rows(base: dict | None, new: dict | None, figures: dict) -> list[str]:
+    """The headline table (<= 12 rows): operating point, lot rates, test figures."""
+
+    def verdict(name):
+        word, p = figures.get(name, ("", None))
+        return f"**{word}**" + (f" (p = {p:.3g})" if p is not None and p == p else "")
+
+    def row(label, b, n, v=""):
+        return f"| {label} | {b} | {n} | {v} |"
+
+    def both(*keys, cell=_rate_cell, **kw):
+        return cell(_get(base, *keys), **kw), cell(_get(new, *keys), **kw)
+
+    t = (_get(base, "operating_point", "threshold"), _get(new, "operating_point", "threshold"))
+    lines = ["| figure (at the operating point) | base | workspace | verdict |", "|---|---|---|---|",
+             row("threshold t on p(passed), chosen on val", *(("n/a" if x is None else f"{x:.4g}") for x in t))]
+    lines.append(row("**lot**: escapes per million defective parts", *both("lot", "operating_point", "escape", scale=1e6, unit="ppm"),
+                     verdict("escape rate on the lot")))
+    lines.append(row("**lot**: false-reject rate on good parts", *both("lot", "operating_point", "false_reject"),
+                     verdict("false-reject rate on the lot")))
+    lines.append(row("lot: parts rejected per 1,000", *both("lot", "operating_point", "rejected", scale=1e3, unit="per1000")))
+    lines.append(row("**test**: defect macro-F1", *both("test", "operating_point", "macro_f1_defects", cell=_f1_cell),
+                     verdict("defect macro-F1 on test")))
+    lines.append(row("test: escape rate", *both("test", "operating_point", "escape")))
+    lines.append(row("test: false-reject rate", *both("test", "operating_point", "false_reject")))
+    lines.append(row("lot at argmax: escapes per million", *both("lot", "argmax", "escape", scale=1e6, unit="ppm")))
+    lines.append(row("lot at argmax: false-reject rate", *both("lot", "argmax", "false_reject")))
+    return lines
+
+
+def build_report(base: str, metrics_md: str, params_md: str, base_eval: dict | None, new_eval: dict | None,
+                 figure: str | None) -> str:
+    """reports/pr.md as markdown. base_eval / new_eval: reports/evaluation.json at the base and in the workspace."""
+    j = judge(base_eval, new_eval)
+    lines = [f"# vitinspect: workspace vs `{base}`", ""]
+    notes = degenerate(new_eval)
+    if notes:
+        lines += ["> [!WARNING]", "> **Degenerate figures in the workspace:**"] + [f"> - {n}" for n in notes] + [""]
+    lines += [f"## Verdict: **{j['overall']}**", "", "; ".join(j["reasons"]) + ".", ""]
+    lines += headline_rows(base_eval, new_eval, j["figures"])
+    lines += ["", f"Rates: k of n with a 95 % Wilson interval; better/worse only when a two-sided two-proportion "
+              f"z-test rejects equal rates at the {ALPHA:.0%} level. Defect macro-F1: better/worse only when the 95 % "
+              "bootstrap intervals do not overlap. Otherwise: unchanged within noise.", ""]
+    lines += ["## Params (`dvc params diff --deps`)", "", _table_or(params_md, "No param changed."), ""]
     if figure:
-        lines += ["## Confusion matrices (test split)", "", f"![base vs workspace]({figure})", ""]
+        lines += ["## Confusion matrices (test, operating point)", "", f"![base vs workspace]({figure})", ""]
+    lines += ["<details><summary>All metrics (<code>dvc metrics diff --md</code>)</summary>", "",
+              _table_or(metrics_md, "No metric changed."), "", "</details>", ""]
+    return "\n".join(lines)
+
+
+# The headline rows that decide whether the ViT earns its keep against the classical peer:
+# (label, how to read it from an eval-shaped dict, lower is better).
+PEER_ROWS = (
+    ("accuracy", lambda m: m.get("accuracy"), False),
+    ("macro-F1", lambda m: m.get("macro_f1"), False),
+    ("defect macro-F1", lambda m: m.get("macro_f1_defects"), False),
+    ("escapes per million defective", lambda m: m.get("escapes_per_million"), True),
+    ("false-reject rate", lambda m: m.get("false_reject_rate"), True),
+    ("operating point t", lambda m: m.get("threshold"), None),
+)
+
+
+def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (workspace, test split)") -> str:
+    """Markdown: the ViT and the classical peer on the headline rows, with which one is ahead.
+
+    vit_eval, peer_eval: dicts shaped like metrics/eval.json (metrics/baseline.json is). Empty when
+    either is missing, so a report from a revision without the peer stays as it was.
+    """
+    if not vit_eval or not peer_eval:
+        return ""
+    lines = [f"## {title}", "", "| figure | ViT | RT+SVM | ahead |", "|---|---:|---:|---|"]
+    for label, get, lower in PEER_ROWS:
+        a, b = get(vit_eval), get(peer_eval)
+        if a is None or b is None:
+            ahead = "n/a"
+        elif lower is None:  # a setting, not a figure: nobody is ahead
+            ahead = ""
+        elif abs(a - b) <= 1e-9:
+            ahead = "tie"
+        else:
+            ahead = "ViT" if (a < b) == lower else "RT+SVM"
+        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+        lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ahead} |")
+    lines += ["", "Both on the same test parts, each at its own operating point chosen on val by the same rule; "
+              "the peer's fit and predict times are in logs/baseline_run.json.", ""]
     return "\n".join(lines)
 
 
@@ -114,11 +277,18 @@ def main(argv=None) -> None:
     ap.add_argument("--image-url-base", help="absolute https URL the comment's images are published under")
     ap.add_argument("--head-sha", help="the pull request's head commit, named in the comment")
     ap.add_argument("--run-url", help="the workflow run (and its artifact), linked from the comment")
+    ap.add_argument("--peer", action="store_true", help="print only the ViT vs RT+SVM table of the workspace and stop (for make show)")
     args = ap.parse_args(argv)
+    if args.peer:
+        print(peer_section(in_workspace(EVAL), in_workspace(PEER)) or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
+        return
+    for out in (args.out, args.comment):
+        if out:
+            output_path(out)  # inside the project, like every stage output
     if args.image_url_base and not args.image_url_base.startswith("https://"):
         raise VitinspectError(f"--image-url-base must be an https:// URL (got {args.image_url_base[:80]!r})")
 
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True).returncode:
+    if not run_command(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], check=False).strip():
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
     metrics_md = run_command(["dvc", "metrics", "diff", args.base, "--md"])
     params_md = run_command(["dvc", "params", "diff", args.base, "--deps", "--md"])
@@ -133,7 +303,9 @@ def main(argv=None) -> None:
         png = out.with_name(out.stem + "_confusion.png")
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
-    report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVAL), in_workspace(EVAL), figure)
+    report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVALUATION), in_workspace(EVALUATION), figure)
+    peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
+    report += ("\n" + peer) if peer else ""
     write_text(out, report)
     print(f"report: {out}")
     if args.comment:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -17,34 +18,100 @@ from pathlib import Path
 from vitinspect.errors import VitinspectError
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path, *, is_dir: bool = False):
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+# While a stage is inside all_or_nothing(), finished temporaries wait here and are renamed together at its end.
+_pending: list | None = None
 
-    On an exception the temporary is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    target = tmp / path.name
-    if is_dir:
-        target.mkdir()
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """Group a stage's outputs: each is written to its temporary as usual, but none is renamed into
+    place until every one is written; on an error (disk full, a read-only directory, a bad figure)
+    all temporaries are removed and every old output stays as it was."""
+    global _pending
+    outer, _pending = _pending, []
     try:
-        yield target
+        yield
+        done, _pending = _pending, outer
+        for tmp, target, path in done:
+            _commit(tmp, target, path)
+    except BaseException:
+        for tmp, _, _ in _pending or []:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _pending = outer
+        raise
+
+
+def _commit(tmp: Path, target: Path, path: Path) -> None:
+    try:
         if path.is_dir() and not path.is_symlink():
-            old = tmp / (path.name + ".old")
-            os.replace(path, old)  # a directory cannot be replaced in one rename
+            os.replace(path, tmp / (path.name + ".old"))  # a directory cannot be replaced in one rename
         os.replace(target, path)
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Write ``obj`` as indented, key-sorted JSON, atomically (same input, same bytes)."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, is_dir: bool = False):
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    On an exception the temporary is removed and ``path`` is left as it was. An OSError
+    (disk full, read-only directory) becomes a one-line VitinspectError naming ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
+            if "." not in stale.name[len(path.name) + 2:-4]:  # ours, not those of "<name>.png" beside "<name>"
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
+    target = tmp / path.name
+    try:
+        if is_dir:
+            target.mkdir()
+        yield target
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise VitinspectError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if _pending is not None:
+        _pending.append((tmp, target, path))
+    else:
+        _commit(tmp, target, path)
+
+
+def non_finite(obj, where: str = ""):
+    """The first NaN or infinite number in a JSON-like object, as (key path, value); None when all are finite."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the value", obj
+    if isinstance(obj, dict):
+        children = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        children = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for key, value in children:
+        found = non_finite(value, key)
+        if found:
+            return found
+    return None
+
+
+def write_json(path: str | Path, obj, hint: str = "check the params this stage reads") -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically (same input, same bytes).
+
+    A NaN or infinity is refused with one line naming the figure: bare ``NaN`` is not JSON.
+    """
+    bad = non_finite(obj)
+    if bad:
+        raise VitinspectError(f"{path}: {bad[0]} is {bad[1]} (not a finite number); {hint}")
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -61,21 +128,56 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
     plt.close(fig)
 
 
-def save_dataset(ds, path: str | Path) -> None:
-    """Save a ``datasets`` Dataset or DatasetDict with ``save_to_disk``, atomically."""
+META = "vitinspect.json"  # beside the Arrow files: rows per split and layout, as the producer wrote them
+
+
+def save_dataset(ds, path: str | Path, **meta) -> None:
+    """Save a DatasetDict with ``save_to_disk``, atomically, with its rows per split (and ``meta``) in
+    ``vitinspect.json``, so a reader can tell a damaged table from a shorter one."""
     with atomic_path(path, is_dir=True) as tmp:
         shutil.rmtree(tmp)
         ds.save_to_disk(str(tmp))
+        record = {"rows": {name: len(split) for name, split in ds.items()}, **meta}
+        (tmp / META).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def load_dataset_dir(path: str | Path):
-    """Load a DatasetDict saved by :func:`save_dataset`, or raise a one-line error."""
-    import datasets
-
+def dataset_meta(path: str | Path) -> dict:
+    """What the producer recorded about a dataset directory (rows per split, views, ...)."""
     path = Path(path)
     if not path.exists():
         raise VitinspectError(f"{path}: no such dataset; run the stage that writes it (dvc repro)")
     try:
-        return datasets.load_from_disk(str(path))
+        meta = json.loads((path / META).read_text())
+        rows = meta["rows"]
+        if not isinstance(rows, dict) or not all(isinstance(n, int) for n in rows.values()):
+            raise ValueError("rows")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VitinspectError(f"{path}: lacks a readable {META} (rows per split, written with the data); "
+                              "rerun the stage that writes it (dvc repro -f)") from None
+    return meta
+
+
+def load_dataset_dir(path: str | Path, splits=("train", "val", "test")):
+    """Load a DatasetDict saved by :func:`save_dataset`, or raise a one-line error.
+
+    Every split in ``splits`` must be there with as many rows as its producer wrote: an Arrow
+    file cut at a record-batch boundary still reads, as a shorter split, and is refused here.
+    """
+    import datasets
+
+    path = Path(path)
+    meta = dataset_meta(path)
+    try:
+        ds = datasets.load_from_disk(str(path))
     except Exception as exc:  # corrupt arrow files, wrong layout: all one story for the user
-        raise VitinspectError(f"{path}: not a readable dataset ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise VitinspectError(f"{path}: not a readable dataset ({type(exc).__name__}: {first})") from None
+    if not isinstance(ds, datasets.DatasetDict):
+        raise VitinspectError(f"{path}: holds one table, not splits; rerun the stage that writes it (dvc repro -f)")
+    for name in splits:
+        if name not in ds:
+            raise VitinspectError(f"{path}: lacks split {name!r} (has {sorted(ds)}); rerun the stage that writes it (dvc repro -f)")
+        if name not in meta["rows"] or len(ds[name]) != meta["rows"][name]:
+            raise VitinspectError(f"{path}: split {name!r} has {len(ds[name])} rows but its stage wrote {meta['rows'].get(name)}: "
+                                  "damaged or replaced Arrow files; restore them (dvc checkout) or rerun the stage (dvc repro -f)")
+    return ds

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from vitinspect.metrics import epoch_metrics
 
@@ -97,7 +99,17 @@ class EpochLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero:
-            self._log(self._epochs(state.log_history)[-1])
+            entry = self._epochs(state.log_history)[-1]
+            self._log(entry)
+            print(epoch_line(entry, args.num_train_epochs), flush=True)
+
+
+def epoch_line(entry: dict, epochs: float) -> str:
+    """One readable log line for a finished epoch (the Trainer's own printer shows raw dicts)."""
+    figures = [("train loss", entry.get("loss")), ("val loss", entry.get("eval_loss")),
+               ("accuracy", entry.get("eval_accuracy")), ("macro-F1", entry.get("eval_macro_f1"))]
+    said = ", ".join(f"{name} {float(v):.4f}" for name, v in figures if v is not None)
+    return f"epoch {round(entry['epoch'])}/{round(epochs)}: {said}"
 
 
 def fingerprint(*parts) -> str:
@@ -124,11 +136,81 @@ def discard_foreign_checkpoints(directory: Path, key: str) -> None:
     marker.write_text(json.dumps({"fingerprint": key}) + "\n")
 
 
-def has_checkpoint(directory: Path) -> bool:
-    """Is there a complete Trainer checkpoint to resume from?"""
-    return directory.is_dir() and any(
-        p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in directory.iterdir()
-    )
+def _checkpoints(directory: Path) -> list[Path]:
+    """checkpoint-N directories, highest N first (the one ``resume_from_checkpoint=True`` would load)."""
+    found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[11:]), reverse=True)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """Weights readable (safetensors header), trainer_state.json readable, optimizer and scheduler
+    saved. The Trainer writes trainer_state.json after the weights and optimizer, so a checkpoint
+    cut by a kill or a full disk lacks it or something before it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
+            f.keys()
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except Exception:  # missing, empty, truncated: all one story
+        return False
+    return all((checkpoint / name).is_file() and (checkpoint / name).stat().st_size > 0 for name in ("optimizer.pt", "scheduler.pt"))
+
+
+def _check_tensor_files(checkpoint: Path) -> None:
+    """Every pickle-based file the Trainer loads on resume (optimizer, scheduler, scaler, RNG states)
+    must pass torch's weights_only loader with the Trainer's own numpy allowlist, so a planted
+    pickle is refused with one line before the Trainer reaches it (training_args.bin is never loaded)."""
+    import pickle
+
+    from transformers.trainer_pt_utils import safe_globals
+
+    from vitinspect.errors import VitinspectError
+
+    for f in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
+        try:
+            with safe_globals():
+                torch.load(f, map_location="cpu", weights_only=True, mmap=True)  # mmap: the pickle is read, not the tensors
+        except pickle.UnpicklingError as exc:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            what = f"it calls {found.group(1)}" if found else "its pickle names code to run"
+            raise VitinspectError(f"{f}: refused, not plain tensors ({what}); "
+                                  f"delete {checkpoint} to train from the previous checkpoint") from None
+        except Exception as exc:
+            raise VitinspectError(f"{f}: unreadable ({type(exc).__name__}); delete {checkpoint} to train from the previous checkpoint") from None
+
+
+def resume_point(directory: Path) -> Path | None:
+    """The checkpoint to resume from: the highest-numbered complete one. Incomplete ones (a kill or a
+    full disk during a checkpoint write) are removed, since the Trainer would otherwise pick the
+    highest-numbered directory, complete or not, and fail on every later run. Raises a one-line
+    VitinspectError if the chosen one holds a file that is not plain tensors."""
+    if not directory.is_dir():
+        return None
+    for checkpoint in _checkpoints(directory):
+        if _complete(checkpoint):
+            _check_tensor_files(checkpoint)
+            return checkpoint
+        shutil.rmtree(checkpoint)
+    return None
+
+
+def diverged(log_history: list[dict]) -> dict | None:
+    """The first log entry whose loss is NaN or infinite (a diverged run), or None."""
+    for entry in log_history:
+        for key in ("loss", "grad_norm", "eval_loss"):
+            if key in entry and not np.isfinite(entry[key]):
+                return {"epoch": entry.get("epoch"), "key": key, "value": entry[key]}
+    return None
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stop at the first non-finite loss: every later step would be wasted on NaN weights."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and diverged([logs]):
+            control.should_training_stop = True
+            control.should_save = False
 
 
 class CheckpointTrainer(Trainer):
@@ -190,7 +272,8 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
     )
-    return CheckpointTrainer(
+    trainer = CheckpointTrainer(
+        callbacks=[StopOnNonFinite()],
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -199,3 +282,5 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log as a dict; EpochLog prints one line an epoch
+    return trainer

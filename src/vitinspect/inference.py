@@ -1,0 +1,55 @@
+"""Running a trained ViT: uint8 images to ``pixel_values``, class probabilities in batches, and the
+test split a trained model is checked against."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vitinspect.model import InputSpec, check_compatible, load_trained, trained_input
+
+
+def to_pixel_values(images: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 images (N, H, W) grey or (N, H, W, 3) RGB -> float (N, 3, size, size), normalised.
+
+    Grey images are repeated over the three channels so one model takes either representation.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[-1] != spec.size:
+        x = torch.nn.functional.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+
+@torch.no_grad()
+def predict_proba(model, pixel_values: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """(N, 3, S, S) -> (N, K) class probabilities, in batches, float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(pixel_values), batch_size):
+        logits = model(pixel_values=pixel_values[i:i + batch_size].to(device)).logits
+        out.append(torch.softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+
+def model_and_test_split(data_dir, model_dir, names: list[str]):
+    """The trained model and the test split it is checked against, decoded once.
+
+    Returns (model, input_name, spec, classes, cols): ``cols`` holds the named
+    columns plus the model's own input column.
+    """
+    from vitinspect.dataset import columns, label_names
+    from vitinspect.storage import load_dataset_dir
+
+    test = load_dataset_dir(data_dir)["test"]
+    classes = label_names(test)
+    model = load_trained(model_dir)
+    input_name, spec = trained_input(model, model_dir)
+    cols = columns(test, list(dict.fromkeys([*names, input_name])))
+    check_compatible(model, classes, cols[input_name].shape[1], model_dir)
+    return model, input_name, spec, classes, cols

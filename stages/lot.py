@@ -1,0 +1,71 @@
+"""Stage `lot`: a production-like evaluation lot, rendered apart from the training data.
+
+Its own seed, size and passed share (`lot.*`), the rendering settings of `data.*`, composited
+against the training unit space (`data/unit_space.npz`), so `evaluate` sees what the line would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
+import numpy as np
+
+from vitinspect.dataset import lot_features
+from vitinspect.errors import VitinspectError
+from vitinspect.nsoartc import UnitSpace, composite
+from vitinspect.params import load_params
+from vitinspect.render import generate
+from vitinspect.storage import save_dataset, write_json
+
+LOT = "lot"  # the one split of data/lot
+
+
+def load_unit_space(path) -> UnitSpace:
+    try:
+        with np.load(path) as z:
+            return UnitSpace(z["mean"], z["std"], int(z["n"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise VitinspectError(f"{path}: not a unit space written by the nsoartc stage ({type(exc).__name__}); run dvc repro") from None
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--unit-space", required=True, help=".npz of the unit-space mean and std (nsoartc stage)")
+    ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory of the lot")
+    ap.add_argument("--summary", required=True, type=cli.output_path, help="JSON: the lot's size, seed and class counts")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    lot, n = params.lot, params.nsoartc
+    data = dataclasses.replace(params.data, seed=lot.seed, n_images=lot.n_parts, passed_ratio=lot.passed_ratio)
+    space = load_unit_space(args.unit_space)
+    if space.mean.shape[-1] != data.image_size:
+        raise VitinspectError(f"{args.unit_space}: unit space of {space.mean.shape[-1]} px but data.image_size is {data.image_size}; run dvc repro")
+
+    import datasets  # after cli: the offline environment is set first
+
+    cols = generate(data)
+    images = composite(cols["views"], data.views, space, n.window, n.gain, n.eps)
+    ds = datasets.Dataset.from_dict({
+        "id": [f"lot-{i[5:]}" for i in cols["id"]],
+        "label": [data.classes.index(c) for c in cols["label"]],
+        "raw": cols["views"][:, data.views.index("center")],
+        "nsoartc": images,
+    }, features=lot_features(data.classes, data.image_size))
+    labels = np.asarray(cols["label"])
+    write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
+                              "counts": {c: int((labels == c).sum()) for c in data.classes}})
+    save_dataset(datasets.DatasetDict({LOT: ds}), args.out)  # one split, so readers check its rows like any other
+    print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed} -> {args.out}")
+
+
+if __name__ == "__main__":
+    cli.run_stage(main)

@@ -1,0 +1,46 @@
+"""Stage `validate`: check the whole params.yaml before any other stage runs.
+
+DVC deletes a stage's outputs before it runs the stage, so a stage that refuses bad params has
+already lost them. This stage runs first (every other stage depends on its output) and has nothing
+to lose: its output is persisted and holds no param value, so its bytes stay the same while params
+stay valid and it never makes another stage rerun. It imports no torch or transformers: a bad
+params.yaml is refused in about a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+try:
+    from vitinspect import cli  # first: it sets the offline environment before any third-party import
+except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
+    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+
+from vitinspect.params import load_params
+from vitinspect.storage import write_text
+
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", required=True, type=cli.output_path, help="a small file whose bytes never change (the others' dependency)")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    # Every section, named here so that dvc.yaml's params list (checked against this script) holds them all.
+    sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
+                "train": params.train, "pretrain": params.pretrain, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
+                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
+    valid = json.dumps({"params": "valid", "sections": sorted(sections)}) + "\n"  # no value: the same bytes while valid
+    out = Path(args.out)
+    if not (out.is_file() and out.read_text() == valid):
+        write_text(out, valid)
+    print(f"validate: {args.params} is valid")
+
+
+if __name__ == "__main__":
+    cli.run_stage(main)

@@ -1,0 +1,296 @@
+"""Issue 14: every failure ends in one line and leaves outputs whole.
+
+Bad params through dvc repro (the validate stage), a kill in the middle of a checkpoint write, a
+diverged training run, non-finite figures, all-or-nothing outputs, and the catch-all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from conftest import load_stage, merge, run, train_args, write_params
+from vitinspect.errors import VitinspectError
+
+TESTS = Path(__file__).parent
+
+
+# --------------------------------------------------------------------------- cheap, in-process
+
+
+def fake_checkpoint(path: Path, *, state=True, weights=True, optimizer=True) -> Path:
+    path.mkdir(parents=True)
+    if weights:
+        save_file({"w": torch.zeros(2)}, str(path / "model.safetensors"))
+    if state:
+        (path / "trainer_state.json").write_text("{}")
+    if optimizer:
+        torch.save({"state": {}, "param_groups": []}, path / "optimizer.pt")
+        torch.save({"last_epoch": 1}, path / "scheduler.pt")
+    return path
+
+
+def test_resume_point_removes_incomplete_checkpoints_highest_first(tmp_path):
+    from vitinspect.training import resume_point
+
+    good = fake_checkpoint(tmp_path / "checkpoint-6")
+    cut = [fake_checkpoint(tmp_path / "checkpoint-12", state=False),  # killed before trainer_state.json
+           fake_checkpoint(tmp_path / "checkpoint-18", weights=False, state=False, optimizer=False),  # killed at once
+           fake_checkpoint(tmp_path / "checkpoint-24", optimizer=False)]
+    (cut[0] / "optimizer.pt").write_bytes((cut[0] / "optimizer.pt").read_bytes()[:10])
+    truncated = fake_checkpoint(tmp_path / "checkpoint-30")
+    (truncated / "model.safetensors").write_bytes((truncated / "model.safetensors").read_bytes()[:20])
+    assert resume_point(tmp_path) == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-6"]
+    assert resume_point(tmp_path / "absent") is None
+
+
+def test_a_planted_pickle_in_the_checkpoint_is_refused_in_one_line(tmp_path):
+    from vitinspect.training import resume_point
+
+    class Planted:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    ckpt = fake_checkpoint(tmp_path / "checkpoint-6")
+    torch.save(Planted(), ckpt / "rng_state.pth")
+    with pytest.raises(VitinspectError, match=r"rng_state.pth: refused, not plain tensors \(it calls [\w.]*print\)"):
+        resume_point(tmp_path)
+    assert ckpt.is_dir()  # refused, not silently deleted
+
+
+def test_write_json_refuses_nan_and_inf_naming_the_figure(in_tmp):
+    from vitinspect.storage import write_json
+
+    with pytest.raises(VitinspectError, match=r"m.json: defect_contrast.tilt_x is nan \(not a finite number\); check nsoartc.eps"):
+        write_json("m.json", {"defect_contrast": {"tilt_x": float("nan")}}, hint="check nsoartc.eps")
+    with pytest.raises(VitinspectError, match=r"rows\[1\] is inf"):
+        write_json("m.json", {"rows": [1.0, float("inf")]})
+    assert not Path("m.json").exists()
+
+
+def test_all_or_nothing_renames_every_output_or_none(in_tmp):
+    from vitinspect.storage import all_or_nothing, write_json, write_text
+
+    write_text("a.txt", "old a")
+    write_text("b.txt", "old b")
+    with pytest.raises(VitinspectError):
+        with all_or_nothing():
+            write_text("a.txt", "new a")
+            write_json("b.txt", {"x": float("nan")})
+    assert Path("a.txt").read_text() == "old a" and Path("b.txt").read_text() == "old b"
+    assert not list(Path().glob(".*.tmp"))
+    with all_or_nothing():
+        write_text("a.txt", "new a")
+        assert Path("a.txt").read_text() == "old a"  # nothing renamed before the end
+        write_text("b.txt", "new b")
+    assert Path("a.txt").read_text() == "new a" and Path("b.txt").read_text() == "new b"
+
+
+def test_catch_all_prints_one_line_and_exits_2(capsys, monkeypatch):
+    from vitinspect import cli
+
+    def boom(argv):
+        raise KeyError("x" * 1000)
+
+    monkeypatch.delenv("VITINSPECT_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        cli.run_stage(boom, [])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and len(err) < 400
+    assert err.startswith("error: unexpected KeyError") and "run with VITINSPECT_DEBUG=1 for the traceback" in err
+
+    def missing(argv):
+        open("/nonexistent/file.bin")
+
+    with pytest.raises(SystemExit):
+        cli.run_stage(missing, [])
+    assert capsys.readouterr().err.startswith("error: /nonexistent/file.bin: No such file or directory; run with")
+    monkeypatch.setenv("VITINSPECT_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.run_stage(boom, [])
+
+
+def test_review_refuses_an_output_outside_the_project(in_tmp):
+    from vitinspect import review
+
+    with pytest.raises(VitinspectError, match="is outside the project"):
+        review.main(["--out", "../pr.md"])
+
+
+def test_validate_stage_refuses_without_importing_torch(tmp_path):
+    import subprocess
+    import sys
+
+    bad = write_params(tmp_path / "params.yaml", data={"passed_ratio": 0})
+    code = ("import sys, runpy; sys.argv = ['validate.py', '--params', %r, '--out', 'ok.json'];"
+            "import atexit; atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr));"
+            "runpy.run_path(%r, run_name='__main__')") % (str(bad), str(TESTS.parent / "stages/validate.py"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["error: params.yaml: data.passed_ratio must be in (0, 1), got 0.0", "NO-TORCH"]
+    good = write_params(tmp_path / "params.yaml")
+    validate = load_stage("validate")
+    old = Path.cwd()
+    try:
+        import os
+
+        os.chdir(tmp_path)
+        validate.main(["--params", str(good), "--out", "ok.json"])
+        first = (tmp_path / "ok.json").read_bytes()
+        write_params(tmp_path / "params.yaml", train={"epochs": 7})
+        validate.main(["--params", str(good), "--out", "ok.json"])
+    finally:
+        os.chdir(old)
+    assert (tmp_path / "ok.json").read_bytes() == first  # valid params, same bytes: nothing downstream reruns
+
+
+def test_diverged_training_fails_in_one_line_and_writes_no_model(tiny_data, in_tmp, tmp_path):
+    params = write_params(tmp_path / "params.yaml", train={"epochs": 3, "lr": 1e30})
+    with pytest.raises(VitinspectError, match=r"params.yaml: train.lr=1e\+30: training diverged \((loss|grad_norm|eval_loss) is nan at epoch 1\).*lower train.lr"):
+        load_stage("train").main(train_args(tiny_data, tmp_path, params))
+    assert not (tmp_path / "vit").exists() and not (tmp_path / "train.json").exists()
+    # Stopped at the first non-finite loss, and no checkpoint of NaN weights was kept to resume from.
+    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))
+
+
+class Planted:
+    """What an attacker plants: a pickle that runs a command when loaded."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_train_refuses_a_planted_pickle_in_its_checkpoint_before_loading_it(tiny_data, in_tmp, tmp_path, monkeypatch):
+    import types
+
+    params = write_params(tmp_path / "params.yaml", train={"epochs": 2})
+    stage = load_stage("train")
+    with monkeypatch.context() as m:  # keep the checkpoints a finished run would remove
+        m.setattr(stage, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))
+        stage.main(train_args(tiny_data, tmp_path, params))
+    last = max((tmp_path / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    torch.save(Planted(), last / "rng_state.pth")
+    before = (tmp_path / "train.json").read_bytes()
+    with pytest.raises(VitinspectError, match=r"checkpoint-12/rng_state.pth: refused, not plain tensors \((it calls [\w.]*system|its pickle names code to run)\)"):
+        stage.main(train_args(tiny_data, tmp_path, params))
+    assert not (tmp_path / "PWNED").exists() and (tmp_path / "train.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- end to end, real dvc
+
+STAGE_OUTS = None
+
+
+def all_outs(root: Path) -> list[Path]:
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    return [root / (o if isinstance(o, str) else next(iter(o))) for s in stages.values() for o in s.get("outs", [])]
+
+
+def params_text(base: dict, key: str, value) -> str:
+    from test_params import with_value
+
+    return yaml.safe_dump(with_value(key, value, base), sort_keys=False)
+
+
+@pytest.mark.slow
+def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project, tmp_path):
+    from test_reliability import digest
+
+    root = tmp_path / "proj"
+    shutil.copytree(built_project, root, symlinks=True)
+    outs = all_outs(root)
+    assert all(p.exists() for p in outs)
+    before = digest(outs)
+    good = (root / "params.yaml").read_text()
+    base = yaml.safe_load(good)
+    # (name, params.yaml, what the one line says, whether DVC itself may refuse the file before any stage runs)
+    cases = [(f"{k}={v!r}"[:60], params_text(base, k, v), frag.split(" (")[0], False)
+             for k, v, frag in yaml.safe_load((TESTS / "bad_params.yaml").read_text())]
+    cases += [
+        ("not utf-8", good.replace("passed_ratio", "passed_r\xe4tio").encode("latin-1"), "utf-8", True),
+        ("duplicate section", good + "train:\n  epochs: 3\n", "duplicate", True),
+        # At the top level, outside every params section: validate reruns because params.yaml is also a file dep.
+        # 11,110 values when expanded. DVC itself expands the file (about 5 s of CPU per 10^5 values here; a 10^7 bomb
+        # took over 5 GB and minutes before it was stopped), so a bigger bomb hangs DVC, which reads params.yaml before any stage
+        # (README); run directly, a stage refuses any size at once (test_params.py).
+        ("alias bomb", "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+         + "".join(f"bomb{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]\n" for i in range(1, 4)) + good, "expands to more than", False),
+    ]
+    timings = []
+    for name, text, fragment, dvc_may_refuse in cases:
+        path = root / "params.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        start = time.perf_counter()
+        proc = run("dvc repro", root, check=False)
+        timings.append(time.perf_counter() - start)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0, name
+        assert fragment.lower() in said.lower(), (name, said[-1500:])
+        assert "Traceback" not in said, name
+        assert "Running stage 'validate'" in proc.stdout or dvc_may_refuse, (name, said[-1500:])
+        assert not ({"prepare", "nsoartc", "train", "evaluate", "attention", "audit"}
+                    & set(__import__("re").findall(r"Running stage '([^']+)'", proc.stdout))), name
+        assert run("git status --porcelain", root).stdout.splitlines() == [" M params.yaml"], name
+        missing = [str(p) for p in outs if not p.exists()]
+        assert not missing, (name, missing)
+    assert digest(outs) == before  # not one output touched by any of the bad files
+    (root / "params.yaml").write_text(good)
+    assert "up to date" in run("dvc status", root).stdout
+    print(f"\n{len(cases)} bad params files through dvc repro: median {sorted(timings)[len(timings) // 2]:.1f} s, max {max(timings):.1f} s")
+
+
+@pytest.mark.slow
+def test_kill_in_the_middle_of_a_checkpoint_write_then_repro_matches_an_uninterrupted_run(built_project, tmp_path):
+    root = tmp_path / "proj"
+    shutil.copytree(built_project, root, symlinks=True)
+    ckpt_dir = root / ".cache/checkpoints/train"  # train removes it after a finished run; gitignored, not a DVC out
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    # Tiny run: 2 epochs, a checkpoint each; torch.save per checkpoint: training_args.bin, optimizer.pt,
+    # scheduler.pt, rng_state.pth. The 6th is epoch 2's optimizer.pt: cut in half, then SIGKILL.
+    killed = run("dvc repro -f -s train", root, check=False,
+                 env={"VITINSPECT_TEST_KILL_AT_SAVE": "6", "VITINSPECT_TEST_KILL_SCRIPT": "train.py"})
+    assert killed.returncode != 0, "the stage was not killed: the test did not test anything"
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in ckpts] == ["checkpoint-6", "checkpoint-12"]
+    cut = ckpts[-1]
+    assert (cut / "model.safetensors").exists() and not (cut / "trainer_state.json").exists()  # the highest is the cut one
+    run("dvc repro", root)
+    assert json.loads((root / "logs/train_run.json").read_text())["resumed"] is True
+    a = load_file(built_project / "models/vit/model.safetensors")
+    b = load_file(root / "models/vit/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("metrics/train.json", "metrics/eval.json", "metrics/attention.json", "metrics/audit.json"):
+        assert (built_project / name).read_bytes() == (root / name).read_bytes(), name
+    assert "up to date" in run("dvc status", root).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["evaluate", "attention"])
+def test_a_full_disk_during_evaluate_or_attention_leaves_every_old_output(built_project, tmp_path, stage):
+    from test_reliability import digest, outs_of, stage_cmd
+
+    root = tmp_path / "proj"
+    shutil.copytree(built_project, root, symlinks=True)
+    outs = outs_of(root, stage)
+    for p in outs:  # mark the old outputs, so a replaced one shows even with the same bytes
+        for f in ([*p.rglob("*.png")] if p.is_dir() else [p]):
+            with open(f, "ab") as fh:
+                fh.write(b"old")
+    before = digest(outs)
+    # Files over 4 KiB cannot be written (EFBIG, as a full disk gives ENOSPC): the small outputs fit, the figures do not.
+    proc = run(f"ulimit -f 8 && {stage_cmd(root, stage)}", root, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write (File too large)" in lines[0], proc.stderr[-2000:]
+    assert digest(outs) == before
+    assert not [p for p in root.rglob(".*.tmp") if ".dvc" not in p.parts]
