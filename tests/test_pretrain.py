@@ -61,6 +61,31 @@ def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp
     assert model.config.num_labels == len(CLASSES)
 
 
+def test_mae_starts_with_positions_and_learns_more_than_the_mean_pixel(tiny_params, tmp_path):
+    """transformers 5 leaves ViTMAE's position tables at zero when built from a config; without them every
+    masked patch gets the same prediction. build_mae sets the sin-cos tables, and the loss on held-out parts
+    then falls below what the best position-blind prediction (the mean pixel of each image) scores."""
+    from vitinspect.inference import to_pixel_values
+    from vitinspect.model import InputSpec
+    from vitinspect.pretrain import ImageDataset, build_mae, make_mae_trainer, mae_config, reconstruct, sincos_table, unlabeled_views
+
+    q = tiny_params.pretrain
+    mae = build_mae(mae_config(tiny_params.model, 32, q), q.seed)
+    n = mae.vit.embeddings.patch_embeddings.num_patches
+    assert torch.equal(mae.vit.embeddings.position_embeddings, sincos_table(n, tiny_params.model.hidden_size))
+    assert torch.equal(mae.decoder.decoder_pos_embed, sincos_table(n, q.decoder.hidden_size))
+    assert len({tuple(r) for r in mae.decoder.decoder_pos_embed[0, 1:].tolist()}) == n  # every patch its own position
+    assert mae.decoder.mask_token.abs().sum() > 0 and mae.vit.embeddings.cls_token.abs().sum() > 0
+
+    images = unlabeled_views(tiny_params.data, 96, q.seed)[:, 0]  # raw centre views: structure a position can predict
+    held_out = to_pixel_values(unlabeled_views(tiny_params.data, 16, q.seed + 1)[:, 0], InputSpec(32))
+    make_mae_trainer(mae, ImageDataset(images), InputSpec(32), dataclasses.replace(q, epochs=20, device="cpu"), tmp_path).train()
+    patches = mae.patchify(held_out)
+    blind = float(((patches - patches.mean(dim=(1, 2), keepdim=True)) ** 2).mean())  # one value per image, all patches
+    # Measured: 0.074 against 0.158 (with the position tables zeroed, as transformers leaves them: 0.166).
+    assert reconstruct(mae, held_out, seed=0)[-1] < 0.7 * blind
+
+
 def test_encoder_copy_refuses_a_mismatch(tiny_params):
     from vitinspect.pretrain import build_mae, encoder_as_vit, mae_config
 

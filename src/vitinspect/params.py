@@ -205,11 +205,11 @@ class Decoder:
 class Pretrain:
     """Masked-autoencoder pretraining on unlabeled parts (used when model.source is 'pretrain')."""
 
-    n_parts: int = _f(3000, positive)
+    n_parts: int = _f(2000, positive)
     seed: int = _f(1, non_negative)
     input: str = _f("nsoartc", one_of(INPUTS))
-    epochs: int = _f(10, positive)
-    batch_size: int = _f(128, positive)
+    epochs: int = _f(8, positive)
+    batch_size: int = _f(64, positive)
     lr: float = _f(1.5e-3, positive)
     weight_decay: float = _f(0.05, non_negative)
     warmup_ratio: float = _f(0.05, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")

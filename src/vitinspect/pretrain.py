@@ -78,10 +78,38 @@ def mae_config(model_params, image_size: int, pretrain_params) -> ViTMAEConfig:
     )
 
 
+def sincos_table(n_patches: int, dim: int) -> torch.Tensor:
+    """(1, 1 + n_patches, dim): MAE's fixed 2-D sin-cos position table, a zero row for the CLS token first
+    (in the half order of transformers' ``ViTMAEEmbeddings.initialize_weights``)."""
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+
+    g = int(round(n_patches ** 0.5))
+    table = torch.as_tensor(build_2d_sinusoidal_position_embedding(height=g, width=g, embed_dim=dim, cls_token=True)).float()
+    half = table.shape[-1] // 2
+    return torch.cat([table[..., half:], table[..., :half]], dim=-1).reshape(1, 1 + n_patches, dim)
+
+
 def build_mae(config: ViTMAEConfig, seed: int) -> ViTMAEForPreTraining:
-    """A freshly initialised MAE; the same seed gives the same weights."""
+    """A freshly initialised MAE; the same seed gives the same weights.
+
+    Built from a config, transformers 5 leaves both position tables, the CLS token and the mask token
+    at zero (``_init_weights`` zeroes the decoder's table and skips the encoder's sin-cos set-up once the
+    patch projection counts as initialised). Without positions the encoder and decoder cannot tell
+    patches apart, every mask token gets the same prediction, and the MAE can only learn the mean
+    pixel. So they are set here as the MAE paper (and ``initialize_weights``) sets them.
+    """
     torch.manual_seed(seed)
-    return ViTMAEForPreTraining(config)
+    mae = ViTMAEForPreTraining(config)
+    emb, dec = mae.vit.embeddings, mae.decoder
+    n = emb.patch_embeddings.num_patches
+    with torch.no_grad():
+        emb.position_embeddings.copy_(sincos_table(n, config.hidden_size))
+        dec.decoder_pos_embed.copy_(sincos_table(n, config.decoder_hidden_size))
+        w = emb.patch_embeddings.projection.weight
+        w.copy_(torch.nn.init.xavier_uniform_(torch.empty(w.shape[0], w[0].numel())).view_as(w))
+        torch.nn.init.normal_(emb.cls_token, std=config.initializer_range)
+        torch.nn.init.normal_(dec.mask_token, std=config.initializer_range)
+    return mae
 
 
 def encoder_as_vit(mae: ViTMAEForPreTraining) -> ViTModel:

@@ -80,30 +80,33 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
     return exps + [Experiment(k, 0, {"train.seed": 0, **v}) for k, v in settings.items()]
 
 
-def pretrain_plan(seeds: int = 3) -> list[Experiment]:
+PT_TARGETS = ("evaluate", "attention", "audit")  # what the pretrained-start sections read (no bundle, no peer)
+
+
+def pretrain_plan(seeds: int = 2) -> list[Experiment]:
     """F4 and F5 asked again of a pretrained start (``pt-*``), beside the from-scratch runs they need.
 
-    Head-only from scratch and from the pretrained start run with ``seeds`` training seeds (the
-    done-when comparison); the rest once. Every ``pt-*`` run of the small model shares one
-    pretraining (same ``pretrain.*``: DVC's run cache restores it); the larger model has its own.
-    Ordered so that a queue cut short has answered the most: the pretraining and full fine-tuning
-    first, then two seeds of each head-only pair, label efficiency, the other strategies, the
-    norm_pix_loss probe, the remaining seeds, the larger model last.
+    Head-only from scratch and from the pretrained start, and each strategy from the pretrained
+    start, run with ``seeds`` training seeds; the scratch baseline, label efficiency and the larger
+    model once. Every ``pt-*`` run of the small model shares one pretraining (same ``pretrain.*``:
+    DVC's run cache restores it); the larger model has its own. Ordered so that a queue cut short
+    has answered the most: the pretraining and full fine-tuning first, then the head-only pairs
+    (the done-when comparison), the other strategies, label efficiency, the larger model last.
     """
-    pt = lambda **o: {**PRETRAIN, **o}  # noqa: E731
-    head = [(f"{p}head", s, {"train.seed": s, **(PRETRAIN if p else {}), "finetune.strategy": "head"})
-            for s in range(seeds) for p in ("pt-", "")]
+    def pt(**o):
+        return {**PRETRAIN, **o}
+
+    def runs(setting, overrides):
+        return [(setting, s, {"train.seed": s, **overrides}) for s in range(seeds)]
+
+    head = [r for pair in zip(runs("head", {"finetune.strategy": "head"}), runs("pt-head", pt(**{"finetune.strategy": "head"})))
+            for r in pair]
     frac = [(f"{p}frac{f}", 0, {"train.seed": 0, **(PRETRAIN if p else {}), "train.label_fraction": f})
-            for f in FRACTIONS for p in ("pt-", "")]
-    # The same probe after pretraining with per-patch normalised targets (norm_pix_loss): an MAE that only
-    # learns the mean composite gives its encoder nothing to probe; normalised targets take that shortcut away.
-    normpix = [("pt-normpix-head", s, pt(**{"train.seed": s, "finetune.strategy": "head", "pretrain.norm_pix_loss": True}))
-               for s in range(min(seeds, 2))]
-    order = [("pt-full", 0, pt(**{"train.seed": 0})), ("base", 0, {"train.seed": 0}), *head[:4], *frac,
-             ("pt-last_blocks", 0, pt(**{"train.seed": 0, "finetune.strategy": "last_blocks"})),
-             ("pt-lora", 0, pt(**{"train.seed": 0, "finetune.strategy": "lora"})), *normpix, *head[4:],
-             ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
-    return [Experiment(name, seed, overrides) for name, seed, overrides in order]
+            for f in FRACTIONS for p in ("", "pt-")]
+    order = [("pt-full", 0, pt(**{"train.seed": 0})), *head, ("base", 0, {"train.seed": 0}),
+             *runs("pt-last_blocks", pt(**{"finetune.strategy": "last_blocks"})), *runs("pt-lora", pt(**{"finetune.strategy": "lora"})),
+             *[r for r in runs("pt-full", pt()) if r[1] > 0], *frac, ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
+    return [Experiment(name, seed, overrides, PT_TARGETS) for name, seed, overrides in order]
 
 
 # --------------------------------------------------------------------------- running
