@@ -62,7 +62,7 @@ def bench_data(params: Params, work: Path):
     p = params.data
     cols, t_render = timed(generate, p)
     ds = to_dataset_dict(cols, parts_features(p.classes, p.views, p.image_size), p.classes)
-    _, t_save = timed(save_dataset, ds, work / "parts")
+    _, t_save = timed(save_dataset, ds, work / "parts", views=list(p.views), classes=list(p.classes))
     row("prepare: parts/s (render only)", p.n_images / t_render, "parts/s")
     row("prepare: parts/s (render + save)", p.n_images / (t_render + t_save), "parts/s")
 
