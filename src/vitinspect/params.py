@@ -92,6 +92,22 @@ def ordered_range(lo: float, hi: float):
     return check
 
 
+def auto_or_positive_int(v):
+    if v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and float(v).is_integer()):
+        return None
+    return f"must be 'auto' or an integer >= 1, got {short(v)}"
+
+
+def resolve_workers(value, cores: int | None = None) -> int:
+    """A ``num_proc``/``threads`` value ('auto' or an int) -> how many to use: 'auto' is the cores this
+    process may run on."""
+    if value != "auto":
+        return int(value)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
+
+
 def odd_at_least_3(v):
     return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {short(v)}"
 
@@ -142,6 +158,7 @@ class Data:
     lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     noise: float = _f(0.02, non_negative)
     blur: float = _f(0.6, non_negative)
+    num_proc: object = _f("auto", auto_or_positive_int)
 
 
 @dataclass(frozen=True)
