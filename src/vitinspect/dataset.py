@@ -164,7 +164,11 @@ def from_chunks(paths, features) -> "datasets.Dataset":
     """One split from its chunk files, in order, memory-mapped (nothing is read into RAM).
 
     Its fingerprint (saved in ``state.json``) is a hash of the chunks' bytes, so the same rows give the
-    same saved bytes however many processes wrote them.
+    same saved bytes however many processes wrote them. Against one in-memory table (Dataset.from_dict) the
+    saved rows are equal and the bytes are too for splits of up to 1,000 rows (one record batch); a longer
+    split differs in the 48 padding bytes after the ``id`` strings of each full record batch: pyarrow pads a
+    sliced string buffer with the bytes that follow it (the next ids, in one big array), and a batch joined
+    from chunks has none.
     """
     import hashlib
 
@@ -196,17 +200,73 @@ def columns(ds, names, rows: slice = slice(None)) -> dict[str, np.ndarray]:
         raise VitinspectError(f"{_where(ds)}: lacks column {missing[0]!r} (has {ds.column_names}); rerun the stage that writes it (dvc repro -f)")
     import datasets
 
-    # One batch read ([:]), not row by row (np.asarray of a column iterates its rows: ~25x slower);
-    # image columns back to their stored dtype (uint8), not the int64 the numpy formatter returns.
-    batch = ds.with_format("numpy", columns=list(names))[rows]
+    # Image columns straight from their Arrow buffers as uint8 (MappedImages); the rest in one batch read
+    # ([rows]), not row by row (np.asarray of a column iterates its rows: ~25x slower).
+    images = [n for n in names if isinstance(ds.features[n], (datasets.Array2D, datasets.Array3D))]
+    if getattr(ds, "_indices", None) is not None:
+        images = []
+    rest = [n for n in names if n not in images]
+    batch = ds.with_format("numpy", columns=rest)[rows] if rest else {}
     out = {}
     for n in names:
+        if n in images:
+            out[n] = MappedImages(ds, n)[rows]
+            continue
         a = np.asarray(batch[n])
         feature = ds.features[n]
         if isinstance(feature, (datasets.Array2D, datasets.Array3D)):
             a = a.astype(feature.dtype, copy=False)
         out[n] = a
     return out
+
+
+class MappedImages:
+    """A fixed-shape image column (Array2D/Array3D) of a memory-mapped split as numpy views of its Arrow
+    buffers: no copy and no per-row Python; ``images[idx]`` gathers rows (uint8) for one batch.
+
+    Pages are read from the file as rows are touched, so memory does not grow with the split.
+    """
+
+    def __init__(self, ds, name: str):
+        import datasets
+
+        feature = ds.features.get(name)
+        if not isinstance(feature, (datasets.Array2D, datasets.Array3D)) or getattr(ds, "_indices", None) is not None:
+            raise VitinspectError(f"{_where(ds)}: column {name!r} is not a stored image column; rerun the stage that writes it (dvc repro -f)")
+        self.shape, self.dtype = tuple(feature.shape), np.dtype(feature.dtype)
+        self.chunks, starts = [], [0]
+        for chunk in ds.data.table.column(name).chunks:
+            flat = getattr(chunk, "storage", chunk)
+            if flat.null_count:
+                raise VitinspectError(f"{_where(ds)}: column {name!r} has missing images; rerun the stage that writes it (dvc repro -f)")
+            for _ in self.shape:
+                flat = flat.flatten()
+            a = flat.to_numpy(zero_copy_only=True)
+            if a.dtype != self.dtype or a.size != len(chunk) * int(np.prod(self.shape)):
+                raise VitinspectError(f"{_where(ds)}: column {name!r} is not {self.dtype} of shape {self.shape} in every row; "
+                                      "rerun the stage that writes it (dvc repro -f)")
+            self.chunks.append(a.reshape((len(chunk),) + self.shape))
+            starts.append(starts[-1] + len(chunk))
+        self.starts = np.asarray(starts)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, idx) -> np.ndarray:
+        """Rows ``idx`` (an int, a slice or an index array) as a new array."""
+        if isinstance(idx, (int, np.integer)):
+            return self[[idx]][0]
+        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx),) + self.shape, dtype=self.dtype)
+        which = np.searchsorted(self.starts, idx, side="right") - 1
+        for c in np.unique(which):
+            rows = which == c
+            out[rows] = self.chunks[c][idx[rows] - self.starts[c]]
+        return out
+
+    def blocks(self):
+        """The column's Arrow chunks as arrays, in order (to hash or scan it without a copy)."""
+        return iter(self.chunks)
 
 
 def label_names(ds) -> list[str]:
