@@ -59,7 +59,9 @@ def main(argv=None) -> None:
     ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
-    p = load_params(args.params).attention
+    params = load_params(args.params)
+    p = params.attention
+    cli.set_threads(params.train.threads)
     model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
     defective = cols["label"] != classes.index("passed")
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)

@@ -233,31 +233,33 @@ class MappedImages:
         feature = ds.features.get(name)
         if not isinstance(feature, (datasets.Array2D, datasets.Array3D)) or getattr(ds, "_indices", None) is not None:
             raise VitinspectError(f"{_where(ds)}: column {name!r} is not a stored image column; rerun the stage that writes it (dvc repro -f)")
-        self.shape, self.dtype = tuple(feature.shape), np.dtype(feature.dtype)
+        self.row_shape, self.dtype = tuple(feature.shape), np.dtype(feature.dtype)
         self.chunks, starts = [], [0]
         for chunk in ds.data.table.column(name).chunks:
             flat = getattr(chunk, "storage", chunk)
             if flat.null_count:
                 raise VitinspectError(f"{_where(ds)}: column {name!r} has missing images; rerun the stage that writes it (dvc repro -f)")
-            for _ in self.shape:
+            for _ in self.row_shape:
                 flat = flat.flatten()
             a = flat.to_numpy(zero_copy_only=True)
-            if a.dtype != self.dtype or a.size != len(chunk) * int(np.prod(self.shape)):
-                raise VitinspectError(f"{_where(ds)}: column {name!r} is not {self.dtype} of shape {self.shape} in every row; "
+            if a.dtype != self.dtype or a.size != len(chunk) * int(np.prod(self.row_shape)):
+                raise VitinspectError(f"{_where(ds)}: column {name!r} is not {self.dtype} of shape {self.row_shape} in every row; "
                                       "rerun the stage that writes it (dvc repro -f)")
-            self.chunks.append(a.reshape((len(chunk),) + self.shape))
+            self.chunks.append(a.reshape((len(chunk),) + self.row_shape))
             starts.append(starts[-1] + len(chunk))
         self.starts = np.asarray(starts)
+        self.shape = (len(self),) + self.row_shape
 
     def __len__(self) -> int:
         return int(self.starts[-1])
 
     def __getitem__(self, idx) -> np.ndarray:
-        """Rows ``idx`` (an int, a slice or an index array) as a new array."""
+        """Rows ``idx`` (an int, a slice, a bool mask or an index array) as a new array."""
         if isinstance(idx, (int, np.integer)):
             return self[[idx]][0]
-        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64)
-        out = np.empty((len(idx),) + self.shape, dtype=self.dtype)
+        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx)
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64, copy=False)
+        out = np.empty((len(idx),) + self.row_shape, dtype=self.dtype)
         which = np.searchsorted(self.starts, idx, side="right") - 1
         for c in np.unique(which):
             rows = which == c

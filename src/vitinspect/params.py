@@ -207,6 +207,7 @@ class Train:
     seed: int = _f(0, non_negative)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
+    threads: object = _f("auto", auto_or_positive_int)
 
 
 def threshold_value(v):
