@@ -10,7 +10,6 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
-import datasets
 import numpy as np
 
 from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, label_names, map_ordered,
@@ -38,6 +37,7 @@ def main(argv=None) -> None:
     params = load_params(args.params)
     p, views = params.nsoartc, list(params.data.views)
     num_proc = resolve_workers(params.data.num_proc)
+    import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
     stored = dataset_meta(args.parts).get("views")

@@ -10,7 +10,6 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
-import datasets
 import numpy as np
 
 from vitinspect.dataset import SPLITS, chunk_ranges, chunk_size, from_chunks, map_ordered, parts_features, run_job
@@ -29,6 +28,7 @@ def main(argv=None) -> None:
 
     p = load_params(args.params).data
     num_proc = resolve_workers(p.num_proc)
+    import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
     labels, splits = plan(p)
     features = parts_features(p.classes, p.views, p.image_size)
     # Each split in chunks of parts, rendered by num_proc processes and written as Arrow files as they
