@@ -53,3 +53,61 @@ def test_data_stage_bytes_do_not_depend_on_num_proc_and_match_the_in_memory_path
     unit = np.load(tmp_path / "one" / "unit.npz")
     assert int(unit["n"]) == fit.n == train.sum()
     assert unit["mean"].tobytes() == fit.mean.tobytes() and unit["std"].tobytes() == fit.std.tobytes()
+
+
+def test_mapped_images_are_the_stored_uint8_rows_and_batches_convert_like_the_whole_split(tiny_data):
+    import functools
+
+    import datasets
+    import torch
+
+    from vitinspect.dataset import MappedImages
+    from vitinspect.inference import predict_images, predict_proba, to_pixel_values
+    from vitinspect.model import InputSpec, build_scratch
+    from vitinspect.params import params_from_dict
+    from vitinspect.training import ImageDataset, PixelDataset, collate
+
+    from conftest import tiny_dict
+
+    ds = datasets.load_from_disk(str(tiny_data / "nsoartc"))["train"]
+    rows = ds.with_format("numpy", columns=["nsoartc", "raw"])[:]  # the formatter's own (int64) reading
+    images = MappedImages(ds, "nsoartc")
+    assert images.shape == rows["nsoartc"].shape and images.dtype == np.uint8
+    assert np.array_equal(images[:], rows["nsoartc"]) and np.array_equal(MappedImages(ds, "raw")[:], rows["raw"])
+    pick = np.array([5, 0, len(ds) - 1, 5])
+    assert np.array_equal(images[pick], rows["nsoartc"][pick]) and np.array_equal(images[3], rows["nsoartc"][3])
+    mask = np.arange(len(ds)) % 3 == 0
+    assert np.array_equal(images[mask], rows["nsoartc"][mask])
+
+    spec = InputSpec(images.shape[1])
+    labels = np.arange(len(ds)) % 4
+    whole = PixelDataset(to_pixel_values(rows["nsoartc"].astype(np.uint8), spec), labels)
+    streamed = ImageDataset(images, labels, functools.partial(to_pixel_values, spec=spec))
+    a, b = collate([whole[i] for i in pick]), collate(streamed.__getitems__(list(pick)))
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["labels"], b["labels"])
+    assert torch.equal(streamed[7]["pixel_values"], whole[7]["pixel_values"])
+    loader = torch.utils.data.DataLoader(streamed, batch_size=16, collate_fn=collate)
+    assert torch.equal(torch.cat([batch["pixel_values"] for batch in loader]), whole.pixel_values)
+
+    p = params_from_dict(tiny_dict())
+    model = build_scratch(p.model, images.shape[1], ["a", "b", "c", "d"], 0)
+    assert np.array_equal(predict_images(model, images, spec, 16), predict_proba(model, to_pixel_values(images[:], spec), 16))
+
+
+def test_threads_auto_share_the_cores_among_dvc_queue_workers(monkeypatch):
+    import torch
+
+    from vitinspect import cli
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(cli, "cores", lambda: 8)
+        monkeypatch.setattr(cli, "queue_workers", lambda: 3)
+        assert cli.set_threads("auto") == 2 == torch.get_num_threads()
+        assert cli.set_threads(1.0) == 1 == torch.get_num_threads()
+        monkeypatch.setattr(cli, "queue_workers", lambda: 16)
+        assert cli.set_threads("auto") == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.undo()
+    assert cli.queue_workers() >= 1

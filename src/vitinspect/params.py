@@ -437,12 +437,15 @@ def split_counts(d: Data) -> dict[str, dict[str, int]]:
 
 
 def memory_estimate(p: Params) -> int:
-    """Rough peak bytes of the largest stage: data arrays (uint8 views, float32 RT channels), training
+    """Rough peak bytes of the largest stage: a chunk of data arrays per process (uint8 views, float RT channels), training
     state (weights, gradients, AdamW moments) and attention matrices of one batch. An order of magnitude,
     to refuse at once what numpy or torch would fail to allocate after minutes."""
     d, m = p.data, p.model
-    pixels = d.n_images * d.image_size ** 2
-    data = pixels * (len(d.views) * 5 + 40)
+    # prepare and nsoartc hold one chunk of parts per process (dataset.chunk_size: 256 at 64 px, fewer
+    # for larger images), train and evaluate one batch: the data set itself stays in the Arrow files.
+    chunk = max(4, min(256, 256 * 64 * 64 // d.image_size ** 2))
+    pixels = min(d.n_images, chunk) * resolve_workers(d.num_proc) * d.image_size ** 2
+    data = pixels * (len(d.views) * 5 + 40) + d.n_images * 200  # + per-part records (class, split, id, label) in Python
     if m.source == "scratch":
         weights = m.layers * (4 * m.hidden_size ** 2 + 2 * m.hidden_size * m.mlp_size) + 3 * m.patch_size ** 2 * m.hidden_size
         tokens = (d.image_size // m.patch_size) ** 2 + 1
