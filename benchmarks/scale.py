@@ -4,7 +4,8 @@ wall, parts/s, peak RSS, CPU utilisation and bytes on disk, plus the fitted grow
 Each stage runs as its own process (as DVC runs it). Peak RSS is sampled from /proc every 50 ms over the
 stage's whole process tree (proportional set size of the stage and its worker processes, summed), beside the largest single
 process's high-water mark (VmHWM); both count the pages of memory-mapped Arrow files the stage touched
-(reclaimable page cache, not heap), so they are upper bounds on what the stage needs. CPU utilisation is
+(reclaimable page cache, not heap), so they are upper bounds on what the stage needs; the anonymous
+part (Pss_Anon: heap and arrays, summed over the tree) is printed beside them. CPU utilisation is
 (user + system CPU seconds of the tree) / wall seconds: 1.0 = one core busy.
 
     python benchmarks/scale.py                                  # 1k/3k/10k/30k at 64 px, 1k/3k at 224 px (patch 16)
@@ -67,6 +68,19 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _anon(pid: int) -> int:
+    """Anonymous memory (heap, arrays), proportional (Pss_Anon: pages a forked worker still shares with its
+    parent count half in each): what the stage needs, without mapped-file pages. RssAnon on older kernels."""
+    for key, f in (("Pss_Anon:", "smaps_rollup"), ("RssAnon:", "status")):
+        try:
+            for line in Path(f"/proc/{pid}/{f}").read_text().splitlines():
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return 0
+
+
 def _hwm(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -82,12 +96,13 @@ def run_stage(cmd: list[str], cwd: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, hwm, stop = [0], [0], threading.Event()
+    peak, anon, hwm, stop = [0], [0], [0], threading.Event()
 
     def sample():
         while not stop.is_set():
             pids = _tree(proc.pid)
             peak[0] = max(peak[0], sum(_rss(p) for p in pids))
+            anon[0] = max(anon[0], sum(_anon(p) for p in pids))
             hwm[0] = max([hwm[0], *(_hwm(p) for p in pids)])
             stop.wait(0.05)
 
@@ -102,7 +117,7 @@ def run_stage(cmd: list[str], cwd: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime
-    return {"wall_s": wall, "cpu_s": cpu, "cpu_util": cpu / wall, "peak_rss": peak[0],
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_util": cpu / wall, "peak_rss": peak[0], "peak_anon": anon[0],
             "max_hwm": max(hwm[0], usage.ru_maxrss * 1024), "log": out.strip().splitlines()[-1:] }
 
 
@@ -170,7 +185,7 @@ def _line(r: dict) -> str:
     extra = f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
         if r["stage"] == "train" else ""
     return (f"{r['stage']:<8} {r['n']:>6} parts {r['size']:>3} px np={r['num_proc']}: {r['wall_s']:7.1f} s  {r['parts_per_s']:7.1f} parts/s  "
-            f"peak RSS {r['peak_rss'] / 2**20:7.0f} MiB (largest process {r['max_hwm'] / 2**20:.0f})  CPU {r['cpu_util']:.2f}  "
+            f"peak PSS {r['peak_rss'] / 2**20:6.0f} MiB, anon {r['peak_anon'] / 2**20:5.0f} (largest process RSS {r['max_hwm'] / 2**20:.0f})  CPU {r['cpu_util']:.2f}  "
             f"disk {r['disk'] / 2**20:7.1f} MiB{extra}")
 
 
@@ -184,9 +199,11 @@ def fits(rows: list[dict]) -> None:
         n = np.array([r["n"] for r in sel], dtype=float) / 1000
         wall = np.polyfit(n, [r["wall_s"] for r in sel], 1)
         rss = np.polyfit(n, [r["peak_rss"] / 2**20 for r in sel], 1)
+        anon = np.polyfit(n, [r["peak_anon"] / 2**20 for r in sel], 1)
         ratio = sel[-1]["peak_rss"] / sel[0]["peak_rss"]
-        print(f"  {stage:<8} {size:>3} px np={k}: {wall[0]:6.2f} s and {rss[0]:7.1f} MiB peak RSS per 1,000 parts "
-              f"(peak at {sel[-1]['n']:,} / at {sel[0]['n']:,} parts: {ratio:.2f}x)")
+        ratio_anon = sel[-1]["peak_anon"] / sel[0]["peak_anon"]
+        print(f"  {stage:<8} {size:>3} px np={k}: {wall[0]:6.2f} s, {rss[0]:6.1f} MiB peak PSS, {anon[0]:6.1f} MiB anon per 1,000 parts "
+              f"(peak at {sel[-1]['n']:,} / at {sel[0]['n']:,} parts: PSS {ratio:.2f}x, anon {ratio_anon:.2f}x)")
     speed = {}
     for r in rows:
         speed.setdefault((r["stage"], r["n"], r["size"]), {})[r["num_proc"]] = r["wall_s"]

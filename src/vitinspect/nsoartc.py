@@ -210,7 +210,7 @@ def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window:
         summary["in"][c], summary["n_in"][c] = ac[mc].sum(dtype=np.float64), mc.sum()
         summary["out"][c], summary["n_out"][c] = ac[~mc].sum(dtype=np.float64), (~mc).sum()
         i = int(np.flatnonzero(rows)[0])
-        summary["first"][int(c)] = (out["raw"][i], out["nsoartc"][i], masks[i])
+        summary["first"][int(c)] = (out["raw"][i].copy(), out["nsoartc"][i].copy(), masks[i].copy())  # not views: they would keep the chunk alive
     return out, summary
 
 
