@@ -12,8 +12,8 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import numpy as np
 
-from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, label_names, map_ordered,
-                                nsoartc_features, run_job)
+from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, imap_ordered, label_names,
+                                map_ordered, nsoartc_features, run_job)
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import raw_vs_composite
 from vitinspect.nsoartc import UnitSpaceSums, composite_chunk, passed_channels
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     jobs = [(passed_channels, (Rows(args.parts, "train", a, b, ("views", "label")), views, classes.index("passed"),
                               p.window, p.eps), None) for a, b in chunks["train"]]
     sums = UnitSpaceSums()
-    for channels in map_ordered(run_job, jobs, num_proc):
+    for channels in imap_ordered(run_job, jobs, num_proc):  # folded as they come: never all at once
         sums.add(channels)
     if sums.n < p.min_unit_space:
         raise VitinspectError(

@@ -96,19 +96,26 @@ def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def map_ordered(fn, jobs, num_proc: int) -> list:
-    """``[fn(job) for job in jobs]`` in ``num_proc`` processes (fork), results in the order of ``jobs``.
+def imap_ordered(fn, jobs, num_proc: int):
+    """``fn(job)`` for every job in ``num_proc`` processes (fork), yielded in the order of ``jobs`` as they
+    finish, so a caller that folds them (a running sum) never holds them all.
 
     ``fn`` and each job must pickle (a module-level function, a functools.partial of one).
     """
     jobs = list(jobs)
     if num_proc <= 1 or len(jobs) <= 1:
-        return [fn(job) for job in jobs]
+        yield from map(fn, jobs)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(min(num_proc, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(fn, jobs))
+        yield from pool.map(fn, jobs)
+
+
+def map_ordered(fn, jobs, num_proc: int) -> list:
+    """``[fn(job) for job in jobs]`` in ``num_proc`` processes; see :func:`imap_ordered`."""
+    return list(imap_ordered(fn, jobs, num_proc))
 
 
 def write_chunk(columns: dict, features, label_names, path) -> int:
