@@ -27,8 +27,11 @@ repro: $(STAMP)
 	$(BIN)/dvc config core.check_update false --local 2>/dev/null || true
 	$(BIN)/dvc repro
 
+# pytest-xdist: two workers (this machine's two cores); the tiny reproduced project, data and models are
+# built once and shared by the workers (tests/conftest.py `shared`). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
 report: $(STAMP)

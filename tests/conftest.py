@@ -34,6 +34,7 @@ TINY = {
     "attention": {"panels": 1},
     "lot": {"n_parts": 60},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
+    "baseline": {"grid": {"C": [1.0, 10.0], "gamma": [0.01, 0.1]}},
 }
 
 
@@ -98,18 +99,64 @@ def make_project(dest: Path, params: dict) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def built_project(tmp_path_factory):
-    """One tiny project, reproduced once (under the network guard) and committed; tests that only read it share it.
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """A folder built once per test run by ``build(folder)`` and shared by every pytest-xdist worker.
 
-    ``net.log`` beside it lists every connection attempt that run made (none expected).
+    The first worker to ask builds it under a file lock; the others wait, then reuse it. A build that
+    failed leaves no ``.done`` marker, so the next worker to ask builds it again (and fails the same way).
     """
-    base = tmp_path_factory.mktemp("e2e")
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above every worker's own
+    target = base / f"shared_{name}"
+    with FileLock(str(target) + ".lock"):
+        if not (target / ".done").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            (target / ".done").touch()
+    return target
+
+
+def _build_project(base: Path) -> None:
     root = make_project(base / "proj", tiny_dict())
     (base / "net.log").write_text("")
     run("dvc repro", root, env={"VITINSPECT_TEST_NET_LOG": str(base / "net.log")})
     run("git add -A && git commit -qm repro", root)
-    return root
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory):
+    """One tiny project, reproduced once (under the network guard) and committed, shared by every test
+    (and every xdist worker). Read-only: a test that runs anything in it uses ``project`` (a copy).
+
+    ``net.log`` beside it lists every connection attempt that run made (none expected).
+    """
+    return shared(tmp_path_factory, "e2e", _build_project) / "proj"
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A private copy of a project (git history and DVC cache included; DVC's lock/tmp folder left out)."""
+    shutil.copytree(src, dest, symlinks=True, ignore=lambda d, names: ["tmp"] if Path(d).name == ".dvc" else [])
+    return dest
+
+
+@pytest.fixture
+def project(built_project, tmp_path):
+    """A private copy of the reproduced tiny project, for tests that run dvc or change files."""
+    return copy_project(built_project, tmp_path / "proj")
+
+
+def would_run(root: Path) -> set[str]:
+    """The stages whose own deps, params or outs changed: what `dvc repro --dry` lists (nothing runs).
+
+    Asked of DVC's own API in this process (`dvc status` without a CLI start per question)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {name.split(":")[-1] for name in repo.status()}
 
 
 def load_stage(name: str):
@@ -130,15 +177,22 @@ def write_params(path: Path, **override) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """prepare + nsoartc at tiny params, run in-process; returns the folder holding data/."""
-    d = tmp_path_factory.mktemp("tiny_data")
-    params = write_params(d / "params.yaml")
-    old = os.getcwd()
-    os.chdir(d)  # outputs must lie inside the working directory
-    try:
-        _tiny_data_stages(d, params)
-    finally:
-        os.chdir(old)
-    return d
+    return shared(tmp_path_factory, "tiny_data", _in_folder(_tiny_data_stages))
+
+
+def _in_folder(build):
+    """``build(d, params)`` run inside ``d`` (outputs must lie inside the working directory) with tiny params."""
+
+    def wrapped(d: Path, **override) -> None:
+        params = write_params(d / "params.yaml", **override)
+        old = os.getcwd()
+        os.chdir(d)
+        try:
+            build(d, params)
+        finally:
+            os.chdir(old)
+
+    return wrapped
 
 
 def _tiny_data_stages(d, params):
@@ -164,24 +218,20 @@ def trained(tiny_data, tmp_path_factory):
     Each is trained in-process on first use. The `full` run starts beside checkpoints planted from
     another fingerprint, which it must discard rather than resume.
     """
-    cache: dict[str, Path] = {}
 
-    def get(strategy: str) -> Path:
-        if strategy not in cache:
-            out = tmp_path_factory.mktemp(f"trained_{strategy}")
-            params = write_params(out / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train=TRAINED[strategy])
-            if strategy == "full":
-                foreign = out / "checkpoints" / "checkpoint-1"
-                foreign.mkdir(parents=True)
-                (foreign / "trainer_state.json").write_text("{}")
-                (out / "checkpoints" / "vitinspect_fingerprint.json").write_text('{"fingerprint": "another run"}')
-            old = os.getcwd()
-            os.chdir(out)  # outputs must lie inside the working directory
-            try:
-                load_stage("train").main(train_args(tiny_data, out, params))
-            finally:
-                os.chdir(old)
-            cache[strategy] = out
-        return cache[strategy]
+    def train_in(out: Path) -> None:
+        strategy = out.name.removeprefix("shared_trained_")
+        params = write_params(out / "params.yaml", finetune={"strategy": strategy, "last_blocks": 1}, train=TRAINED[strategy])
+        if strategy == "full":
+            foreign = out / "checkpoints" / "checkpoint-1"
+            foreign.mkdir(parents=True)
+            (foreign / "trainer_state.json").write_text("{}")
+            (out / "checkpoints" / "vitinspect_fingerprint.json").write_text('{"fingerprint": "another run"}')
+        old = os.getcwd()
+        os.chdir(out)  # outputs must lie inside the working directory
+        try:
+            load_stage("train").main(train_args(tiny_data, out, params))
+        finally:
+            os.chdir(old)
 
-    return get
+    return lambda strategy: shared(tmp_path_factory, f"trained_{strategy}", train_in)

@@ -6,17 +6,15 @@ diverged training run, non-finite figures, all-or-nothing outputs, and the catch
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from conftest import load_stage, merge, run, train_args, write_params
+from conftest import copy_project, load_stage, run, train_args, write_params
 from vitinspect.errors import VitinspectError
 
 TESTS = Path(__file__).parent
@@ -206,16 +204,17 @@ def params_text(base: dict, key: str, value) -> str:
 def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project, tmp_path):
     from test_reliability import digest
 
-    root = tmp_path / "proj"
-    shutil.copytree(built_project, root, symlinks=True)
+    root = copy_project(built_project, tmp_path / "proj")
     outs = all_outs(root)
     assert all(p.exists() for p in outs)
     before = digest(outs)
     good = (root / "params.yaml").read_text()
     base = yaml.safe_load(good)
     # (name, params.yaml, what the one line says, whether DVC itself may refuse the file before any stage runs)
-    cases = [(f"{k}={v!r}"[:60], params_text(base, k, v), frag.split(" (")[0], False)
-             for k, v, frag in yaml.safe_load((TESTS / "bad_params.yaml").read_text())]
+    # Every row of the table is refused in-process (test_params.py); through dvc, every 8th row (the path is
+    # the same: dvc runs validate, validate reads the schema) and the files only DVC itself may choke on.
+    rows = yaml.safe_load((TESTS / "bad_params.yaml").read_text())[::8]
+    cases = [(f"{k}={v!r}"[:60], params_text(base, k, v), frag.split(" (")[0], False) for k, v, frag in rows]
     cases += [
         ("not utf-8", good.replace("passed_ratio", "passed_r\xe4tio").encode("latin-1"), "utf-8", True),
         ("duplicate section", good + "train:\n  epochs: 3\n", "duplicate", True),
@@ -249,29 +248,8 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
     print(f"\n{len(cases)} bad params files through dvc repro: median {sorted(timings)[len(timings) // 2]:.1f} s, max {max(timings):.1f} s")
 
 
-@pytest.mark.slow
-def test_kill_in_the_middle_of_a_checkpoint_write_then_repro_matches_an_uninterrupted_run(built_project, tmp_path):
-    root = tmp_path / "proj"
-    shutil.copytree(built_project, root, symlinks=True)
-    ckpt_dir = root / ".cache/checkpoints/train"  # train removes it after a finished run; gitignored, not a DVC out
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    # Tiny run: 2 epochs, a checkpoint each; torch.save per checkpoint: training_args.bin, optimizer.pt,
-    # scheduler.pt, rng_state.pth. The 6th is epoch 2's optimizer.pt: cut in half, then SIGKILL.
-    killed = run("dvc repro -f -s train", root, check=False,
-                 env={"VITINSPECT_TEST_KILL_AT_SAVE": "6", "VITINSPECT_TEST_KILL_SCRIPT": "train.py"})
-    assert killed.returncode != 0, "the stage was not killed: the test did not test anything"
-    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    assert [p.name for p in ckpts] == ["checkpoint-6", "checkpoint-12"]
-    cut = ckpts[-1]
-    assert (cut / "model.safetensors").exists() and not (cut / "trainer_state.json").exists()  # the highest is the cut one
-    run("dvc repro", root)
-    assert json.loads((root / "logs/train_run.json").read_text())["resumed"] is True
-    a = load_file(built_project / "models/vit/model.safetensors")
-    b = load_file(root / "models/vit/model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    for name in ("metrics/train.json", "metrics/eval.json", "metrics/attention.json", "metrics/audit.json"):
-        assert (built_project / name).read_bytes() == (root / name).read_bytes(), name
-    assert "up to date" in run("dvc status", root).stdout
+# A kill in the middle of a checkpoint write, then `dvc repro`: in the fresh-clone kill test
+# (test_reliability.py), which cuts the resumed run's checkpoint.
 
 
 @pytest.mark.slow
@@ -279,8 +257,7 @@ def test_kill_in_the_middle_of_a_checkpoint_write_then_repro_matches_an_uninterr
 def test_a_full_disk_during_evaluate_or_attention_leaves_every_old_output(built_project, tmp_path, stage):
     from test_reliability import digest, outs_of, stage_cmd
 
-    root = tmp_path / "proj"
-    shutil.copytree(built_project, root, symlinks=True)
+    root = copy_project(built_project, tmp_path / "proj")
     outs = outs_of(root, stage)
     for p in outs:  # mark the old outputs, so a replaced one shows even with the same bytes
         for f in ([*p.rglob("*.png")] if p.is_dir() else [p]):

@@ -280,14 +280,14 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-0000.png", "part-0001.png"]
 
 
-def test_bundle_stage_is_in_the_pipeline(built_project):
+def test_bundle_stage_is_in_the_pipeline(project):
     """dvc repro built the bundle; inspect runs on it from the project folder with the default --bundle."""
-    assert (built_project / "models/bundle/bundle.json").exists() and (built_project / "metrics/ood.json").exists()
+    assert (project / "models/bundle/bundle.json").exists() and (project / "metrics/ood.json").exists()
     from conftest import run
 
-    run("python -m vitinspect render --n 3 --out lot", built_project)
-    proc = run("python -m vitinspect inspect lot --out lot/results.csv", built_project)
-    assert len(list(csv.DictReader(open(built_project / "lot/results.csv")))) == 3, proc.stdout
+    run("python -m vitinspect render --n 3 --out lot", project)
+    proc = run("python -m vitinspect inspect lot --out lot/results.csv", project)
+    assert len(list(csv.DictReader(open(project / "lot/results.csv")))) == 3, proc.stdout
 
 
 @pytest.mark.parametrize("breakage, fragment", [

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
 
-from conftest import ROOT, run
+from conftest import ROOT, run, would_run
 
 pytestmark = pytest.mark.slow
 STAGES = ("prepare", "nsoartc", "train", "lot", "evaluate", "attention", "audit")
@@ -23,14 +23,6 @@ STAGES = ("prepare", "nsoartc", "train", "lot", "evaluate", "attention", "audit"
 
 def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-@pytest.fixture
-def project(built_project, tmp_path):
-    """A private copy of the reproduced project (git history and DVC cache included)."""
-    dest = tmp_path / "proj"
-    shutil.copytree(built_project, dest, symlinks=True)
-    return dest
 
 
 def set_param(root, key, value):
@@ -44,7 +36,7 @@ def set_param(root, key, value):
     path.write_text(yaml.safe_dump(d, sort_keys=False))
 
 
-def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project):
+def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project, project):
     for path in ("data/parts", "data/nsoartc", "models/vit/model.safetensors", "models/vit_init/model.safetensors",
                  "metrics/data.json", "metrics/train.json", "metrics/eval.json", "metrics/attention.json", "metrics/audit.json",
                  "data/lot", "models/operating_point.json", "metrics/lot.json", "reports/evaluation.json", "plots/roc.json", "plots/pr.json",
@@ -53,18 +45,13 @@ def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project
                  "plots/audit_change.png", "reports/audit.md", "dvclive/train/metrics.json"):
         assert (built_project / path).exists(), path
     assert list((built_project / "plots/attention").glob("*.png"))
-    out = run("dvc repro", built_project).stdout
+    out = run("dvc repro", project).stdout
     assert ran(out) == set()
-    assert "up to date" in run("dvc status", built_project).stdout
-
-
-def would_run(root) -> set[str]:
-    """The stages `dvc repro` would run now (asked with --dry: nothing runs)."""
-    return ran(run("dvc repro --dry", root).stdout)
+    assert "up to date" in run("dvc status", project).stdout
 
 
 def test_what_each_edit_reruns(project):
-    """Each params section and library module reaches only the stages that read it (dvc repro --dry)."""
+    """Each params section and library module reaches only the stages that read it (what `dvc repro --dry` lists)."""
     cases = [
         ("nsoartc.window", 3, {"nsoartc", "lot", "bundle"}),  # the lot and the bundle composite as nsoartc does
         ("data.passed_ratio", 0.25, {"prepare", "lot", "bundle"}),
@@ -72,8 +59,8 @@ def test_what_each_edit_reruns(project):
         ("evaluate.batch_size", 7, {"evaluate"}),
         ("attention.head_fusion", "max", {"attention"}),
         ("audit.tolerance", 0.001, {"audit"}),
-        ("lot.passed_ratio", 0.5, {"lot"}),
-        ("baseline.class_weight", "balanced", {"baseline"}),  # evaluate follows once the lot changed (test_lot_params_rerun_only_lot_and_evaluate)
+        ("lot.passed_ratio", 0.5, {"lot"}),  # evaluate follows once the lot changed (test_exp_run_show_diff_apply_report_and_checkout)
+        ("baseline.class_weight", "balanced", {"baseline"}),
     ]
     original = (project / "params.yaml").read_text()
     for key, value, expected in cases:
@@ -87,18 +74,25 @@ def test_what_each_edit_reruns(project):
         assert would_run(project) == expected, path
         (project / path).write_text(code)
     assert would_run(project) == set()
+    assert ran(run("dvc repro --dry", project).stdout) == set()  # the CLI agrees
+    set_param(project, "train.epochs", 1)
+    assert ran(run("dvc repro --dry", project).stdout) == would_run(project) == {"validate", "train"}
 
 
 def test_exp_run_show_diff_apply_report_and_checkout(project):
-    """One `dvc exp run` (1 epoch) serves every experiment-facing promise: the data stages are skipped;
-    exp show, exp diff and plots diff compare it with main; `dvc exp apply` leaves dvc up to date; the
-    experiment as a branch gets a PR report against main; checking main out again leaves a clean tree."""
-    out = run("dvc exp run -n e1 -S train.epochs=1", project).stdout
-    assert "train" in ran(out) and not {"prepare", "nsoartc"} & ran(out)
+    """The one `dvc exp run` (a production lot of half good parts) serves every experiment-facing promise:
+    only validate, lot and evaluate rerun (nothing upstream, not the model); exp show, exp diff and plots diff
+    compare it with main; `dvc exp apply` leaves dvc up to date; the experiment as a branch gets a PR report
+    against main; checking main out again leaves a clean tree. What a train.epochs edit reruns is checked
+    with --dry (test_what_each_edit_reruns) and by the study's queue (test_toy_study_writes_every_section)."""
+    out = run("dvc exp run -n e1 -S lot.passed_ratio=0.5", project).stdout
+    assert ran(out) == {"validate", "lot", "evaluate"}  # validate checks every params change (same bytes out)
+    lot = json.loads((project / "reports/evaluation.json").read_text())["lot"]["argmax"]
+    assert lot["false_reject"]["n"] == 30 and lot["escape"]["n"] == 30  # 60 parts, half good
     table = run("dvc exp show --md --no-pager", project).stdout
-    assert "e1" in table and "train.epochs" in table and "macro_f1" in table
+    assert "e1" in table and "lot.passed_ratio" in table and "macro_f1" in table
     diff = run("dvc exp diff main e1 --md", project).stdout
-    assert "train.epochs" in diff and "| 2 " in diff and "| 1 " in diff, diff
+    assert "lot.passed_ratio" in diff and "| 0.9 " in diff and "| 0.5 " in diff, diff
     plots = json.loads(run("dvc plots diff main e1 --json", project).stdout)["data"]
     for name in ("confusion matrix (test, operating point, share of each actual class = recall)",
                  "ROC, defect detection on the lot (operating point marked)"):
@@ -108,11 +102,11 @@ def test_exp_run_show_diff_apply_report_and_checkout(project):
 
     run("dvc exp apply e1", project)
     assert "up to date" in run("dvc status", project).stdout
-    run("git checkout -q -b one-epoch && git add -A && git commit -qm 'one epoch'", project)
+    run("git checkout -q -b half-good && git add -A && git commit -qm 'half good lot'", project)
     run([sys.executable, "-m", "vitinspect.review", "--base", "main", "--out", "reports/pr.md"], project)
     report = (project / "reports/pr.md").read_text()
-    assert re.search(r"train\.epochs\s*\|\s*2\s*\|\s*1\s*\|", report), report
-    assert "| metrics/eval.json" in report  # the full metrics diff
+    assert re.search(r"lot\.passed_ratio\s*\|\s*0\.9\s*\|\s*0\.5\s*\|", report), report
+    assert "| metrics/eval.json" in report or "| metrics/lot.json" in report  # the full metrics diff
     assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise)\*\*", report)
     assert "escapes per million defective parts" in report and "<details>" in report
     assert (project / "reports/pr_confusion.png").stat().st_size > 5000
@@ -164,8 +158,8 @@ def test_evaluation_agrees_with_sklearn_from_predictions_csv(built_project):
     assert sum(r["operating_point"] for r in roc) == 1
 
 
-def test_metric_surface_is_small(built_project):
-    shown = json.loads(run("dvc metrics show --json", built_project).stdout)
+def test_metric_surface_is_small(project):
+    shown = json.loads(run("dvc metrics show --json", project).stdout)
 
     def numbers(o):
         if isinstance(o, bool):
@@ -181,14 +175,7 @@ def test_metric_surface_is_small(built_project):
     assert "reports/train_run.json" not in files
 
 
-def test_lot_params_rerun_only_lot_and_evaluate(project):
-    out = run("dvc exp run -S lot.passed_ratio=0.5", project).stdout
-    assert ran(out) == {"validate", "lot", "evaluate"}  # validate checks every params change (same bytes out)
-    lot = json.loads((project / "reports/evaluation.json").read_text())["lot"]["argmax"]
-    assert lot["false_reject"]["n"] == 30 and lot["escape"]["n"] == 30
-
-
-def test_plots_page_renders_offline_wherever_it_is_written(built_project, tmp_path):
+def test_plots_page_renders_offline_wherever_it_is_written(project, tmp_path):
     """`make plots`: the page is written outside the project, then moved again, and still draws every chart."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     vega = ROOT / ".vega" / "node_modules"
@@ -199,7 +186,7 @@ def test_plots_page_renders_offline_wherever_it_is_written(built_project, tmp_pa
     template = tmp_path / "offline.html"
     run([sys.executable, "-m", "vitinspect.plots_page", "--vega", str(vega), "--out", "offline.html"], tmp_path)
     written = tmp_path / "elsewhere" / "plots"  # outside the project
-    run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(written)], built_project)
+    run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(written)], project)
     moved = tmp_path / "moved"
     shutil.copytree(written, moved)  # copied on: nothing may point back
     page = moved / "index.html"

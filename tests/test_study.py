@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import numpy as np
@@ -50,9 +49,8 @@ def test_study_panels_give_each_rate_its_own_axis_and_draw_the_seed_range():
     assert len(recall_ax.containers) == 1 and len(escape_ax.containers) == 1  # one seed-range bar where seeds exist
 
 
-def test_toy_study_writes_every_section(built_project, tmp_path):
-    proj = tmp_path / "proj"
-    shutil.copytree(built_project, proj, symlinks=True)
+def test_toy_study_writes_every_section(project):
+    proj = project
     run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
     report = (proj / "reports" / "study.md").read_text()
     for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## F6", "## All runs"):

@@ -92,15 +92,24 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
     _dvc("queue", "start", "-j", "1")
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        status = _dvc("queue", "status")
-        if "Queued" not in status and "Running" not in status:
+        status = queue_status()
+        if not {"Queued", "Running"} & set(status.values()):
             break
-        time.sleep(10)
+        time.sleep(3)
     else:
         raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
-    failed = [line for line in status.splitlines() if "Failed" in line]
+    failed = [name for name, state in status.items() if state == "Failed" and name in {e.name for e in exps}]
     if failed:
-        raise VitinspectError(f"{len(failed)} study experiment(s) failed; see dvc queue logs: {failed[0].split()[0]}")
+        raise VitinspectError(f"{len(failed)} study experiment(s) failed; see dvc queue logs {failed[0]}")
+
+
+def queue_status() -> dict[str, str]:
+    """experiment name -> Queued / Running / Success / Failed ...: what `dvc queue status` lists, asked of
+    DVC's API in this process (a poll every few seconds; a CLI start each time would cost a core-second)."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        return {e.get("name") or e.get("rev", "?"): e["status"] for e in repo.experiments.celery_queue.status()}
 
 
 # --------------------------------------------------------------------------- collecting
