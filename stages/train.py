@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import shutil
 import sys
@@ -18,7 +19,7 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
-from vitinspect.dataset import columns, label_names
+from vitinspect.dataset import MappedImages, columns, label_names
 from vitinspect.errors import VitinspectError
 from vitinspect.finetune import apply_strategy, count_trainable, plain_model
 from vitinspect.inference import to_pixel_values
@@ -27,7 +28,7 @@ from vitinspect.params import load_params
 from vitinspect.storage import all_or_nothing, load_dataset_dir, write_json
 from vitinspect.training import (
     EpochLog,
-    PixelDataset,
+    ImageDataset,
     balanced_weights,
     discard_foreign_checkpoints,
     diverged,
@@ -53,10 +54,13 @@ def main(argv=None) -> None:
 
     params = load_params(args.params)
     t, m = params.train, params.model
+    threads = cli.set_threads(t.threads)
     ds = load_dataset_dir(args.data)
     classes = label_names(ds["train"])
     column = "nsoartc" if t.input == "nsoartc" else "raw"
-    train_cols, val_cols = columns(ds["train"], [column, "label"]), columns(ds["val"], [column, "label"])
+    # Images stay in the memory-mapped Arrow files (uint8); each batch is converted on its own.
+    train_cols, val_cols = columns(ds["train"], ["label"]), columns(ds["val"], ["label"])
+    train_cols[column], val_cols[column] = MappedImages(ds["train"], column), MappedImages(ds["val"], column)
     image_size = train_cols[column].shape[1]
 
     if m.source == "scratch":
@@ -69,7 +73,7 @@ def main(argv=None) -> None:
     # The training code too: this script and every vitinspect module loaded by now.
     code = [Path(f).read_bytes() for f in sorted({__file__, *(m.__file__ for n, m in sys.modules.items() if n.startswith("vitinspect."))})]
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
-                      classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
+                      classes, *train_cols[column].blocks(), train_cols["label"], *val_cols[column].blocks(), val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
     if rank_zero:
         discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
@@ -79,8 +83,9 @@ def main(argv=None) -> None:
 
     model = apply_strategy(model, params.finetune)
     trainable, total = count_trainable(model)
-    train_ds = PixelDataset(to_pixel_values(train_cols[column], spec), train_cols["label"])
-    val_ds = PixelDataset(to_pixel_values(val_cols[column], spec), val_cols["label"])
+    convert = functools.partial(to_pixel_values, spec=spec)
+    train_ds = ImageDataset(train_cols[column], train_cols["label"], convert)
+    val_ds = ImageDataset(val_cols[column], val_cols["label"], convert)
     weights = balanced_weights(train_cols["label"], len(classes)) if t.class_weighting == "balanced" else None
 
     from dvclive import Live
@@ -123,6 +128,7 @@ def main(argv=None) -> None:
             "bf16": bool(trainer.args.bf16),
             "world_size": int(trainer.args.world_size),
             "resumed": bool(resume),
+            "threads": threads,
         }
         with all_or_nothing():
             save_model(plain_model(model), spec, t.input, image_size, args.out)
