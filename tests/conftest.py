@@ -29,10 +29,12 @@ os.environ.update({
 _START_ENV = dict(os.environ)  # what a build in a background thread runs with, whatever a test has set since
 
 TINY = {
-    "data": {"n_images": 120, "image_size": 32, "passed_ratio": 0.2, "jitter_px": 1.0},
+    # One process and one torch thread: tiny work, two pytest workers, and bytes that cannot depend on what
+    # else runs on the machine (`auto` counts the cores and the DVC queue workers at each stage start).
+    "data": {"n_images": 120, "image_size": 32, "passed_ratio": 0.2, "jitter_px": 1.0, "num_proc": 1},
     "nsoartc": {"min_unit_space": 5},
     "model": {"patch_size": 8, "hidden_size": 32, "layers": 2, "heads": 2, "mlp_size": 64},
-    "train": {"epochs": 2, "batch_size": 16, "lr": 0.003},
+    "train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "threads": 1},
     "attention": {"panels": 1},
     "lot": {"n_parts": 60},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
