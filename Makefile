@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench report show plots vega actionlint study clean-venv peer
+.PHONY: setup repro test bench bench-scale report show plots vega actionlint study clean-venv peer
 
 BASE ?= main
 
@@ -79,6 +79,12 @@ plots: $(STAMP) $(PLOTS_TEMPLATE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# prepare -> nsoartc -> train (1 epoch) at 1k..30k parts (64 px) and 1k/3k (224 px): wall, parts/s, peak RSS,
+# CPU, disk, fitted growth. Long; not part of `make test`. A subset: SCALE_ARGS="--sizes 1000,3000 --sizes-224 ''"
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -59,14 +59,19 @@ def main(argv=None) -> None:
     ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
-    p = load_params(args.params).attention
+    params = load_params(args.params)
+    p = params.attention
+    cli.set_threads(params.train.threads)
     model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
     defective = cols["label"] != classes.index("passed")
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
 
     maps, report = {}, {"model_input": own, "n_parts": int(defective.sum()), "methods": {}}
-    for name in INPUTS:
-        maps[name] = compute_maps(model, to_pixel_values(cols[name][defective], spec), p.methods, p.head_fusion, p.discard_ratio)
+    for name in INPUTS:  # converted to float 1,024 parts at a time (a multiple of compute_maps' batch: the same maps)
+        images = cols[name][defective]
+        parts = [compute_maps(model, to_pixel_values(images[i:i + 1024], spec), p.methods, p.head_fusion, p.discard_ratio)
+                 for i in range(0, len(images), 1024)]
+        maps[name] = {m: np.concatenate([c[m] for c in parts]) for m in p.methods}
     for method in p.methods:
         report["methods"][method] = {
             name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method], masks), labels, classes)}

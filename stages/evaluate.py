@@ -18,11 +18,11 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 import numpy as np
 import pandas as pd
 
-from vitinspect.dataset import columns, label_names
+from vitinspect.dataset import MappedImages, columns, label_names
 from vitinspect.decision import curves, decide, evaluation_detail, operating_point, summary_of
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import confusion_figure
-from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.inference import model_and_test_split, predict_images
 from vitinspect.metrics import confusion
 from vitinspect.params import load_params
 from vitinspect.storage import all_or_nothing, atomic_path, load_dataset_dir, save_figure, write_json
@@ -45,18 +45,22 @@ def main(argv=None) -> None:
     ap.add_argument("--pr", required=True, type=cli.output_path, help="JSON: precision-recall of defect detection on the lot")
     args = ap.parse_args(argv)
 
-    p = load_params(args.params).evaluate
-    model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"])
-    val = columns(load_dataset_dir(args.data)["val"], ["label", input_name])
+    params = load_params(args.params)
+    p = params.evaluate
+    cli.set_threads(params.train.threads)
+    # Images stay in the memory-mapped Arrow files (uint8); each batch is converted on its own.
+    model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"], mapped=True)
+    val_ds = load_dataset_dir(args.data)["val"]
+    val = {**columns(val_ds, ["label"]), input_name: MappedImages(val_ds, input_name)}
     lot_ds = load_dataset_dir(args.lot, splits=("lot",))["lot"]
     if label_names(lot_ds) != classes:
         raise VitinspectError(f"{args.lot}: lot classes {label_names(lot_ds)} differ from the data's {classes}; run dvc repro")
-    lot = columns(lot_ds, ["label", input_name])
+    lot = {**columns(lot_ds, ["label"]), input_name: MappedImages(lot_ds, input_name)}
     if lot[input_name].shape[1:] != cols[input_name].shape[1:]:
         raise VitinspectError(f"{args.lot}: lot images {lot[input_name].shape[1:]} differ from the test split's; run dvc repro")
 
     def proba(images):
-        return predict_proba(model, to_pixel_values(images, spec), p.batch_size)
+        return predict_images(model, images, spec, p.batch_size)
 
     sets = {"val": (val["label"].astype(int), proba(val[input_name])),
             "test": (cols["label"].astype(int), proba(cols[input_name])),

@@ -12,12 +12,14 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import numpy as np
 
-from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, to_dataset_dict
+from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, imap_ordered, label_names,
+                                map_ordered, nsoartc_features, run_job)
 from vitinspect.errors import VitinspectError
 from vitinspect.figures import raw_vs_composite
-from vitinspect.nsoartc import UnitSpace, defect_contrast, double_eye, to_image
-from vitinspect.params import load_params
-from vitinspect.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_dataset, save_figure, write_json
+from vitinspect.nsoartc import UnitSpaceSums, composite_chunk, passed_channels
+from vitinspect.params import load_params, resolve_workers
+from vitinspect.storage import (all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_dataset, save_figure,
+                                scratch_dir, write_json)
 
 RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask")
 
@@ -33,63 +35,68 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
-    p, views = params.nsoartc, params.data.views
+    p, views = params.nsoartc, list(params.data.views)
+    num_proc = resolve_workers(params.data.num_proc)
+    import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
     stored = dataset_meta(args.parts).get("views")
-    if stored != list(views):  # the composites depend on which view is which: never guess
-        raise VitinspectError(f"{args.parts}: holds views {stored} but data.views lists {list(views)} (order matters); rerun prepare")
+    if stored != views:  # the composites depend on which view is which: never guess
+        raise VitinspectError(f"{args.parts}: holds views {stored} but data.views lists {views} (order matters); rerun prepare")
+    size = parts["train"].features["views"].shape[-1]
+    chunks = {s: chunk_ranges(len(parts[s]), chunk_size(size)) for s in SPLITS}
 
-    cols = {s: columns(parts[s], RECORD + ("views",)) for s in SPLITS}
-    channels = {}
-    for s in SPLITS:
-        v = cols[s]["views"].astype(np.float32) / 255.0
-        channels[s] = double_eye({name: v[:, j] for j, name in enumerate(views)}, p.window, p.eps)
-
-    passed = classes.index("passed")
-    unit = channels["train"][cols["train"]["label"] == passed]
-    if len(unit) < p.min_unit_space:
+    # Pass 1: the unit space, from the passed training parts' channels, summed chunk by chunk in order.
+    jobs = [(passed_channels, (Rows(args.parts, "train", a, b, ("views", "label")), views, classes.index("passed"),
+                              p.window, p.eps), None) for a, b in chunks["train"]]
+    sums = UnitSpaceSums()
+    for channels in imap_ordered(run_job, jobs, num_proc):  # folded as they come: never all at once
+        sums.add(channels)
+    if sums.n < p.min_unit_space:
         raise VitinspectError(
-            f"params.yaml: the unit space has {len(unit)} passed training parts, fewer than "
+            f"params.yaml: the unit space has {sums.n} passed training parts, fewer than "
             f"nsoartc.min_unit_space={p.min_unit_space}; raise data.passed_ratio or data.n_images"
         )
-    space = UnitSpace.fit(unit)
+    space = sums.space()
 
-    merged = {k: [] for k in RECORD + ("split", "raw", "nsoartc", "z")}
-    for s in SPLITS:
-        z = space.zscore(channels[s], p.eps)
-        n = len(z)
-        for k in RECORD:
-            merged[k].append(cols[s][k])
-        merged["split"].append(np.array([s] * n))
-        merged["raw"].append(cols[s]["views"][:, views.index("center")])
-        merged["nsoartc"].append(to_image(z, p.gain))
-        merged["z"].append(z)
-    merged = {k: np.concatenate(v) for k, v in merged.items()}
-    merged["id"] = list(merged["id"])
+    # Pass 2: composites of every split, chunk by chunk, written as Arrow files as they go.
+    features = nsoartc_features(classes, size)
+    with scratch_dir(args.out) as scratch:
+        jobs, paths = [], {s: [] for s in SPLITS}
+        for s in SPLITS:
+            for a, b in chunks[s]:
+                paths[s].append(scratch / f"{s}-{len(paths[s]):05d}.arrow")
+                jobs.append((composite_chunk, (Rows(args.parts, s, a, b, RECORD + ("views",)), views, space, p.window,
+                                               p.gain, p.eps, len(classes)), (paths[s][-1], features, classes)))
+        summaries = map_ordered(run_job, jobs, num_proc)
+        ds = datasets.DatasetDict({s: from_chunks(paths[s], features) for s in SPLITS})
 
-    size = merged["raw"].shape[-1]
-    ds = to_dataset_dict(merged, nsoartc_features(classes, size), classes)
-    labels = np.asarray(merged["label"])
-    masks = merged["mask"].astype(bool)
-    contrast = {
-        c: round(defect_contrast(merged["z"][labels == i], masks[labels == i]), 4)
-        for i, c in enumerate(classes)
-        if c != "passed" and (labels == i).any()
-    }
-    split_names = merged["split"]
-    counts = {s: {c: int(np.sum(labels[split_names == s] == i)) for i, c in enumerate(classes)} for s in SPLITS}
-    names = np.array(classes)[labels]
+        split_of = [s for s in SPLITS for _ in chunks[s]]
+        counts = {s: {c: int(sum(m["count"][i] for m, t in zip(summaries, split_of) if t == s))
+                      for i, c in enumerate(classes)} for s in SPLITS}
+        total = {k: sum(m[k] for m in summaries) for k in ("in", "n_in", "out", "n_out")}
+        contrast = {
+            c: round(float((total["in"][i] / total["n_in"][i]) / (total["out"][i] / total["n_out"][i])), 4)
+            if total["n_in"][i] else float("nan")
+            for i, c in enumerate(classes)
+            if c != "passed" and any(counts[s][c] for s in SPLITS)
+        }
+        first = {}
+        for m in summaries:
+            for i, sample in m["first"].items():
+                first.setdefault(i, sample)
+        shown = sorted(first)
+        raw, comp, masks = (np.stack([first[i][k] for i in shown]) for k in range(3))
 
-    with all_or_nothing():
-        write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
-                   hint="check nsoartc.eps, nsoartc.window and the data params")
-        save_figure(raw_vs_composite(merged["raw"], merged["nsoartc"], names, masks, classes), args.figure)
-        with atomic_path(args.unit_space) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
-        save_dataset(ds, args.out, classes=classes, input_views=list(views))
-    print(f"nsoartc: unit space of {space.n} passed parts; defect contrast {contrast}")
+        with all_or_nothing():
+            write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
+                       hint="check nsoartc.eps, nsoartc.window and the data params")
+            save_figure(raw_vs_composite(raw, comp, np.array(classes)[shown], masks, classes), args.figure)
+            with atomic_path(args.unit_space) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
+            save_dataset(ds, args.out, classes=classes, input_views=views)
+    print(f"nsoartc: unit space of {space.n} passed parts; defect contrast {contrast} ({num_proc} processes)")
 
 
 if __name__ == "__main__":

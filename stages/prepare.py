@@ -10,11 +10,13 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
-from vitinspect.dataset import parts_features, to_dataset_dict
+import numpy as np
+
+from vitinspect.dataset import SPLITS, chunk_ranges, chunk_size, from_chunks, map_ordered, parts_features, run_job
 from vitinspect.figures import gallery
-from vitinspect.params import load_params
-from vitinspect.render import generate
-from vitinspect.storage import all_or_nothing, save_dataset, save_figure
+from vitinspect.params import load_params, resolve_workers
+from vitinspect.render import plan, render_parts
+from vitinspect.storage import all_or_nothing, save_dataset, save_figure, scratch_dir
 
 
 def main(argv=None) -> None:
@@ -25,13 +27,27 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params).data
-    cols = generate(p)
-    ds = to_dataset_dict(cols, parts_features(p.classes, p.views, p.image_size), p.classes)
-    with all_or_nothing():
-        save_figure(gallery(cols, p.classes, p.views), args.gallery)
-        save_dataset(ds, args.out, views=list(p.views), classes=list(p.classes))
+    num_proc = resolve_workers(p.num_proc)
+    import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
+    labels, splits = plan(p)
+    features = parts_features(p.classes, p.views, p.image_size)
+    # Each split in chunks of parts, rendered by num_proc processes and written as Arrow files as they
+    # go; the chunks depend on the image size only, so the saved bytes never depend on num_proc.
+    with scratch_dir(args.out) as scratch:
+        jobs, paths = [], {s: [] for s in SPLITS}
+        for s in SPLITS:
+            idx = np.flatnonzero(splits == s)
+            for a, b in chunk_ranges(len(idx), chunk_size(p.image_size)):
+                paths[s].append(scratch / f"{s}-{len(paths[s]):05d}.arrow")
+                jobs.append((render_parts, (p, idx[a:b], labels), (paths[s][-1], features, p.classes)))
+        map_ordered(run_job, jobs, num_proc)
+        ds = datasets.DatasetDict({s: from_chunks(paths[s], features) for s in SPLITS})
+        firsts = [int(np.flatnonzero(labels == c)[0]) for c in p.classes if (labels == c).any()]
+        with all_or_nothing():
+            save_figure(gallery(render_parts(p, firsts, labels), p.classes, p.views), args.gallery)
+            save_dataset(ds, args.out, views=list(p.views), classes=list(p.classes))
     sizes = ", ".join(f"{k}={len(v)}" for k, v in ds.items())
-    print(f"prepare: {len(cols['id'])} parts ({sizes}) -> {args.out}")
+    print(f"prepare: {len(labels)} parts ({sizes}) in {num_proc} processes -> {args.out}")
 
 
 if __name__ == "__main__":

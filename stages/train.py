@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import torch
 
-from vitinspect.dataset import columns, label_names, labelled_subset
+from vitinspect.dataset import MappedImages, columns, label_names, labelled_subset
 from vitinspect.errors import VitinspectError
 from vitinspect.finetune import apply_strategy, count_trainable, plain_model
 from vitinspect.inference import to_pixel_values
@@ -29,7 +30,7 @@ from vitinspect.params import load_params
 from vitinspect.storage import all_or_nothing, load_dataset_dir, write_json
 from vitinspect.training import (
     EpochLog,
-    PixelDataset,
+    ImageDataset,
     balanced_weights,
     discard_foreign_checkpoints,
     diverged,
@@ -37,6 +38,11 @@ from vitinspect.training import (
     make_trainer,
     resume_point,
 )
+
+
+def _blocks(images):
+    """A MappedImages column's Arrow chunks, or a gathered array as one block (to hash without a copy)."""
+    return images.blocks() if hasattr(images, "blocks") else [images]
 
 
 def main(argv=None) -> None:
@@ -56,13 +62,16 @@ def main(argv=None) -> None:
 
     params = load_params(args.params)
     t, m = params.train, params.model
+    threads = cli.set_threads(t.threads)
     ds = load_dataset_dir(args.data)
     classes = label_names(ds["train"])
     column = "nsoartc" if t.input == "nsoartc" else "raw"
-    train_cols, val_cols = columns(ds["train"], [column, "label"]), columns(ds["val"], [column, "label"])
-    if t.label_fraction < 1:  # label efficiency: train on a stratified share of the labelled parts
+    # Images stay in the memory-mapped Arrow files (uint8); each batch is converted on its own.
+    train_cols, val_cols = columns(ds["train"], ["label"]), columns(ds["val"], ["label"])
+    train_cols[column], val_cols[column] = MappedImages(ds["train"], column), MappedImages(ds["val"], column)
+    if t.label_fraction < 1:  # label efficiency: a stratified share of the labelled parts, gathered (it is a fraction)
         keep = labelled_subset(train_cols["label"], t.label_fraction, t.seed)
-        train_cols = {k: v[keep] for k, v in train_cols.items()}
+        train_cols = {"label": train_cols["label"][keep], column: train_cols[column][keep]}
     image_size = train_cols[column].shape[1]
 
     if m.source == "scratch":
@@ -79,7 +88,7 @@ def main(argv=None) -> None:
     if m.source == "pretrain":  # checkpoints of another pretraining are not resumed either
         code.append((Path(args.pretrained) / "model.safetensors").read_bytes())
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
-                      classes, train_cols[column], train_cols["label"], val_cols[column], val_cols["label"], *code)
+                      classes, *_blocks(train_cols[column]), train_cols["label"], *_blocks(val_cols[column]), val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
     if rank_zero:
         discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh
@@ -89,8 +98,9 @@ def main(argv=None) -> None:
 
     model = apply_strategy(model, params.finetune)
     trainable, total = count_trainable(model)
-    train_ds = PixelDataset(to_pixel_values(train_cols[column], spec), train_cols["label"])
-    val_ds = PixelDataset(to_pixel_values(val_cols[column], spec), val_cols["label"])
+    convert = functools.partial(to_pixel_values, spec=spec)
+    train_ds = ImageDataset(train_cols[column], train_cols["label"], convert)
+    val_ds = ImageDataset(val_cols[column], val_cols["label"], convert)
     weights = balanced_weights(train_cols["label"], len(classes)) if t.class_weighting == "balanced" else None
 
     from dvclive import Live
@@ -133,6 +143,7 @@ def main(argv=None) -> None:
             "bf16": bool(trainer.args.bf16),
             "world_size": int(trainer.args.world_size),
             "resumed": bool(resume),
+            "threads": threads,
         }
         with all_or_nothing():
             save_model(plain_model(model), spec, t.input, image_size, args.out)

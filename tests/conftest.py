@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,15 @@ os.environ.update({
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TOKENIZERS_PARALLELISM": "false",
 })
+_START_ENV = dict(os.environ)  # what a build in a background thread runs with, whatever a test has set since
 
 TINY = {
-    "data": {"n_images": 120, "image_size": 32, "passed_ratio": 0.2, "jitter_px": 1.0},
+    # One process and one torch thread: tiny work, two pytest workers, and bytes that cannot depend on what
+    # else runs on the machine (`auto` counts the cores and the DVC queue workers at each stage start).
+    "data": {"n_images": 120, "image_size": 32, "passed_ratio": 0.2, "jitter_px": 1.0, "num_proc": 1},
     "nsoartc": {"min_unit_space": 5},
     "model": {"patch_size": 8, "hidden_size": 32, "layers": 2, "heads": 2, "mlp_size": 64},
-    "train": {"epochs": 2, "batch_size": 16, "lr": 0.003},
+    "train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "threads": 1},
     "pretrain": {"n_parts": 48, "epochs": 3, "batch_size": 16, "lr": 0.003, "decoder": {"hidden_size": 16, "layers": 1, "heads": 2, "mlp_size": 32}},
     "attention": {"panels": 1},
     "lot": {"n_parts": 60},
@@ -73,7 +77,8 @@ def replace(obj, **changes):
 
 def run(cmd, cwd, check=True, env=None):
     """Run a command with the venv first on PATH; return the CompletedProcess (text)."""
-    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {}))
+    base = os.environ if threading.current_thread() is threading.main_thread() else _START_ENV
+    e = dict(base, PATH=f"{BIN}{os.pathsep}{base['PATH']}", **(env or {}))
     paths = [str(GUARDS)]  # test-only hooks (network guard, kills), off unless their variables are set
     if (Path(cwd) / "src").is_dir():  # the project copy's own library, not the checkout's
         paths.insert(0, str(Path(cwd) / "src"))
@@ -100,25 +105,75 @@ def make_project(dest: Path, params: dict) -> Path:
     return dest
 
 
+def _shared_target(tmp_path_factory, name: str) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above every worker's own
+    return base / f"shared_{name}"
+
+
+def _build_once(target: Path, build, blocking: bool = True) -> None:
+    """Build ``target`` unless a finished build is there; under a file lock, so one process builds at a time."""
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock", blocking=blocking):
+        if not (target / ".done").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            (target / ".done").touch()
+
+
+_PREFETCH: dict[str, threading.Thread] = {}
+
+
 def shared(tmp_path_factory, name: str, build) -> Path:
     """A folder built once per test run by ``build(folder)`` and shared by every pytest-xdist worker.
 
     The first worker to ask builds it under a file lock; the others wait, then reuse it. A build that
     failed leaves no ``.done`` marker, so the next worker to ask builds it again (and fails the same way).
     """
-    from filelock import FileLock
-
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's folder, above every worker's own
-    target = base / f"shared_{name}"
-    with FileLock(str(target) + ".lock"):
-        if not (target / ".done").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-            build(target)
-            (target / ".done").touch()
+    target = _shared_target(tmp_path_factory, name)
+    started = _PREFETCH.pop(name, None)
+    if started is not None:
+        started.join()  # this process began it in the background (prefetch)
+    _build_once(target, build)
     return target
+
+
+def prefetch(tmp_path_factory, name: str, build) -> None:
+    """Begin ``shared(name)`` in a background thread (where no other worker has begun it), so that a build
+    made of subprocesses runs while this worker runs other tests; ``shared`` then waits for it."""
+    from filelock import Timeout
+
+    target = _shared_target(tmp_path_factory, name)  # here: pytest makes its temp folders in this thread
+
+    def work():
+        try:
+            _build_once(target, build, blocking=False)
+        except Timeout:
+            pass  # another worker is building it
+        except Exception as exc:  # the test that needs it builds it again and fails with the real error
+            print(f"prefetch of {name} failed: {exc}", file=sys.stderr)
+
+    _PREFETCH[name] = threading.Thread(target=work, name=f"prefetch-{name}", daemon=True)
+    _PREFETCH[name].start()
+
+
+# End-to-end tests that share the tiny build go after the unit tests, so the build (begun in the background
+# at the start) has time to finish; the longest of them first, so the two workers end together.
+LONGEST_FIRST = ("test_fresh_clone", "test_toy_study", "test_exp_run", "test_the_bad_params_table_through_dvc")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def key(item):
+        if "built_project" not in getattr(item, "fixturenames", ()):
+            return 0
+        return 1 + next((i for i, prefix in enumerate(LONGEST_FIRST) if item.name.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=key)
+    if any(key(item) for item in items) and not config.option.collectonly:
+        prefetch(config._tmp_path_factory, "e2e", _build_project)
 
 
 def _build_project(base: Path) -> None:

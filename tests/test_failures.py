@@ -254,20 +254,33 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["evaluate", "attention"])
-def test_a_full_disk_during_evaluate_or_attention_leaves_every_old_output(built_project, tmp_path, stage):
-    from test_reliability import digest, outs_of, stage_cmd
+def test_a_full_disk_during_evaluate_or_attention_leaves_every_old_output(project, monkeypatch, capfd, stage):
+    """The stage runs in this process (its main(), through the stage entry point) with the file-size limit
+    `ulimit -f` sets: writing past it fails with EFBIG, as a full disk fails with ENOSPC (Python ignores
+    SIGXFSZ). The small outputs fit, the figures do not."""
+    import resource
 
-    root = copy_project(built_project, tmp_path / "proj")
+    from test_reliability import digest, outs_of, run_in_process, stage_cmd
+
+    root = project
     outs = outs_of(root, stage)
     for p in outs:  # mark the old outputs, so a replaced one shows even with the same bytes
         for f in ([*p.rglob("*.png")] if p.is_dir() else [p]):
             with open(f, "ab") as fh:
                 fh.write(b"old")
     before = digest(outs)
-    # Files over 4 KiB cannot be written (EFBIG, as a full disk gives ENOSPC): the small outputs fit, the figures do not.
-    proc = run(f"ulimit -f 8 && {stage_cmd(root, stage)}", root, check=False)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot write (File too large)" in lines[0], proc.stderr[-2000:]
+    monkeypatch.chdir(root)
+    capfd.readouterr()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024, hard))
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            run_in_process(stage_cmd(root, stage))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capfd.readouterr().err
+    assert exit_.value.code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "cannot write (File too large)" in lines[0], err[-2000:]
     assert digest(outs) == before
     assert not [p for p in root.rglob(".*.tmp") if ".dvc" not in p.parts]

@@ -65,3 +65,31 @@ def run_stage(main, argv=None) -> None:
             line = f"unexpected {type(exc).__name__}: {_first_line(exc)} (a bug: please report it)"
         print(f"error: {line}; run with VITINSPECT_DEBUG=1 for the traceback", file=sys.stderr)
         sys.exit(2)
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def queue_workers() -> int:
+    """DVC queue workers running on this machine (``dvc queue start -j N`` starts N ``dvc exp queue-worker``
+    processes); 1 when there are none (a plain ``dvc repro``)."""
+    n = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        n += b"queue-worker" in args and b"exp" in args
+    return max(1, n)
+
+
+def set_threads(value) -> int:
+    """Torch's intra-op threads for a heavy stage: a number, or ``auto`` = cores / DVC queue workers, so
+    experiments run side by side share the cores instead of fighting over them. Returns the count."""
+    import torch
+
+    n = int(value) if value != "auto" else max(1, cores() // queue_workers())
+    torch.set_num_threads(n)
+    return n

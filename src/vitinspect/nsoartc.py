@@ -78,6 +78,34 @@ def double_eye(views: dict[str, np.ndarray], window: int, eps: float = 1e-6) -> 
 
 
 @dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations (float64) of channels, per pixel: what a unit space needs,
+    merged chunk by chunk (Chan et al.'s parallel form of Welford's update) instead of stacking every part."""
+
+    n: int
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, channels: np.ndarray) -> "Moments":
+        """channels: (N, 3, H, W); the same two-pass arithmetic as numpy's mean and std."""
+        c = np.asarray(channels, dtype=np.float64)
+        if len(c) == 0:
+            return cls(0)
+        mean = c.sum(axis=0) / len(c)
+        return cls(len(c), mean, ((c - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta * delta * (self.n * other.n / n))
+
+
+@dataclass(frozen=True)
 class UnitSpace:
     """Per-pixel mean and standard deviation of the raw channels over passed parts.
 
@@ -116,6 +144,74 @@ def defect_contrast(z: np.ndarray, masks: np.ndarray) -> float:
     if not masks.any():
         return float("nan")
     return float(a[masks].mean() / a[~masks].mean())
+
+
+def passed_channels(cols: dict, view_names: list[str], passed: int, window: int, eps: float) -> np.ndarray:
+    """Raw channels (k, 3, H, W) float32 of the passed parts (``label == passed``) among ``cols`` (``views``
+    (n, V, H, W) uint8 and ``label``)."""
+    keep = np.asarray(cols["label"]) == passed
+    v = cols["views"][keep].astype(np.float32) / 255.0
+    if not len(v):
+        size = cols["views"].shape[-1]
+        return np.zeros((0, 3, size, size), dtype=np.float32)
+    return double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+
+
+class UnitSpaceSums:
+    """A unit space accumulated chunk by chunk in one float64 pass: the per-pixel sum row after row (the
+    order numpy's mean adds them in, so the same mean bytes as fitting the stacked array) and the squared
+    deviations by merging each chunk's :class:`Moments`."""
+
+    def __init__(self):
+        self.total = None
+        self.moments = Moments(0)
+
+    def add(self, channels: np.ndarray) -> None:
+        c = np.asarray(channels, dtype=np.float64)
+        if not len(c):
+            return
+        if self.total is None:
+            self.total = np.zeros(c.shape[1:])
+        for row in c:
+            self.total += row
+        self.moments = self.moments.merge(Moments.of(c))
+
+    @property
+    def n(self) -> int:
+        return self.moments.n
+
+    def space(self) -> UnitSpace:
+        m = self.moments
+        return UnitSpace((self.total / m.n).astype(np.float32), np.sqrt(m.m2 / m.n).astype(np.float32), m.n)
+
+
+def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window: int, gain: float, eps: float,
+                    n_classes: int) -> tuple[dict, dict]:
+    """The NSOARTC record of a chunk of parts and what the stage's summary needs from it.
+
+    cols: ``views`` (n, V, H, W) uint8, ``label`` (n,) class indices, ``mask`` (n, H, W), the other
+    record columns passed through. Returns (columns with ``raw`` (centre view) and ``nsoartc`` (n, H, W, 3)
+    uint8 added and ``views`` dropped, summary): per class the parts, the sums and pixel counts of mean |z|
+    inside and outside the defect masks (float64), and the first part of each class (raw, composite, mask).
+    """
+    v = cols["views"].astype(np.float32) / 255.0
+    z = space.zscore(double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps), eps)
+    out = {k: a for k, a in cols.items() if k != "views"}
+    out["raw"] = cols["views"][:, view_names.index("center")]
+    out["nsoartc"] = to_image(z, gain)
+    labels = np.asarray(cols["label"])
+    masks = cols["mask"].astype(bool)
+    a = np.abs(z).mean(axis=1)
+    summary = {"count": np.bincount(labels, minlength=n_classes), "in": np.zeros(n_classes), "n_in": np.zeros(n_classes, np.int64),
+               "out": np.zeros(n_classes), "n_out": np.zeros(n_classes, np.int64), "first": {}}
+    for c in np.unique(labels):
+        rows = labels == c
+        ac, mc = a[rows], masks[rows]
+        summary["in"][c], summary["n_in"][c] = ac[mc].sum(dtype=np.float64), mc.sum()
+        summary["out"][c], summary["n_out"][c] = ac[~mc].sum(dtype=np.float64), (~mc).sum()
+        i = int(np.flatnonzero(rows)[0])
+        summary["first"][int(c)] = (out["raw"][i].copy(), out["nsoartc"][i].copy(), masks[i].copy())  # not views: they would keep the chunk alive
+    return out, summary
 
 
 def composite(views: np.ndarray, view_names: list[str], space: UnitSpace, window: int, gain: float,

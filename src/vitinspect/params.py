@@ -92,6 +92,22 @@ def ordered_range(lo: float, hi: float):
     return check
 
 
+def auto_or_positive_int(v):
+    if v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and float(v).is_integer()):
+        return None
+    return f"must be 'auto' or an integer >= 1, got {short(v)}"
+
+
+def resolve_workers(value, cores: int | None = None) -> int:
+    """A ``num_proc``/``threads`` value ('auto' or an int) -> how many to use: 'auto' is the cores this
+    process may run on."""
+    if value != "auto":
+        return int(value)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
+
+
 def odd_at_least_3(v):
     return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {short(v)}"
 
@@ -142,6 +158,7 @@ class Data:
     lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     noise: float = _f(0.02, non_negative)
     blur: float = _f(0.6, non_negative)
+    num_proc: object = _f("auto", auto_or_positive_int)
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,7 @@ class Train:
     seed: int = _f(0, non_negative)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
+    threads: object = _f("auto", auto_or_positive_int)
     label_fraction: float = _f(1.0, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}")
 
 
@@ -457,12 +475,15 @@ def split_counts(d: Data) -> dict[str, dict[str, int]]:
 
 
 def memory_estimate(p: Params) -> int:
-    """Rough peak bytes of the largest stage: data arrays (uint8 views, float32 RT channels), training
+    """Rough peak bytes of the largest stage: a chunk of data arrays per process (uint8 views, float RT channels), training
     state (weights, gradients, AdamW moments) and attention matrices of one batch. An order of magnitude,
     to refuse at once what numpy or torch would fail to allocate after minutes."""
     d, m = p.data, p.model
-    pixels = d.n_images * d.image_size ** 2
-    data = pixels * (len(d.views) * 5 + 40)
+    # prepare and nsoartc hold one chunk of parts per process (dataset.chunk_size: 256 at 64 px, fewer
+    # for larger images), train and evaluate one batch: the data set itself stays in the Arrow files.
+    chunk = max(4, min(256, 256 * 64 * 64 // d.image_size ** 2))
+    pixels = min(d.n_images, chunk) * resolve_workers(d.num_proc) * d.image_size ** 2
+    data = pixels * (len(d.views) * 5 + 40) + d.n_images * 200  # + per-part records (class, split, id, label) in Python
     if m.source in ("scratch", "pretrain"):
         weights = m.layers * (4 * m.hidden_size ** 2 + 2 * m.hidden_size * m.mlp_size) + 3 * m.patch_size ** 2 * m.hidden_size
         tokens = (d.image_size // m.patch_size) ** 2 + 1

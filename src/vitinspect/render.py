@@ -229,45 +229,50 @@ def draw_part(label: str, geom: Geometry, rng: np.random.Generator, *, tilt_rang
     return Part(label, terminal, (float(tilt[0]), float(tilt[1])), retraction, (float(jitter[0]), float(jitter[1])), gain)
 
 
-def generate(data_params) -> dict[str, np.ndarray | list]:
-    """Render the whole data set described by ``params.data``.
-
-    Returns columns: ``id`` (N,), ``split`` (N,), ``label`` (N,) class names,
-    ``defect_terminal`` (N,), ``tilt`` (N, 2) pitches, ``retraction`` (N,),
-    ``mask`` (N, S, S) uint8, ``bbox`` (N, 4), ``views`` (N, V, S, S) uint8.
-    """
+def plan(data_params) -> tuple[np.ndarray, np.ndarray]:
+    """Class name and split name of every part (N,), both object arrays: cheap, no pixels."""
     p = data_params
-    geom = Geometry(p.image_size, p.grid.rows, p.grid.cols)
     counts = class_counts(p.n_images, p.classes, p.passed_ratio)
     order_rng = np.random.default_rng([p.seed, 0])
     labels = np.array([c for c in p.classes for _ in range(counts[c])], dtype=object)
     labels = labels[order_rng.permutation(len(labels))]
     splits = assign_splits(labels, {"train": p.split.train, "val": p.split.val, "test": p.split.test}, order_rng)
+    return labels, splits
 
-    n, s, v = len(labels), p.image_size, len(p.views)
+
+def render_parts(data_params, indices, labels) -> dict[str, np.ndarray | list]:
+    """Render the parts ``indices`` (of :func:`plan`'s ``labels``): any subset, in any order or process,
+    gives the same bytes per part (each part draws from its own generator, seeded by (seed, 1, index)).
+
+    Returns columns ``id``, ``label`` (class names), ``defect_terminal``, ``tilt``, ``retraction``,
+    ``bbox``, ``mask`` (n, S, S) uint8 and ``views`` (n, V, S, S) uint8.
+    """
+    p = data_params
+    geom = Geometry(p.image_size, p.grid.rows, p.grid.cols)
+    indices = [int(i) for i in indices]
+    n, s, v = len(indices), p.image_size, len(p.views)
     views = np.empty((n, v, s, s), dtype=np.uint8)
     masks = np.empty((n, s, s), dtype=np.uint8)
     terminals = np.empty(n, dtype=np.int32)
     tilts = np.empty((n, 2), dtype=np.float32)
     retractions = np.empty(n, dtype=np.float32)
     boxes = np.empty((n, 4), dtype=np.int32)
-    for i, label in enumerate(labels):
+    for k, i in enumerate(indices):
         rng = np.random.default_rng([p.seed, 1, i])
-        part = draw_part(label, geom, rng, tilt_range=p.defect.tilt, retract_range=p.defect.retract,
+        part = draw_part(labels[i], geom, rng, tilt_range=p.defect.tilt, retract_range=p.defect.retract,
                          jitter_px=p.jitter_px, lighting=p.lighting)
         for j, view in enumerate(p.views):
             img = render_view(geom, part, view, rng, p.noise, p.blur)
-            views[i, j] = np.round(img * 255).astype(np.uint8)
+            views[k, j] = np.round(img * 255).astype(np.uint8)
         mask = defect_mask(geom, part)
-        masks[i] = mask
-        boxes[i] = mask_box(mask)
-        terminals[i] = part.defect_terminal
-        tilts[i] = part.tilt
-        retractions[i] = part.retraction
+        masks[k] = mask
+        boxes[k] = mask_box(mask)
+        terminals[k] = part.defect_terminal
+        tilts[k] = part.tilt
+        retractions[k] = part.retraction
     return {
-        "id": [f"part-{i:05d}" for i in range(n)],
-        "split": list(splits),
-        "label": list(labels),
+        "id": [f"part-{i:05d}" for i in indices],
+        "label": [labels[i] for i in indices],
         "defect_terminal": terminals,
         "tilt": tilts,
         "retraction": retractions,
@@ -275,3 +280,16 @@ def generate(data_params) -> dict[str, np.ndarray | list]:
         "mask": masks,
         "views": views,
     }
+
+
+def generate(data_params) -> dict[str, np.ndarray | list]:
+    """Render the whole data set described by ``params.data``, in memory (the ``prepare`` stage renders
+    it in chunks with :func:`plan` and :func:`render_parts` instead).
+
+    Returns columns: ``id`` (N,), ``split`` (N,), ``label`` (N,) class names,
+    ``defect_terminal`` (N,), ``tilt`` (N, 2) pitches, ``retraction`` (N,),
+    ``mask`` (N, S, S) uint8, ``bbox`` (N, 4), ``views`` (N, V, S, S) uint8.
+    """
+    labels, splits = plan(data_params)
+    cols = render_parts(data_params, range(len(labels)), labels)
+    return {"id": cols.pop("id"), "split": list(splits), **cols}

@@ -85,6 +85,25 @@ def atomic_path(path: str | Path, *, is_dir: bool = False):
         _commit(tmp, target, path)
 
 
+@contextlib.contextmanager
+def scratch_dir(beside: str | Path):
+    """A temporary directory next to ``beside`` (same disk, so big chunk files need no copy across
+    devices), removed on the way out whatever happens."""
+    beside = Path(beside)
+    try:
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        for stale in beside.parent.glob(f".{glob.escape(beside.name)}.*.chunks"):  # left by a killed run
+            if "." not in stale.name[len(beside.name) + 2:-7]:
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".chunks", dir=beside.parent))
+    except OSError as exc:
+        raise VitinspectError(f"{beside}: cannot write ({exc.strerror})") from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def non_finite(obj, where: str = ""):
     """The first NaN or infinite number in a JSON-like object, as (key path, value); None when all are finite."""
     if isinstance(obj, float) and not math.isfinite(obj):

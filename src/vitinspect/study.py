@@ -26,6 +26,8 @@ from vitinspect.review import at_revision
 
 PREFIX = "study-"
 F6_TARGETS = ("evaluate", "baseline")
+# What F1-F6 read: every other plan reproduces these (and what they need), not the inspection bundle.
+STUDY_TARGETS = ("evaluate", "attention", "audit", "baseline")
 F6_SETTINGS = {"ratio0.2": {"data.passed_ratio": 0.2}, "n1000": {"data.n_images": 1000}}
 PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
     "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
@@ -65,7 +67,7 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
     """The experiments: baseline x seeds, one run for every other setting (seed 0). The toy plan is the
     baseline and the epochs setting once each (the end-to-end test's plan)."""
     if kind == "toy":
-        return [Experiment("base", 0), Experiment("epochs5", 0, SETTINGS["epochs5"])]
+        return [Experiment("base", 0, {}, STUDY_TARGETS), Experiment("epochs5", 0, SETTINGS["epochs5"], STUDY_TARGETS)]
     if kind == "f6":  # F6 alone: the ViT against the RT+SVM peer on the default data, at ratio 0.2, and with few labels
         exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
         exps += [Experiment("ratio0.2", 0, {"train.seed": 0, **F6_SETTINGS["ratio0.2"]})]
@@ -76,8 +78,8 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
     settings = dict(SETTINGS)
     if pretrained:
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
-    exps = [Experiment("base", s, {"train.seed": s}) for s in range(seeds)]
-    return exps + [Experiment(k, 0, {"train.seed": 0, **v}) for k, v in settings.items()]
+    exps = [Experiment("base", s, {"train.seed": s}, STUDY_TARGETS) for s in range(seeds)]
+    return exps + [Experiment(k, 0, {"train.seed": 0, **v}, STUDY_TARGETS) for k, v in settings.items()]
 
 
 PT_TARGETS = ("evaluate", "attention", "audit")  # what the pretrained-start sections read (no bundle, no peer)

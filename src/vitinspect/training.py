@@ -36,7 +36,32 @@ class PixelDataset(torch.utils.data.Dataset):
         return {"pixel_values": self.pixel_values[i], "labels": self.labels[i]}
 
 
+class ImageDataset(torch.utils.data.Dataset):
+    """Images stay uint8 where they are (e.g. :class:`vitinspect.dataset.MappedImages` over the memory-mapped
+    Arrow file); each batch is gathered and converted to float ``pixel_values`` by ``convert`` on its own,
+    so memory does not grow with the split. Gives the same tensors as converting the whole split first."""
+
+    def __init__(self, images, labels: np.ndarray, convert):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.convert = images, convert
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.convert(self.images[[i]])[0], "labels": self.labels[i]}
+
+    def __getitems__(self, indices):
+        """One batch at once (torch's DataLoader calls this with the batch's indices): one gather, one conversion."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return {"pixel_values": self.convert(self.images[idx]), "labels": self.labels[torch.from_numpy(idx)]}
+
+
 def collate(rows):
+    if isinstance(rows, dict):  # a batch made whole by ImageDataset.__getitems__
+        return rows
     return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "labels": torch.stack([r["labels"] for r in rows])}
 
 

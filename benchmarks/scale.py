@@ -1,0 +1,241 @@
+"""`make bench-scale`: prepare -> nsoartc -> train (1 epoch) at growing numbers of parts, per stage:
+wall, parts/s, peak RSS, CPU utilisation and bytes on disk, plus the fitted growth per 1,000 parts.
+
+Each stage runs as its own process (as DVC runs it). Peak RSS is sampled from /proc every 50 ms over the
+stage's whole process tree (proportional set size of the stage and its worker processes, summed), beside the largest single
+process's high-water mark (VmHWM); both count the pages of memory-mapped Arrow files the stage touched
+(reclaimable page cache, not heap), so they are upper bounds on what the stage needs; the anonymous
+part (Pss_Anon: heap and arrays, summed over the tree) is printed beside them. CPU utilisation is
+(user + system CPU seconds of the tree) / wall seconds: 1.0 = one core busy.
+
+    python benchmarks/scale.py                                  # 1k/3k/10k/30k at 64 px, 1k/3k at 224 px (patch 16)
+    python benchmarks/scale.py --sizes 1000,3000 --sizes-224 '' # a subset
+    python benchmarks/scale.py --num-proc 1,2                   # prepare and nsoartc at each; output bytes compared
+
+Kept out of `make test`: minutes to hours, and the figures are measurements, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from vitinspect.params import defaults_dict  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and every descendant, from /proc (children files where the kernel has them, else a scan)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        todo += [int(k) for k in kids]
+    return out
+
+
+def _rss(pid: int) -> int:
+    """Proportional set size (shared pages split between the processes that share them, so forked workers
+    are not counted twice); RSS where the kernel has no smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _anon(pid: int) -> int:
+    """Anonymous memory (heap, arrays), proportional (Pss_Anon: pages a forked worker still shares with its
+    parent count half in each): what the stage needs, without mapped-file pages. RssAnon on older kernels."""
+    for key, f in (("Pss_Anon:", "smaps_rollup"), ("RssAnon:", "status")):
+        try:
+            for line in Path(f"/proc/{pid}/{f}").read_text().splitlines():
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return 0
+
+
+def _hwm(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_stage(cmd: list[str], cwd: Path) -> dict:
+    """Run one stage; wall, CPU seconds, peak tree RSS and largest VmHWM."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, anon, hwm, stop = [0], [0], [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            pids = _tree(proc.pid)
+            peak[0] = max(peak[0], sum(_rss(p) for p in pids))
+            anon[0] = max(anon[0], sum(_anon(p) for p in pids))
+            hwm[0] = max([hwm[0], *(_hwm(p) for p in pids)])
+            stop.wait(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stop.set()
+    t.join()
+    out = proc.stdout.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_util": cpu / wall, "peak_rss": peak[0], "peak_anon": anon[0],
+            "max_hwm": max(hwm[0], usage.ru_maxrss * 1024), "log": out.strip().splitlines()[-1:] }
+
+
+def du(*paths: Path) -> int:
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            h.update(str(f.relative_to(path)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def write_params(work: Path, n: int, size: int, patch: int, num_proc) -> Path:
+    p = defaults_dict()
+    p["data"].update(n_images=n, image_size=size, num_proc=num_proc)
+    p["model"]["patch_size"] = patch
+    p["train"]["epochs"] = 1
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path
+
+
+def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: bool) -> list[dict]:
+    py, st = sys.executable, ROOT / "stages"
+    rows, digests = [], {}
+    for k in num_procs:
+        d = work / f"{n}_{size}_np{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        params = write_params(d, n, size, patch, k)
+        stages = {
+            "prepare": [py, str(st / "prepare.py"), "--params", str(params), "--out", "data/parts", "--gallery", "samples.png"],
+            "nsoartc": [py, str(st / "nsoartc.py"), "--params", str(params), "--parts", "data/parts", "--out", "data/nsoartc",
+                        "--unit-space", "data/unit.npz", "--metrics", "data.json", "--figure", "nsoartc.png"],
+        }
+        outs = {"prepare": [d / "data/parts"], "nsoartc": [d / "data/nsoartc"]}
+        if train and k == num_procs[-1]:
+            stages["train"] = [py, str(st / "train.py"), "--params", str(params), "--data", "data/nsoartc", "--out", "vit", "--init", "vit_init",
+                               "--checkpoints", "ck", "--live", "live", "--metrics", "train.json", "--run-info", "run.json"]
+            outs["train"] = [d / "vit", d / "vit_init"]
+        for name, cmd in stages.items():
+            r = run_stage(cmd, d)
+            r.update(stage=name, n=n, size=size, num_proc=k, parts_per_s=n / r["wall_s"], disk=du(*outs[name]))
+            if name == "train":
+                info = json.loads((d / "run.json").read_text())
+                r["training_s"] = info["wall_seconds"]
+                r["overhead_pct"] = 100 * (1 - info["wall_seconds"] / r["wall_s"])
+                r["images_per_s"] = info["images_per_second"]
+                r["threads"] = info.get("threads")
+            rows.append(r)
+            print(_line(r), flush=True)
+        digests[k] = (digest(d / "data/parts"), digest(d / "data/nsoartc"))
+    if len(digests) > 1:
+        same = len(set(digests.values())) == 1
+        print(f"  output bytes of prepare and nsoartc {'EQUAL' if same else 'DIFFER'} across num_proc {num_procs}: {digests}", flush=True)
+        for r in rows:
+            r["bytes_equal_across_num_proc"] = same
+    return rows
+
+
+def _line(r: dict) -> str:
+    extra = f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
+        if r["stage"] == "train" else ""
+    return (f"{r['stage']:<8} {r['n']:>6} parts {r['size']:>3} px np={r['num_proc']}: {r['wall_s']:7.1f} s  {r['parts_per_s']:7.1f} parts/s  "
+            f"peak PSS {r['peak_rss'] / 2**20:6.0f} MiB, anon {r['peak_anon'] / 2**20:5.0f} (largest process RSS {r['max_hwm'] / 2**20:.0f})  CPU {r['cpu_util']:.2f}  "
+            f"disk {r['disk'] / 2**20:7.1f} MiB{extra}")
+
+
+def fits(rows: list[dict]) -> None:
+    print("\nfitted growth per 1,000 parts (least squares over the sizes run; num_proc as last listed):")
+    keys = sorted({(r["stage"], r["size"], r["num_proc"]) for r in rows})
+    for stage, size, k in keys:
+        sel = sorted((r for r in rows if (r["stage"], r["size"], r["num_proc"]) == (stage, size, k)), key=lambda r: r["n"])
+        if len(sel) < 2:
+            continue
+        n = np.array([r["n"] for r in sel], dtype=float) / 1000
+        wall = np.polyfit(n, [r["wall_s"] for r in sel], 1)
+        rss = np.polyfit(n, [r["peak_rss"] / 2**20 for r in sel], 1)
+        anon = np.polyfit(n, [r["peak_anon"] / 2**20 for r in sel], 1)
+        ratio = sel[-1]["peak_rss"] / sel[0]["peak_rss"]
+        ratio_anon = sel[-1]["peak_anon"] / sel[0]["peak_anon"]
+        print(f"  {stage:<8} {size:>3} px np={k}: {wall[0]:6.2f} s, {rss[0]:6.1f} MiB peak PSS, {anon[0]:6.1f} MiB anon per 1,000 parts "
+              f"(peak at {sel[-1]['n']:,} / at {sel[0]['n']:,} parts: PSS {ratio:.2f}x, anon {ratio_anon:.2f}x)")
+    speed = {}
+    for r in rows:
+        speed.setdefault((r["stage"], r["n"], r["size"]), {})[r["num_proc"]] = r["wall_s"]
+    lines = [f"  {s:<8} {n:>6} parts {size:>3} px: " + ", ".join(f"np={k} {w:.1f} s" for k, w in sorted(v.items()))
+             + f"  ({v[min(v)] / v[max(v)]:.2f}x)" for (s, n, size), v in sorted(speed.items()) if len(v) > 1]
+    if lines:
+        print("\nnum_proc speed-up (wall of the fewest / of the most processes):")
+        print("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,3000,10000,30000", help="parts at 64 px (patch 8), comma-separated ('' for none)")
+    ap.add_argument("--sizes-224", default="1000,3000", help="parts at 224 px (patch 16), comma-separated ('' for none)")
+    ap.add_argument("--num-proc", default="auto", help="data.num_proc values for prepare and nsoartc, e.g. 1,2 (train runs after the last)")
+    ap.add_argument("--no-train", action="store_true", help="prepare and nsoartc only")
+    ap.add_argument("--work", type=Path, help="keep the outputs here (default: a temporary directory)")
+    ap.add_argument("--json", type=Path, help="also write every row here")
+    args = ap.parse_args(argv)
+    num_procs = [k if k == "auto" else int(k) for k in args.num_proc.split(",")]
+    plan = [(int(n), 64, 8) for n in args.sizes.split(",") if n] + [(int(n), 224, 16) for n in args.sizes_224.split(",") if n]
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; num_proc {num_procs}\n", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        rows = []
+        for n, size, patch in plan:
+            rows += one_size(n, size, patch, num_procs, work, not args.no_train)
+    fits(rows)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end (this machine may be shared: a load above its cores slows every figure)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

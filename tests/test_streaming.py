@@ -1,0 +1,113 @@
+"""prepare and nsoartc stream in chunks over data.num_proc processes: the bytes they save depend on neither."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from conftest import load_stage, write_params
+
+
+def _data_stages(d: Path, **data) -> dict[str, bytes]:
+    """Run prepare and nsoartc in-process in ``d``; every file they wrote, path -> bytes."""
+    params = write_params(d / "params.yaml", data=data)
+    old = os.getcwd()
+    os.chdir(d)
+    try:
+        load_stage("prepare").main(["--params", str(params), "--out", "parts", "--gallery", "samples.png"])
+        load_stage("nsoartc").main(["--params", str(params), "--parts", "parts", "--out", "nsoartc", "--unit-space", "unit.npz",
+                                    "--metrics", "data.json", "--figure", "nsoartc.png"])
+    finally:
+        os.chdir(old)
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "params.yaml"}
+
+
+def test_data_stage_bytes_do_not_depend_on_num_proc_and_match_the_in_memory_path(tmp_path, monkeypatch, tiny_params):
+    from vitinspect import dataset
+    from vitinspect.dataset import parts_features, to_dataset_dict
+    from vitinspect.nsoartc import UnitSpace, double_eye
+    from vitinspect.render import generate
+
+    monkeypatch.setattr(dataset, "chunk_size", lambda size: 16)  # several chunks per split, merged in order
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = _data_stages(tmp_path / "one", num_proc=1)
+    two = _data_stages(tmp_path / "two", num_proc=2)
+    assert sorted(one) == sorted(two) and not any(".chunks" in k for k in one)  # scratch chunks removed
+    assert [k for k in one if one[k] != two[k]] == []
+    assert sum(k.startswith("nsoartc/train/data-") for k in one) == 1
+
+    # The Arrow data as the in-memory path (every part rendered at once, Dataset.from_dict) writes it.
+    p = tiny_params.data
+    cols = generate(p)
+    to_dataset_dict(cols, parts_features(p.classes, p.views, p.image_size), p.classes).save_to_disk(str(tmp_path / "mem"))
+    arrows = sorted((tmp_path / "mem").rglob("*.arrow"))
+    assert arrows and all((tmp_path / "mem" / a.relative_to(tmp_path / "mem")).read_bytes() == one[f"parts/{a.relative_to(tmp_path / 'mem')}"]
+                          for a in arrows)
+    # The unit space as fitted on the stacked passed training parts, to the bit.
+    train = (np.asarray(cols["split"]) == "train") & (np.asarray(cols["label"]) == "passed")
+    v = cols["views"][train].astype(np.float32) / 255.0
+    fit = UnitSpace.fit(double_eye({n: v[:, j] for j, n in enumerate(p.views)}, tiny_params.nsoartc.window, tiny_params.nsoartc.eps))
+    unit = np.load(tmp_path / "one" / "unit.npz")
+    assert int(unit["n"]) == fit.n == train.sum()
+    assert unit["mean"].tobytes() == fit.mean.tobytes() and unit["std"].tobytes() == fit.std.tobytes()
+
+
+def test_mapped_images_are_the_stored_uint8_rows_and_batches_convert_like_the_whole_split(tiny_data):
+    import functools
+
+    import datasets
+    import torch
+
+    from vitinspect.dataset import MappedImages
+    from vitinspect.inference import predict_images, predict_proba, to_pixel_values
+    from vitinspect.model import InputSpec, build_scratch
+    from vitinspect.params import params_from_dict
+    from vitinspect.training import ImageDataset, PixelDataset, collate
+
+    from conftest import tiny_dict
+
+    ds = datasets.load_from_disk(str(tiny_data / "nsoartc"))["train"]
+    rows = ds.with_format("numpy", columns=["nsoartc", "raw"])[:]  # the formatter's own (int64) reading
+    images = MappedImages(ds, "nsoartc")
+    assert images.shape == rows["nsoartc"].shape and images.dtype == np.uint8
+    assert np.array_equal(images[:], rows["nsoartc"]) and np.array_equal(MappedImages(ds, "raw")[:], rows["raw"])
+    pick = np.array([5, 0, len(ds) - 1, 5])
+    assert np.array_equal(images[pick], rows["nsoartc"][pick]) and np.array_equal(images[3], rows["nsoartc"][3])
+    mask = np.arange(len(ds)) % 3 == 0
+    assert np.array_equal(images[mask], rows["nsoartc"][mask])
+
+    spec = InputSpec(images.shape[1])
+    labels = np.arange(len(ds)) % 4
+    whole = PixelDataset(to_pixel_values(rows["nsoartc"].astype(np.uint8), spec), labels)
+    streamed = ImageDataset(images, labels, functools.partial(to_pixel_values, spec=spec))
+    a, b = collate([whole[i] for i in pick]), collate(streamed.__getitems__(list(pick)))
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["labels"], b["labels"])
+    assert torch.equal(streamed[7]["pixel_values"], whole[7]["pixel_values"])
+    loader = torch.utils.data.DataLoader(streamed, batch_size=16, collate_fn=collate)
+    assert torch.equal(torch.cat([batch["pixel_values"] for batch in loader]), whole.pixel_values)
+
+    p = params_from_dict(tiny_dict())
+    model = build_scratch(p.model, images.shape[1], ["a", "b", "c", "d"], 0)
+    assert np.array_equal(predict_images(model, images, spec, 16), predict_proba(model, to_pixel_values(images[:], spec), 16))
+
+
+def test_threads_auto_share_the_cores_among_dvc_queue_workers(monkeypatch):
+    import torch
+
+    from vitinspect import cli
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(cli, "cores", lambda: 8)
+        monkeypatch.setattr(cli, "queue_workers", lambda: 3)
+        assert cli.set_threads("auto") == 2 == torch.get_num_threads()
+        assert cli.set_threads(1.0) == 1 == torch.get_num_threads()
+        monkeypatch.setattr(cli, "queue_workers", lambda: 16)
+        assert cli.set_threads("auto") == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.undo()
+    assert cli.queue_workers() >= 1
