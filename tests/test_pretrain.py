@@ -213,3 +213,27 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
     once = study.splice_marked(old, block)
     twice = study.splice_marked(once, block)
     assert once == twice and "kept" in once and once.index(study.PT_BEGIN) < once.index("## All runs")
+
+
+def test_label_fraction_trains_on_a_stratified_share(tiny_data, tmp_path, monkeypatch):
+    """train.label_fraction gathers its share of the mapped training images; the Trainer sees exactly those parts."""
+    from vitinspect.dataset import columns, labelled_subset
+    from vitinspect.storage import load_dataset_dir
+
+    monkeypatch.chdir(tmp_path)
+    p = write_params(tmp_path / "params.yaml", train={"epochs": 1, "label_fraction": 0.5})
+    stage = load_stage("train")
+    seen = []
+
+    class Recording(stage.ImageDataset):
+        def __init__(self, images, labels, convert):
+            seen.append(np.asarray(labels).copy())
+            super().__init__(images, labels, convert)
+
+    monkeypatch.setattr(stage, "ImageDataset", Recording)
+    stage.main(train_args(tiny_data, tmp_path, p))
+    labels = columns(load_dataset_dir(tiny_data / "nsoartc")["train"], ["label"])["label"]
+    keep = labelled_subset(labels, 0.5, 0)
+    assert len(keep) < len(labels)
+    assert np.array_equal(seen[0], labels[keep])  # the training set: the stratified half, every class kept
+    assert set(seen[0]) == set(labels)
