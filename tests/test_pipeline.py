@@ -53,8 +53,10 @@ def test_repro_writes_every_output_and_a_second_repro_does_nothing(built_project
 def test_what_each_edit_reruns(project):
     """Each params section and library module reaches only the stages that read it (what `dvc repro --dry` lists)."""
     cases = [
-        ("nsoartc.window", 3, {"nsoartc", "lot", "bundle"}),  # the lot and the bundle composite as nsoartc does
-        ("data.passed_ratio", 0.25, {"prepare", "lot", "bundle"}),
+        # The lot, the bundle and pretrain's unlabeled parts are rendered and composited as the data is (pretrain,
+        # when model.source is not pretrain, rewrites its placeholders at once: test_pretrain.py).
+        ("nsoartc.window", 3, {"nsoartc", "lot", "bundle", "pretrain"}),
+        ("data.passed_ratio", 0.25, {"prepare", "lot", "bundle", "pretrain"}),
         ("train.epochs", 1, {"train"}),
         ("evaluate.batch_size", 7, {"evaluate"}),
         ("attention.head_fusion", "max", {"attention"}),
@@ -68,7 +70,7 @@ def test_what_each_edit_reruns(project):
         assert would_run(project) == {"validate"} | expected, key  # validate checks every params change, alone
         (project / "params.yaml").write_text(original)
     for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain.py", {"attention"}),
-                           ("src/vitinspect/render.py", {"prepare", "lot", "baseline", "bundle"})):
+                           ("src/vitinspect/render.py", {"prepare", "lot", "baseline", "bundle", "pretrain"})):
         code = (project / path).read_text()
         (project / path).write_text(code + "\n# a code change\n")
         assert would_run(project) == expected, path

@@ -111,3 +111,27 @@ def test_threads_auto_share_the_cores_among_dvc_queue_workers(monkeypatch):
         torch.set_num_threads(before)
     monkeypatch.undo()
     assert cli.queue_workers() >= 1
+
+
+def test_rows_are_read_from_the_folder_there_now_not_one_read_before_under_the_same_name(tmp_path, monkeypatch):
+    """A long-lived process (a test run, a notebook) reads `parts` in two projects, or again after a rerun
+    replaced it: each read sees the folder there now, whatever name it was given."""
+    import datasets
+
+    from vitinspect.dataset import Rows, read_rows
+
+    def save(folder: Path, value: int) -> None:
+        datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": [value] * 4})}).save_to_disk(str(folder / "parts"))
+
+    for project, value in ((tmp_path / "a", 1), (tmp_path / "b", 2)):
+        save(project, value)
+        monkeypatch.chdir(project)
+        assert read_rows(Rows("parts", "train", 0, 4, ("x",)))["x"].tolist() == [value] * 4
+    fresh = tmp_path / "b" / "rerun"
+    save(fresh, 3)
+    os.replace(fresh / "parts", tmp_path / "b" / "parts.new")
+    import shutil
+
+    shutil.rmtree(tmp_path / "b" / "parts")
+    os.replace(tmp_path / "b" / "parts.new", tmp_path / "b" / "parts")
+    assert read_rows(Rows("parts", "train", 0, 4, ("x",)))["x"].tolist() == [3] * 4

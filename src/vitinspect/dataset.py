@@ -7,6 +7,7 @@ file of a directory output, and decoding arrays once beats decoding images per s
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,14 +145,18 @@ class Rows:
 
 
 @functools.lru_cache(maxsize=4)
-def _split(path: str, split: str):
+def _split(path: str, split: str, identity: tuple):
     import datasets
 
     return datasets.load_from_disk(path)[split]
 
 
 def read_rows(rows: Rows) -> dict[str, np.ndarray]:
-    return columns(_split(rows.path, rows.split), rows.names, rows=slice(rows.start, rows.stop))
+    # A worker opens each split once for all its chunks. The key is the folder itself (absolute path, inode,
+    # mtime), not the name it was given: a relative name, or a folder replaced since (a rerun), is another dataset.
+    path = os.path.abspath(rows.path)
+    st = os.stat(path)
+    return columns(_split(path, rows.split, (st.st_ino, st.st_mtime_ns)), rows.names, rows=slice(rows.start, rows.stop))
 
 
 def run_job(job):
