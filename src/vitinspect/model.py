@@ -29,17 +29,17 @@ class InputSpec:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
+def encoder_kwargs(model_params, image_size: int) -> dict:
+    """The ViT encoder's size from ``model.*``: shared by the classifier and the MAE that pretrains it."""
+    m = model_params
+    return {"image_size": image_size, "patch_size": m.patch_size, "num_channels": 3, "hidden_size": m.hidden_size,
+            "num_hidden_layers": m.layers, "num_attention_heads": m.heads, "intermediate_size": m.mlp_size}
+
+
 def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfig:
     """The ViTConfig of ``model.source: scratch``."""
-    m = model_params
     return ViTConfig(
-        image_size=image_size,
-        patch_size=m.patch_size,
-        num_channels=3,
-        hidden_size=m.hidden_size,
-        num_hidden_layers=m.layers,
-        num_attention_heads=m.heads,
-        intermediate_size=m.mlp_size,
+        **encoder_kwargs(model_params, image_size),
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={c: i for i, c in enumerate(labels)},

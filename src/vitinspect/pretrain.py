@@ -21,7 +21,7 @@ import torch
 from transformers import TrainerCallback, ViTConfig, ViTMAEConfig, ViTMAEForPreTraining, ViTModel
 
 from vitinspect.inference import to_pixel_values
-from vitinspect.model import InputSpec
+from vitinspect.model import InputSpec, encoder_kwargs
 
 # ---------------------------------------------------------------------------- the unlabeled parts
 
@@ -60,15 +60,9 @@ def as_representation(views: np.ndarray, view_names: list[str], input_name: str,
 
 def mae_config(model_params, image_size: int, pretrain_params) -> ViTMAEConfig:
     """Encoder sized by ``model.*`` (as the scratch ViT), decoder by ``pretrain.decoder.*``."""
-    m, q = model_params, pretrain_params
+    q = pretrain_params
     return ViTMAEConfig(
-        image_size=image_size,
-        patch_size=m.patch_size,
-        num_channels=3,
-        hidden_size=m.hidden_size,
-        num_hidden_layers=m.layers,
-        num_attention_heads=m.heads,
-        intermediate_size=m.mlp_size,
+        **encoder_kwargs(model_params, image_size),
         decoder_hidden_size=q.decoder.hidden_size,
         decoder_num_hidden_layers=q.decoder.layers,
         decoder_num_attention_heads=q.decoder.heads,
@@ -175,34 +169,12 @@ class LossLog(TrainerCallback):
 
 def make_mae_trainer(model, dataset, spec: InputSpec, pretrain_params, output_dir):
     """The HF Trainer (bf16 on CUDA, DDP under torchrun), one log per epoch, no checkpoints."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
-    from vitinspect.training import resolve_device
+    from vitinspect.training import trainer_args
 
-    q = pretrain_params
-    use_cpu, bf16 = resolve_device(q.device)
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=q.epochs,
-        per_device_train_batch_size=q.batch_size,
-        learning_rate=q.lr,
-        weight_decay=q.weight_decay,
-        warmup_steps=q.warmup_ratio,
-        lr_scheduler_type="cosine",
-        adam_beta2=0.95,  # the MAE paper's AdamW betas
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="epoch",
-        seed=q.seed,
-        data_seed=q.seed,
-        use_cpu=use_cpu,
-        bf16=bf16,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        ddp_find_unused_parameters=False,
-    )
+    # The MAE paper's AdamW betas; no evaluation, no checkpoints.
+    args = trainer_args(output_dir, pretrain_params, adam_beta2=0.95, eval_strategy="no", save_strategy="no")
     return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator(spec))
 
 

@@ -265,38 +265,43 @@ def _is_peft(model) -> bool:
     return isinstance(model, PeftModel)
 
 
+def trainer_args(output_dir, p, **specific) -> TrainingArguments:
+    """TrainingArguments from a params section with epochs, batch_size, lr, weight_decay, warmup_ratio,
+    seed and device (train.*, pretrain.*): a cosine schedule, a log per epoch, bf16 on CUDA, no progress
+    bars, no hub, no loader workers; ``specific`` adds to or overrides that."""
+    use_cpu, bf16 = resolve_device(p.device)
+    return TrainingArguments(**{
+        "output_dir": str(output_dir),
+        "num_train_epochs": p.epochs,
+        "per_device_train_batch_size": p.batch_size,
+        "learning_rate": p.lr,
+        "weight_decay": p.weight_decay,
+        "warmup_steps": p.warmup_ratio,
+        "lr_scheduler_type": "cosine",
+        "logging_strategy": "epoch",
+        "seed": p.seed,
+        "data_seed": p.seed,
+        "use_cpu": use_cpu,
+        "bf16": bf16,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "ddp_find_unused_parameters": False,
+        **specific,
+    })
+
+
 def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None) -> Trainer:
     """A Trainer that evaluates, logs and checkpoints once per epoch."""
     t = train_params
-    use_cpu, bf16 = resolve_device(t.device)
 
     def compute_metrics(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         return epoch_metrics(np.asarray(pred.label_ids), np.asarray(logits).argmax(-1), classes)
 
-    args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=t.epochs,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=max(t.batch_size, 256),
-        learning_rate=t.lr,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,
-        lr_scheduler_type="cosine",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
-        save_total_limit=2,
-        seed=t.seed,
-        data_seed=t.seed,
-        use_cpu=use_cpu,
-        bf16=bf16,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        ddp_find_unused_parameters=False,
-    )
+    args = trainer_args(checkpoint_dir, t, per_device_eval_batch_size=max(t.batch_size, 256),
+                        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2)
     trainer = CheckpointTrainer(
         callbacks=[StopOnNonFinite()],
         model=model,
