@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,20 +162,11 @@ def prefetch(tmp_path_factory, name: str, build) -> None:
     _PREFETCH[name].start()
 
 
-# End-to-end tests that share the tiny build go after the unit tests, so the build (begun in the background
-# at the start) has time to finish; the longest of them first, so the two workers end together.
-LONGEST_FIRST = ("test_fresh_clone", "test_toy_study", "test_exp_run", "test_the_bad_params_table_through_dvc")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    def key(item):
-        if "built_project" not in getattr(item, "fixturenames", ()):
-            return 0
-        return 1 + next((i for i, prefix in enumerate(LONGEST_FIRST) if item.name.startswith(prefix)), len(LONGEST_FIRST))
-
-    items.sort(key=key)
-    if any(key(item) for item in items) and not config.option.collectonly:
-        prefetch(config._tmp_path_factory, "e2e", _build_project)
+def _needs(base: Path, name: str, build) -> Path:
+    """Inside a shared build: the shared folder ``name`` beside ``base``, built first (or waited for)."""
+    target = base.parent / f"shared_{name}"
+    _build_once(target, build)
+    return target
 
 
 def _build_project(base: Path) -> None:
@@ -181,6 +174,84 @@ def _build_project(base: Path) -> None:
     (base / "net.log").write_text("")
     run("dvc repro", root, env={"VITINSPECT_TEST_NET_LOG": str(base / "net.log")})
     run("git add -A && git commit -qm repro", root)
+
+
+# Kills of a fresh clone's `dvc repro` (test_reliability.test_fresh_clone_...): the stage, and the test hook
+# that SIGKILLs it (tests/guards/sitecustomize.py).
+KILLS = [
+    ("nsoartc", {"VITINSPECT_TEST_KILL_AT_REPLACE": "2"}),  # while renaming its outputs into place
+    # 83 training parts, batch 16: 6 steps an epoch, a checkpoint each. Step 9 is in the middle of epoch 2.
+    ("train", {"VITINSPECT_TEST_KILL_AT_STEP": "9"}),
+    # Resumed from checkpoint-6, train saves checkpoint-12 with torch.save: training_args.bin, optimizer.pt,
+    # scheduler.pt, rng_state.pth. The 2nd is cut in half, then SIGKILL.
+    ("train", {"VITINSPECT_TEST_KILL_AT_SAVE": "2"}),
+]
+
+
+def _build_killed_clone(base: Path) -> None:
+    """A git clone of the tiny project's commit (no data, no DVC cache) reproduced by plain `dvc repro`,
+    SIGKILLed at each of ``KILLS`` in turn, then run to the end. What the test checks is recorded in
+    ``facts.json``: how each killed run ended, and the checkpoints the kills left behind."""
+    src = make_project(base / "src", tiny_dict())
+    clone = base / "clone"
+    run(["git", "clone", "-q", str(src), str(clone)], base)
+    facts = {"kills": []}
+    for stage, kill in KILLS:
+        killed = run("dvc repro", clone, check=False, env={**kill, "VITINSPECT_TEST_KILL_SCRIPT": f"{stage}.py"})
+        ran = re.findall(r"Running stage '([^']+)'", killed.stdout)
+        facts["kills"].append({"stage": stage, "returncode": killed.returncode, "last_stage": ran[-1] if ran else None,
+                               "tail": (killed.stdout[-1500:] + killed.stderr[-1500:])})
+    ckpts = sorted((clone / ".cache/checkpoints/train").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    facts["checkpoints"] = [p.name for p in ckpts]
+    facts["cut"] = sorted(p.name for p in ckpts[-1].iterdir()) if ckpts else []
+    run("dvc repro", clone)
+    (base / "facts.json").write_text(json.dumps(facts, indent=1))
+
+
+def _build_toy_study(base: Path) -> None:
+    """The study's toy plan run through `dvc queue` in a copy of the reproduced tiny project."""
+    proj = copy_project(_needs(base, "e2e", _build_project) / "proj", base / "proj")
+    run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
+
+
+# The shared builds, by the session fixture that serves each: (shared folder, build, first). They begin in
+# the background as soon as collection ends, where a selected test needs them. The tiny project's build and
+# the study run right after it are the run's longest chain (`first`): they keep this worker's nice value,
+# while its own tests and the other builds (begun after it) run at +NICE (Linux: the nice value is per thread
+# and inherited by the subprocesses a thread starts), so that the chain gets a core to itself.
+BUILDS = {
+    "built_project": ("e2e", _build_project, True),
+    "toy_study": ("toy_study", _build_toy_study, True),
+    "killed_clone": ("killed_clone", _build_killed_clone, False),
+}
+NICE = int(os.environ.get("VITINSPECT_TEST_NICE", "5"))
+
+# Tests that only wait for a background build go last: every other test runs while the builds do.
+LAST = ("test_fresh_clone", "test_toy_study")
+# End-to-end tests that share the tiny build go after the unit tests, so the build (begun in the background
+# at the start) has time to finish; the longest of them first, so the two workers end together.
+LONGEST_FIRST = ("test_exp_run", "test_the_bad_params_table_through_dvc", "test_pretrain_costs")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def key(item):
+        if item.name.startswith(LAST):
+            return 100
+        if "built_project" not in getattr(item, "fixturenames", ()):
+            return 0
+        return 1 + next((i for i, prefix in enumerate(LONGEST_FIRST) if item.name.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=key)
+    if config.option.collectonly:
+        return
+    wanted = [f for f in BUILDS if any(f in getattr(item, "fixturenames", ()) for item in items)]
+    for first in (True, False):
+        if not first and wanted and NICE:
+            os.nice(NICE)  # this thread (this worker's tests) and the builds begun after this line
+        for fixture in wanted:
+            name, build, is_first = BUILDS[fixture]
+            if is_first == first:
+                prefetch(config._tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +262,19 @@ def built_project(tmp_path_factory):
     ``net.log`` beside it lists every connection attempt that run made (none expected).
     """
     return shared(tmp_path_factory, "e2e", _build_project) / "proj"
+
+
+@pytest.fixture(scope="session")
+def killed_clone(tmp_path_factory):
+    """The fresh clone killed at each of ``KILLS`` and then reproduced to the end (its folder: ``clone``,
+    and ``facts.json``), built in the background from the start of the run."""
+    return shared(tmp_path_factory, "killed_clone", _build_killed_clone)
+
+
+@pytest.fixture(scope="session")
+def toy_study(tmp_path_factory):
+    """A copy of the tiny project in which the study's toy plan ran through `dvc queue`."""
+    return shared(tmp_path_factory, "toy_study", _build_toy_study) / "proj"
 
 
 def copy_project(src: Path, dest: Path) -> Path:

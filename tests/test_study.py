@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import run
 from vitinspect.study import figures_of, judge, plan, spread
 
 pytestmark = pytest.mark.slow
@@ -52,9 +49,10 @@ def test_study_panels_give_each_rate_its_own_axis_and_draw_the_seed_range():
     assert len(recall_ax.containers) == 1 and len(escape_ax.containers) == 1  # one seed-range bar where seeds exist
 
 
-def test_toy_study_writes_every_section(project):
-    proj = project
-    run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
+def test_toy_study_writes_every_section(toy_study):
+    """`vitinspect.study run --plan toy` through `dvc queue` (conftest: begun in the background as soon as
+    the tiny project is reproduced)."""
+    proj = toy_study
     report = (proj / "reports" / "study.md").read_text()
     for heading in ("## F1", "## F2", "## F3", "## F4", "## F5", "## F6", "## All runs"):
         assert heading in report, heading
