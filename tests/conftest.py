@@ -27,6 +27,11 @@ os.environ.update({
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # One BLAS/OpenMP thread in the workers and everything they start: two workers and the background builds
+    # already keep both cores busy, and idle OpenMP threads spin when the cores are oversubscribed. (A stage
+    # sets its own torch threads from `train.threads`; the tiny params say 1.)
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 })
 _START_ENV = dict(os.environ)  # what a build in a background thread runs with, whatever a test has set since
 
@@ -99,6 +104,14 @@ def make_project(dest: Path, params: dict) -> Path:
             shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # The folders' own .gitignore files the repo commits (e.g. dvclive/.gitignore for the pretrain stage's
+    # cached out), as a clone has them. Without them, a `dvc repro` that fails after a stage has added a new
+    # entry takes the entry back out (DVC's scm_context) while the stage's lock entry stays.
+    tracked = subprocess.run(["git", "ls-files", "--", "*/.gitignore"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    for rel in tracked:
+        if not rel.startswith(".dvc/"):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / rel, dest / rel)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git init -q -b main && git config user.email t@example.com && git config user.name test", dest)
     run("dvc init -q && dvc config core.analytics false && dvc config core.check_update false", dest)
