@@ -227,15 +227,15 @@ def _build_toy_study(base: Path) -> None:
     run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
 
 
-# The shared builds, by the session fixture that serves each: (shared folder, build, first). They begin in
-# the background as soon as collection ends, where a selected test needs them. The tiny project's build and
-# the study run right after it are the run's longest chain (`first`): they keep this worker's nice value,
-# while its own tests and the other builds (begun after it) run at +NICE (Linux: the nice value is per thread
-# and inherited by the subprocesses a thread starts), so that the chain gets a core to itself.
+# The shared builds, by the session fixture that serves each. They begin in the background as soon as
+# collection ends, where a selected test needs them: the tiny project's build with the study run right after
+# it, and the killed fresh clone, are the run's two longest chains of processes. They keep the worker's nice
+# value while its own tests run at +NICE (Linux: the nice value is per thread, and inherited by the processes
+# a thread starts): the chains get the cores first, and the many short tests fill what they leave.
 BUILDS = {
-    "built_project": ("e2e", _build_project, True),
-    "toy_study": ("toy_study", _build_toy_study, True),
-    "killed_clone": ("killed_clone", _build_killed_clone, False),
+    "built_project": ("e2e", _build_project),
+    "toy_study": ("toy_study", _build_toy_study),
+    "killed_clone": ("killed_clone", _build_killed_clone),
 }
 NICE = int(os.environ.get("VITINSPECT_TEST_NICE", "5"))
 
@@ -258,13 +258,10 @@ def pytest_collection_modifyitems(session, config, items):
     if config.option.collectonly:
         return
     wanted = [f for f in BUILDS if any(f in getattr(item, "fixturenames", ()) for item in items)]
-    for first in (True, False):
-        if not first and wanted and NICE:
-            os.nice(NICE)  # this thread (this worker's tests) and the builds begun after this line
-        for fixture in wanted:
-            name, build, is_first = BUILDS[fixture]
-            if is_first == first:
-                prefetch(config._tmp_path_factory, name, build)
+    for fixture in wanted:
+        prefetch(config._tmp_path_factory, *BUILDS[fixture])
+    if wanted and NICE:
+        os.nice(NICE)  # this thread: this worker's tests, not the builds begun above
 
 
 @pytest.fixture(scope="session")
