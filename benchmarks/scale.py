@@ -1,4 +1,4 @@
-"""`make bench-scale`: prepare -> nsoartc -> train (1 epoch) at growing numbers of parts, per stage:
+"""`make bench-scale`: prepare -> nsoartc -> train (1 epoch) -> evaluate (after lot) at growing numbers of parts, per stage:
 wall, parts/s, peak RSS, CPU utilisation and bytes on disk, plus the fitted growth per 1,000 parts.
 
 Each stage runs as its own process (as DVC runs it). Peak RSS is sampled from /proc every 50 ms over the
@@ -161,6 +161,15 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
             stages["train"] = [py, str(st / "train.py"), "--params", str(params), "--data", "data/nsoartc", "--out", "vit", "--init", "vit_init",
                                "--checkpoints", "ck", "--live", "live", "--metrics", "train.json", "--run-info", "run.json"]
             outs["train"] = [d / "vit", d / "vit_init"]
+            # evaluate reads the val and test splits (and the lot, made at lot.n_parts whatever the data size)
+            stages["lot"] = [py, str(st / "lot.py"), "--params", str(params), "--unit-space", "data/unit.npz", "--out", "data/lot",
+                             "--summary", "lot.json"]
+            outs["lot"] = [d / "data/lot"]
+            stages["evaluate"] = [py, str(st / "evaluate.py"), "--params", str(params), "--data", "data/nsoartc", "--lot", "data/lot",
+                                  "--model", "vit", "--operating-point", "op.json", "--metrics", "eval.json", "--lot-metrics", "lotm.json",
+                                  "--report", "evaluation.json", "--confusion-matrix", "cm.json", "--confusion-records", "cr.json",
+                                  "--predictions", "pred.csv", "--figure", "cm.png", "--roc", "roc.json", "--pr", "pr.json"]
+            outs["evaluate"] = [d / "pred.csv", d / "evaluation.json"]
         for name, cmd in stages.items():
             r = run_stage(cmd, d)
             r.update(stage=name, n=n, size=size, num_proc=k, parts_per_s=n / r["wall_s"], disk=du(*outs[name]))
@@ -219,7 +228,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", default="1000,3000,10000,30000", help="parts at 64 px (patch 8), comma-separated ('' for none)")
     ap.add_argument("--sizes-224", default="1000,3000", help="parts at 224 px (patch 16), comma-separated ('' for none)")
     ap.add_argument("--num-proc", default="auto", help="data.num_proc values for prepare and nsoartc, e.g. 1,2 (train runs after the last)")
-    ap.add_argument("--no-train", action="store_true", help="prepare and nsoartc only")
+    ap.add_argument("--no-train", action="store_true", help="prepare and nsoartc only (no train, lot, evaluate)")
     ap.add_argument("--work", type=Path, help="keep the outputs here (default: a temporary directory)")
     ap.add_argument("--json", type=Path, help="also write every row here")
     args = ap.parse_args(argv)

@@ -82,10 +82,13 @@ def replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
-def run(cmd, cwd, check=True, env=None):
-    """Run a command with the venv first on PATH; return the CompletedProcess (text)."""
+def run(cmd, cwd, check=True, env=None, unset=()):
+    """Run a command with the venv first on PATH; return the CompletedProcess (text).
+
+    unset: prefixes of environment variables to leave out."""
     base = os.environ if threading.current_thread() is threading.main_thread() else _START_ENV
     e = dict(base, PATH=f"{BIN}{os.pathsep}{base['PATH']}", **(env or {}))
+    e = {k: v for k, v in e.items() if not (unset and k.startswith(tuple(unset)))}
     paths = [str(GUARDS)]  # test-only hooks (network guard, kills), off unless their variables are set
     if (Path(cwd) / "src").is_dir():  # the project copy's own library, not the checkout's
         paths.insert(0, str(Path(cwd) / "src"))
@@ -182,10 +185,15 @@ def _needs(base: Path, name: str, build) -> Path:
     return target
 
 
+HF_VARIABLES = ("HF_", "TRANSFORMERS_", "DO_NOT_TRACK")
+
+
 def _build_project(base: Path) -> None:
     root = make_project(base / "proj", tiny_dict())
     (base / "net.log").write_text("")
-    run("dvc repro", root, env={"VITINSPECT_TEST_NET_LOG": str(base / "net.log")})
+    # Under the network guard, and with no Hugging Face variable set: each stage must go offline by itself,
+    # before its first third-party import (net.log.hub records what the hub client read).
+    run("dvc repro", root, env={"VITINSPECT_TEST_NET_LOG": str(base / "net.log")}, unset=HF_VARIABLES)
     run("git add -A && git commit -qm repro", root)
 
 
@@ -269,7 +277,8 @@ def built_project(tmp_path_factory):
     """One tiny project, reproduced once (under the network guard) and committed, shared by every test
     (and every xdist worker). Read-only: a test that runs anything in it uses ``project`` (a copy).
 
-    ``net.log`` beside it lists every connection attempt that run made (none expected).
+    ``net.log`` beside it lists every connection attempt that run made (none expected); ``net.log.hub`` what
+    each stage's hub client read of an environment without any Hugging Face variable.
     """
     return shared(tmp_path_factory, "e2e", _build_project) / "proj"
 

@@ -1,7 +1,9 @@
 """Test-only hooks, active in subprocesses whose PYTHONPATH holds this folder (see conftest.run).
 
 - VITINSPECT_TEST_NET_LOG=<file>: every AF_INET/AF_INET6 connect is refused and recorded in <file>;
-  each guarded process adds its pid and script name to <file>.on.
+  each guarded process adds its pid and script name to <file>.on and, when it exits, what its Hugging Face
+  clients read of the environment to <file>.hub: the script name, huggingface_hub's HF_HUB_OFFLINE (or "-"
+  where it was never imported) and whether transformers was imported.
 - VITINSPECT_TEST_KILL_AT_REPLACE=<n>: the process SIGKILLs itself at its n-th os.replace (an output
   about to be renamed into place: the middle of writing outputs).
 - VITINSPECT_TEST_KILL_AT_STEP=<n>: the process SIGKILLs itself at its n-th optimizer step.
@@ -38,6 +40,16 @@ if _net_log:
         return _connect_ex(self, address)
 
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+
+    def _record_hub():
+        hub = sys.modules.get("huggingface_hub.constants")
+        with open(_net_log + ".hub", "a") as fh:
+            fh.write(f"{os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else '-'} "
+                     f"{getattr(hub, 'HF_HUB_OFFLINE', '-')} {'transformers' in sys.modules}\n")
+
+    import atexit
+
+    atexit.register(_record_hub)
 
 
 def _kill_on_nth(obj, name, n):
