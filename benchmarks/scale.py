@@ -91,11 +91,51 @@ def _hwm(pid: int) -> int:
     return 0
 
 
-def run_stage(cmd: list[str], cwd: Path) -> dict:
-    """Run one stage; wall, CPU seconds, peak tree RSS and largest VmHWM."""
+class MemoryCap:
+    """A memory cgroup (v2, or v1's memory controller) holding one stage's processes: ``limit`` bytes
+    charged for heap *and* page cache, so the kernel must reclaim the mapped Arrow pages a stage has read
+    to stay under it, and kills the stage (out of memory) where its heap alone does not fit. Needs root
+    (or a delegated cgroup); None where the machine has neither."""
+
+    def __init__(self, limit: int):
+        self.limit, name = limit, f"vitinspect-bench-{os.getpid()}-{time.monotonic_ns()}"
+        v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
+        if (v2 / "cgroup.controllers").exists() and "memory" in (v2 / "cgroup.controllers").read_text():
+            self.dir, self.files = v2 / name, ("memory.max", "memory.peak")
+        else:
+            self.dir, self.files = v1 / name, ("memory.limit_in_bytes", "memory.max_usage_in_bytes")
+        self.dir.mkdir()
+        (self.dir / self.files[0]).write_text(str(limit))
+
+    def join(self) -> None:  # in the child, before exec
+        (self.dir / "cgroup.procs").write_text(str(os.getpid()))
+
+    def peak(self) -> int:
+        try:
+            return int((self.dir / self.files[1]).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
+
+
+def run_stage(cmd: list[str], cwd: Path, cap: int | None = None) -> dict:
+    """Run one stage; wall, CPU seconds, peak tree RSS and largest VmHWM. ``cap``: bytes of memory (heap
+    and page cache) the stage may hold (MemoryCap); the cgroup's peak charge is added to the row."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    group = MemoryCap(cap) if cap else None
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=group.join if group else None)
+    except BaseException:
+        if group:
+            group.close()
+        raise
     peak, anon, hwm, stop = [0], [0], [0], threading.Event()
 
     def sample():
@@ -114,11 +154,15 @@ def run_stage(cmd: list[str], cwd: Path) -> dict:
     t.join()
     out = proc.stdout.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    charged = group.peak() if group else None
+    if group:
+        group.close()
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}")
+        why = f" (the {cap / 2**20:.0f} MiB cap: killed out of memory)" if group and proc.returncode == -9 else ""
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}){why}:\n{out[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime
     return {"wall_s": wall, "cpu_s": cpu, "cpu_util": cpu / wall, "peak_rss": peak[0], "peak_anon": anon[0],
-            "max_hwm": max(hwm[0], usage.ru_maxrss * 1024), "log": out.strip().splitlines()[-1:] }
+            "max_hwm": max(hwm[0], usage.ru_maxrss * 1024), "cap": cap, "cap_peak": charged, "log": out.strip().splitlines()[-1:]}
 
 
 def du(*paths: Path) -> int:
@@ -144,7 +188,7 @@ def write_params(work: Path, n: int, size: int, patch: int, num_proc) -> Path:
     return path
 
 
-def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: bool) -> list[dict]:
+def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: bool, caps: dict | None = None) -> list[dict]:
     py, st = sys.executable, ROOT / "stages"
     rows, digests = [], {}
     for k in num_procs:
@@ -171,7 +215,7 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
                                   "--predictions", "pred.csv", "--figure", "cm.png", "--roc", "roc.json", "--pr", "pr.json"]
             outs["evaluate"] = [d / "pred.csv", d / "evaluation.json"]
         for name, cmd in stages.items():
-            r = run_stage(cmd, d)
+            r = run_stage(cmd, d, (caps or {}).get(name))
             r.update(stage=name, n=n, size=size, num_proc=k, parts_per_s=n / r["wall_s"], disk=du(*outs[name]))
             if name == "train":
                 info = json.loads((d / "run.json").read_text())
@@ -191,8 +235,9 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
 
 
 def _line(r: dict) -> str:
-    extra = f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
-        if r["stage"] == "train" else ""
+    capped = f"  cap {r['cap'] / 2**20:.0f} MiB, peak charged {r['cap_peak'] / 2**20:.0f} MiB" if r.get("cap") else ""
+    extra = capped + f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
+        if r["stage"] == "train" else capped
     return (f"{r['stage']:<8} {r['n']:>6} parts {r['size']:>3} px np={r['num_proc']}: {r['wall_s']:7.1f} s  {r['parts_per_s']:7.1f} parts/s  "
             f"peak PSS {r['peak_rss'] / 2**20:6.0f} MiB, anon {r['peak_anon'] / 2**20:5.0f} (largest process RSS {r['max_hwm'] / 2**20:.0f})  CPU {r['cpu_util']:.2f}  "
             f"disk {r['disk'] / 2**20:7.1f} MiB{extra}")
@@ -231,7 +276,14 @@ def main(argv=None) -> None:
     ap.add_argument("--no-train", action="store_true", help="prepare and nsoartc only (no train, lot, evaluate)")
     ap.add_argument("--work", type=Path, help="keep the outputs here (default: a temporary directory)")
     ap.add_argument("--json", type=Path, help="also write every row here")
+    ap.add_argument("--cap-mib", default="", help="run each stage in a memory cgroup of this many MiB (heap and page cache "
+                    "together; root only): one number for every stage, or stage=MiB,... e.g. prepare=390,nsoartc=830")
     args = ap.parse_args(argv)
+    caps = {}
+    for item in filter(None, args.cap_mib.split(",")):
+        stage, _, mib = item.rpartition("=")
+        for name in ([stage] if stage else ["prepare", "nsoartc", "train", "lot", "evaluate"]):
+            caps[name] = int(float(mib) * 2**20)
     num_procs = [k if k == "auto" else int(k) for k in args.num_proc.split(",")]
     plan = [(int(n), 64, 8) for n in args.sizes.split(",") if n] + [(int(n), 224, 16) for n in args.sizes_224.split(",") if n]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; num_proc {num_procs}\n", flush=True)
@@ -239,7 +291,7 @@ def main(argv=None) -> None:
         work = args.work or Path(tmp)
         rows = []
         for n, size, patch in plan:
-            rows += one_size(n, size, patch, num_procs, work, not args.no_train)
+            rows += one_size(n, size, patch, num_procs, work, not args.no_train, caps)
     fits(rows)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (this machine may be shared: a load above its cores slows every figure)")
     if args.json:

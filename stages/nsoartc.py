@@ -15,10 +15,9 @@ import numpy as np
 from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, imap_ordered, label_names,
                                 map_ordered, nsoartc_features, run_job)
 from vitinspect.errors import VitinspectError
-from vitinspect.figures import raw_vs_composite
 from vitinspect.nsoartc import UnitSpaceSums, composite_chunk, passed_channels
 from vitinspect.params import load_params, resolve_workers
-from vitinspect.storage import (all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_dataset, save_figure,
+from vitinspect.storage import (all_or_nothing, atomic_path, dataset_meta, figure_alongside, load_dataset_dir, save_dataset,
                                 scratch_dir, write_json)
 
 RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask")
@@ -88,10 +87,14 @@ def main(argv=None) -> None:
         shown = sorted(first)
         raw, comp, masks = (np.stack([first[i][k] for i in shown]) for k in range(3))
 
-        with all_or_nothing():
+        def draw():  # in a process of its own where the stage may use two (figure_alongside)
+            from vitinspect.figures import raw_vs_composite
+
+            return raw_vs_composite(raw, comp, np.array(classes)[shown], masks, classes)
+
+        with all_or_nothing(), figure_alongside(draw, args.figure, background=num_proc > 1):
             write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
                        hint="check nsoartc.eps, nsoartc.window and the data params")
-            save_figure(raw_vs_composite(raw, comp, np.array(classes)[shown], masks, classes), args.figure)
             with atomic_path(args.unit_space) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))

@@ -138,13 +138,53 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
-    """Save a matplotlib figure atomically and close it. Metadata is stripped so bytes are stable."""
+def _write_figure(fig, tmp: Path, fmt: str, dpi: int = 100) -> None:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(tmp, format=fmt, dpi=dpi, metadata={"Software": None})  # no metadata: stable bytes
     plt.close(fig)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure atomically and close it. Metadata is stripped so bytes are stable."""
+    with atomic_path(path) as tmp:
+        _write_figure(fig, tmp, Path(path).suffix.lstrip(".") or "png", dpi)
+
+
+def _draw_and_write(draw, tmp: Path, fmt: str) -> None:
+    _write_figure(draw(), tmp, fmt)
+
+
+@contextlib.contextmanager
+def figure_alongside(draw, path: str | Path, background: bool):
+    """Save the figure ``draw()`` returns to ``path`` (atomically; inside a stage's ``all_or_nothing`` it is
+    renamed into place with the other outputs) while the block writes the stage's other outputs.
+
+    background: draw it in a forked process (matplotlib imported there), so a stage allowed more than one
+    process does not wait for it; else here, when the block ends. Same bytes either way.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        proc = None
+        if background:
+            import multiprocessing
+
+            proc = multiprocessing.get_context("fork").Process(target=_draw_and_write, args=(draw, tmp, fmt), daemon=True)
+            proc.start()
+        try:
+            yield
+        except BaseException:
+            if proc is not None:  # the block failed: nothing will be renamed into place
+                proc.kill()
+                proc.join()
+            raise
+        if proc is None:
+            _draw_and_write(draw, tmp, fmt)
+        else:
+            proc.join()
+            if proc.exitcode != 0:
+                raise VitinspectError(f"{path}: drawing the figure failed (exit code {proc.exitcode}; the reason is above)")
 
 
 META = "vitinspect.json"  # beside the Arrow files: rows per split and layout, as the producer wrote them
