@@ -94,8 +94,8 @@ def _hwm(pid: int) -> int:
 class MemoryCap:
     """A memory cgroup (v2, or v1's memory controller) holding one stage's processes: ``limit`` bytes
     charged for heap *and* page cache, so the kernel must reclaim the mapped Arrow pages a stage has read
-    to stay under it, and kills the stage (out of memory) where its heap alone does not fit. Needs root
-    (or a delegated cgroup); None where the machine has neither."""
+    to stay under it, and kills the stage (out of memory) where its heap alone does not fit. Needs root:
+    it also empties the machine's page cache before the stage starts."""
 
     def __init__(self, limit: int):
         self.limit, name = limit, f"vitinspect-bench-{os.getpid()}-{time.monotonic_ns()}"
@@ -106,6 +106,10 @@ class MemoryCap:
             self.dir, self.files = v1 / name, ("memory.limit_in_bytes", "memory.max_usage_in_bytes")
         self.dir.mkdir()
         (self.dir / self.files[0]).write_text(str(limit))
+        # Empty the page cache first, so the stage's reads of earlier stages' files are charged to its cgroup
+        # (a page is charged to the group that first reads it) and count against the cap.
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1")
 
     def join(self) -> None:  # in the child, before exec
         (self.dir / "cgroup.procs").write_text(str(os.getpid()))

@@ -17,12 +17,13 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import numpy as np
 
-from vitinspect.dataset import lot_features
+from vitinspect.dataset import chunk_ranges, chunk_size, from_chunks, lot_features, map_ordered, run_job
 from vitinspect.errors import VitinspectError
-from vitinspect.nsoartc import UnitSpace, composite
-from vitinspect.params import load_params
-from vitinspect.render import generate
-from vitinspect.storage import save_dataset, write_json
+from vitinspect.lot import counts, lot_chunk
+from vitinspect.nsoartc import UnitSpace
+from vitinspect.params import load_params, resolve_workers
+from vitinspect.render import plan
+from vitinspect.storage import all_or_nothing, save_dataset, scratch_dir, write_json
 
 LOT = "lot"  # the one split of data/lot
 
@@ -50,21 +51,24 @@ def main(argv=None) -> None:
     if space.mean.shape[-1] != data.image_size:
         raise VitinspectError(f"{args.unit_space}: unit space of {space.mean.shape[-1]} px but data.image_size is {data.image_size}; run dvc repro")
 
+    num_proc = resolve_workers(data.num_proc)
     import datasets  # after cli: the offline environment is set first
 
-    cols = generate(data)
-    images = composite(cols["views"], data.views, space, n.window, n.gain, n.eps)
-    ds = datasets.Dataset.from_dict({
-        "id": [f"lot-{i[5:]}" for i in cols["id"]],
-        "label": [data.classes.index(c) for c in cols["label"]],
-        "raw": cols["views"][:, data.views.index("center")],
-        "nsoartc": images,
-    }, features=lot_features(data.classes, data.image_size))
-    labels = np.asarray(cols["label"])
-    write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
-                              "counts": {c: int((labels == c).sum()) for c in data.classes}})
-    save_dataset(datasets.DatasetDict({LOT: ds}), args.out)  # one split, so readers check its rows like any other
-    print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed} -> {args.out}")
+    # In chunks of parts (their size depends on the image size only, so the bytes never depend on num_proc),
+    # rendered and composed by num_proc processes and written as Arrow files as they go.
+    labels, _ = plan(data)
+    features = lot_features(data.classes, data.image_size)
+    with scratch_dir(args.out) as scratch:
+        jobs = [(lot_chunk, (data, np.arange(a, b), labels, space, n.window, n.gain, n.eps),
+                 (scratch / f"{LOT}-{k:05d}.arrow", features, list(data.classes)))
+                for k, (a, b) in enumerate(chunk_ranges(len(labels), chunk_size(data.image_size)))]
+        map_ordered(run_job, jobs, num_proc)
+        ds = from_chunks([out[0] for _, _, out in jobs], features)
+        with all_or_nothing():
+            write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
+                                      "counts": counts(labels, data.classes)})
+            save_dataset(datasets.DatasetDict({LOT: ds}), args.out)  # one split, so readers check its rows like any other
+    print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed}, {num_proc} processes -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""prepare and nsoartc stream in chunks over data.num_proc processes: the bytes they save depend on neither."""
+"""prepare, nsoartc and lot stream in chunks over data.num_proc processes: the bytes they save depend on neither."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from conftest import load_stage, write_params
 
 
 def _data_stages(d: Path, **data) -> dict[str, bytes]:
-    """Run prepare and nsoartc in-process in ``d``; every file they wrote, path -> bytes."""
+    """Run prepare, nsoartc and lot in-process in ``d``; every file they wrote, path -> bytes."""
     params = write_params(d / "params.yaml", data=data)
     old = os.getcwd()
     os.chdir(d)
@@ -19,6 +19,7 @@ def _data_stages(d: Path, **data) -> dict[str, bytes]:
         load_stage("prepare").main(["--params", str(params), "--out", "parts", "--gallery", "samples.png"])
         load_stage("nsoartc").main(["--params", str(params), "--parts", "parts", "--out", "nsoartc", "--unit-space", "unit.npz",
                                     "--metrics", "data.json", "--figure", "nsoartc.png"])
+        load_stage("lot").main(["--params", str(params), "--unit-space", "unit.npz", "--out", "lot", "--summary", "lot.json"])
     finally:
         os.chdir(old)
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "params.yaml"}
@@ -38,6 +39,7 @@ def test_data_stage_bytes_do_not_depend_on_num_proc_and_match_the_in_memory_path
     assert sorted(one) == sorted(two) and not any(".chunks" in k for k in one)  # scratch chunks removed
     assert [k for k in one if one[k] != two[k]] == []
     assert sum(k.startswith("nsoartc/train/data-") for k in one) == 1
+    assert "nsoartc.png" in one and "lot/lot/data-00000-of-00001.arrow" in one  # the figure drawn beside (np 2), the lot
 
     # The Arrow data as the in-memory path (every part rendered at once, Dataset.from_dict) writes it.
     p = tiny_params.data
