@@ -13,10 +13,9 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 import numpy as np
 
 from vitinspect.dataset import SPLITS, chunk_ranges, chunk_size, from_chunks, map_ordered, parts_features, run_job
-from vitinspect.figures import gallery
 from vitinspect.params import load_params, resolve_workers
 from vitinspect.render import plan, render_parts
-from vitinspect.storage import all_or_nothing, save_dataset, save_figure, scratch_dir
+from vitinspect.storage import all_or_nothing, figure_alongside, save_dataset, scratch_dir
 
 
 def main(argv=None) -> None:
@@ -43,8 +42,13 @@ def main(argv=None) -> None:
         map_ordered(run_job, jobs, num_proc)
         ds = datasets.DatasetDict({s: from_chunks(paths[s], features) for s in SPLITS})
         firsts = [int(np.flatnonzero(labels == c)[0]) for c in p.classes if (labels == c).any()]
-        with all_or_nothing():
-            save_figure(gallery(render_parts(p, firsts, labels), p.classes, p.views), args.gallery)
+
+        def draw():  # in a process of its own where the stage may use two (figure_alongside)
+            from vitinspect.figures import gallery
+
+            return gallery(render_parts(p, firsts, labels), p.classes, p.views)
+
+        with all_or_nothing(), figure_alongside(draw, args.gallery, background=num_proc > 1):
             save_dataset(ds, args.out, views=list(p.views), classes=list(p.classes))
     sizes = ", ".join(f"{k}={len(v)}" for k, v in ds.items())
     print(f"prepare: {len(labels)} parts ({sizes}) in {num_proc} processes -> {args.out}")
