@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import os
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def _module_file(name: str) -> Path | None:
 
 def _imported_modules(path: Path) -> set[str]:
     """Dotted names of the project modules one file imports, at any depth (lazy imports too)."""
+    return set(_imports_of(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=None)
+def _imports_of(path: str, mtime_ns: int) -> frozenset[str]:
+    """_imported_modules, parsed once per file version (every stage's closure shares most of the library)."""
+    path = Path(path)
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -46,7 +54,7 @@ def _imported_modules(path: Path) -> set[str]:
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__ too
             if _module_file(".".join(parts[:i])):
                 found.add(".".join(parts[:i]))
-    return found
+    return frozenset(found)
 
 
 def project_imports(script: Path) -> set[str]:

@@ -166,9 +166,7 @@ def test_pretrain_costs_only_when_used(project):
     params["pretrain"]["epochs"] = 5
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # validate reruns on any params change (same bytes out); pretrain rewrites the same placeholders; nothing else runs.
-    assert set(re.findall(r"Running stage '([^']+)'", run("dvc repro", proj).stdout)) == {"validate", "pretrain"}
-    assert "up to date" in run("dvc status", proj).stdout
-    run("git add -A && git commit -qm 'pretrain epochs'", proj)
+    assert would_run(proj) == {"validate", "pretrain"}
 
     params["model"]["source"], params["pretrain"]["epochs"] = "pretrain", 2
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
