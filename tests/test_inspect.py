@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_stage, train_args
+from conftest import load_stage, shared, train_args
 
 from vitinspect import bundle as bundle_format
 from vitinspect.__main__ import main as cli_main
@@ -26,30 +26,35 @@ def _bundle_args(d: Path, params: Path, out: Path, model: Path, op: Path | None 
 
 
 @pytest.fixture(scope="session")
-def trained_model(tiny_data):
-    """A tiny model trained in-process on tiny_data: (data dir, model dir). Swap for a shared fixture when there is one."""
-    out = tiny_data / "trained"
-    old = os.getcwd()
-    os.chdir(tiny_data)
-    try:
-        load_stage("train").main(train_args(tiny_data, out, tiny_data / "params.yaml"))
-    finally:
-        os.chdir(old)
-    return tiny_data, out / "vit"
+def trained_model(tiny_data, tmp_path_factory):
+    """A tiny model trained in-process on tiny_data, once per test run for every worker (conftest.shared):
+    (data dir, model dir)."""
+
+    def build(out: Path) -> None:
+        old = os.getcwd()
+        os.chdir(out)  # outputs must lie inside the working directory
+        try:
+            load_stage("train").main(train_args(tiny_data, out, tiny_data / "params.yaml"))
+        finally:
+            os.chdir(old)
+
+    return tiny_data, shared(tmp_path_factory, "inspect_model", build) / "vit"
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(trained_model):
-    """The bundle stage run in-process on the tiny model; returns the bundle directory."""
+def tiny_bundle(trained_model, tmp_path_factory):
+    """The bundle stage run in-process on the tiny model, once per test run; returns the bundle directory."""
     d, model = trained_model
-    out = d / "inspect"
-    old = os.getcwd()
-    os.chdir(d)
-    try:
-        load_stage("bundle").main(_bundle_args(d, d / "params.yaml", out, model))
-    finally:
-        os.chdir(old)
-    return out / "bundle"
+
+    def build(out: Path) -> None:
+        old = os.getcwd()
+        os.chdir(out)
+        try:
+            load_stage("bundle").main(_bundle_args(d, d / "params.yaml", out, model))
+        finally:
+            os.chdir(old)
+
+    return shared(tmp_path_factory, "inspect_bundle", build) / "bundle"
 
 
 def _test_split(d: Path):
