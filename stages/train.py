@@ -41,8 +41,9 @@ from vitinspect.training import (
 
 
 def _blocks(images):
-    """A MappedImages column's Arrow chunks, or a gathered array as one block (to hash without a copy)."""
-    return images.blocks() if hasattr(images, "blocks") else [images]
+    """A MappedImages column's Arrow chunks, or a gathered array as one block (to hash without a copy), one
+    after another: fingerprint() hashes each before the next is read, so pages read are released as it goes."""
+    return images.blocks() if hasattr(images, "blocks") else iter([images])
 
 
 def main(argv=None) -> None:
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
     if m.source == "pretrain":  # checkpoints of another pretraining are not resumed either
         code.append((Path(args.pretrained) / "model.safetensors").read_bytes())
     key = fingerprint(dataclasses.asdict(t), dataclasses.asdict(m), dataclasses.asdict(params.finetune),
-                      classes, *_blocks(train_cols[column]), train_cols["label"], *_blocks(val_cols[column]), val_cols["label"], *code)
+                      classes, _blocks(train_cols[column]), train_cols["label"], _blocks(val_cols[column]), val_cols["label"], *code)
     ckpt = Path(args.checkpoints)
     if rank_zero:
         discard_foreign_checkpoints(ckpt, key)  # other params, data or code: start afresh

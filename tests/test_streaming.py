@@ -137,3 +137,102 @@ def test_rows_are_read_from_the_folder_there_now_not_one_read_before_under_the_s
     shutil.rmtree(tmp_path / "b" / "parts")
     os.replace(tmp_path / "b" / "parts.new", tmp_path / "b" / "parts")
     assert read_rows(Rows("parts", "train", 0, 4, ("x",)))["x"].tolist() == [3] * 4
+
+
+def _chunked_split(d: Path, rows: int, chunk: int, size: int = 8, seed: int = 0):
+    """A split of ``rows`` parts-like rows written as chunk files of ``chunk`` rows, joined as prepare joins them."""
+    from vitinspect.dataset import from_chunks, parts_features, write_chunk
+
+    rng = np.random.default_rng(seed)
+    features = parts_features(["passed", "tilt_x"], ["c", "l"], size)
+    paths = []
+    for k, a in enumerate(range(0, rows, chunk)):
+        n = min(chunk, rows - a)
+        cols = {"id": [f"part-{a + i:06d}" for i in range(n)], "label": rng.integers(0, 2, n).tolist(),
+                "defect_terminal": rng.integers(-1, 4, n).astype(np.int32), "tilt": rng.random((n, 2), np.float32),
+                "retraction": rng.random(n, np.float32), "bbox": rng.integers(0, size, (n, 4)).astype(np.int32),
+                "mask": rng.integers(0, 2, (n, size, size), dtype=np.uint8),
+                "views": rng.integers(0, 256, (n, 2, size, size), dtype=np.uint8)}
+        paths.append(d / f"{seed}-{k:05d}.arrow")
+        write_chunk(cols, features, ["passed", "tilt_x"], paths[-1])
+    return from_chunks(paths, features)
+
+
+def test_saved_splits_are_save_to_disk_byte_for_byte_in_every_layout(tmp_path, monkeypatch):
+    """save_dataset writes what DatasetDict.save_to_disk writes (it only frees pages as it goes): one shard or
+    several, record batches of 1,000 rows or fewer, splits longer than a batch from chunks that straddle
+    batches, an empty split and an in-memory one."""
+    import datasets
+    from datasets import config
+
+    from vitinspect.storage import save_dataset_dict
+
+    (tmp_path / "chunks").mkdir()
+    ds = datasets.DatasetDict({
+        "train": _chunked_split(tmp_path / "chunks", 2300, 96),
+        "val": _chunked_split(tmp_path / "chunks", 37, 16, seed=1),
+        "test": _chunked_split(tmp_path / "chunks", 0, 16, seed=2),
+        "mem": datasets.Dataset.from_dict({"x": list(range(1500))}),
+    })
+    for shard, group in (("500MB", "100MB"), ("60KB", "100MB"), ("500MB", "20KB")):
+        monkeypatch.setattr(config, "MAX_SHARD_SIZE", shard)
+        monkeypatch.setattr(config, "MAX_ROW_GROUP_SIZE", group)
+        ours, theirs = tmp_path / f"ours-{shard}-{group}", tmp_path / f"theirs-{shard}-{group}"
+        save_dataset_dict(ds, ours)
+        ds.save_to_disk(str(theirs))
+        files = sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
+        assert [f for f in files if (ours / f).read_bytes() != (theirs / f).read_bytes()] == []
+        if shard == "60KB":
+            assert len(list((ours / "train").glob("data-*.arrow"))) > 1
+        assert datasets.load_from_disk(str(ours / "train"))["id"] == ds["train"]["id"]
+
+
+def _rss_file() -> int:
+    """This process's resident pages that belong to mapped files, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+def test_reading_a_mapped_split_holds_a_bounded_share_of_it_and_release_keeps_its_bytes(tmp_path, monkeypatch):
+    import pytest
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc")
+    from vitinspect import storage
+    from vitinspect.dataset import MappedImages
+
+    (tmp_path / "chunks").mkdir()
+    split = _chunked_split(tmp_path / "chunks", 2048, 256, size=64)  # 16 MiB of views, 8 KiB a row
+    storage.save_dataset_dict(__import__("datasets").DatasetDict({"train": split}), tmp_path / "saved")
+    ds = __import__("datasets").load_from_disk(str(tmp_path / "saved"))["train"]
+    size = 2048 * 2 * 64 * 64
+
+    monkeypatch.setattr(storage, "RELEASE_EVERY", 1 << 40)  # never: every page read stays
+    images = MappedImages(ds, "views")
+    before = _rss_file()
+    whole = np.concatenate([images[a:a + 256] for a in range(0, 2048, 256)])
+    held = _rss_file() - before
+    assert held > 0.8 * size
+    assert storage.release_pages(images.files) >= size
+    assert _rss_file() - before < 0.2 * size
+    assert np.array_equal(images[:], whole)  # mapped again from the page cache: same bytes
+    storage.release_pages(images.files)
+
+    monkeypatch.setattr(storage, "RELEASE_EVERY", 1 << 20)  # every MiB read
+    before = _rss_file()
+    peak = 0
+    order = np.random.default_rng(0).permutation(2048)
+    for a in range(0, 2048, 16):  # shuffled batches, as training reads them
+        assert np.array_equal(images[order[a:a + 16]], whole[order[a:a + 16]])
+        peak = max(peak, _rss_file() - before)
+    assert peak < 0.5 * size
+    # Scanning the blocks to hash them releases as it goes too.
+    before = _rss_file()
+    peak = 0
+    for block in images.blocks():
+        block.sum()
+        peak = max(peak, _rss_file() - before)
+    assert peak < 0.5 * size

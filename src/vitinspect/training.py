@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,10 @@ def fingerprint(*parts) -> str:
         if isinstance(p, bytes):
             h.update(p)
         elif isinstance(p, np.ndarray):
-            h.update(np.ascontiguousarray(p).tobytes())
+            h.update(np.ascontiguousarray(p))
+        elif isinstance(p, Iterator):  # arrays one after another (a mapped column's blocks, scanned once)
+            for block in p:
+                h.update(np.ascontiguousarray(block))
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()
