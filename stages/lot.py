@@ -17,7 +17,7 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import numpy as np
 
-from vitinspect.dataset import chunk_ranges, chunk_size, from_chunks, lot_features, map_ordered, run_job
+from vitinspect.dataset import chunk_ranges, chunk_size, from_chunks, lot_features, run_chunks
 from vitinspect.errors import VitinspectError
 from vitinspect.lot import counts, lot_chunk
 from vitinspect.nsoartc import UnitSpace
@@ -62,8 +62,8 @@ def main(argv=None) -> None:
         jobs = [(lot_chunk, (data, np.arange(a, b), labels, space, n.window, n.gain, n.eps),
                  (scratch / f"{LOT}-{k:05d}.arrow", features, list(data.classes)))
                 for k, (a, b) in enumerate(chunk_ranges(len(labels), chunk_size(data.image_size)))]
-        map_ordered(run_job, jobs, num_proc)
-        ds = from_chunks([out[0] for _, _, out in jobs], features)
+        _, prints = run_chunks(jobs, num_proc, {LOT: [out[0] for _, _, out in jobs]})
+        ds = from_chunks([out[0] for _, _, out in jobs], features, prints[LOT])
         with all_or_nothing():
             write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
                                       "counts": counts(labels, data.classes)})

@@ -12,10 +12,10 @@ except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outsi
 
 import numpy as np
 
-from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, from_chunks, imap_ordered, label_names,
-                                map_ordered, nsoartc_features, run_job)
+from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, columns, from_chunks, imap_ordered, label_names,
+                                nsoartc_features, read_rows, run_chunks, run_job)
 from vitinspect.errors import VitinspectError
-from vitinspect.nsoartc import UnitSpaceSums, composite_chunk, passed_channels
+from vitinspect.nsoartc import UnitSpaceSums, composite, composite_chunk, passed_channels
 from vitinspect.params import load_params, resolve_workers
 from vitinspect.storage import (all_or_nothing, atomic_path, dataset_meta, figure_alongside, load_dataset_dir, save_dataset,
                                 scratch_dir, write_json)
@@ -58,17 +58,35 @@ def main(argv=None) -> None:
         )
     space = sums.space()
 
+    # The figure: the first part of each class (train, then val, then test), composed as pass 2 composes it
+    # (composite: the same arithmetic, row by row), drawn in a process forked now, beside pass 2.
+    first = {}
+    for s in SPLITS:
+        labels = columns(parts[s], ["label"])["label"]
+        for c in np.unique(labels):
+            first.setdefault(int(c), (s, int(np.flatnonzero(labels == c)[0])))
+    shown = sorted(first)
+
+    def draw():
+        from vitinspect.figures import raw_vs_composite
+
+        rows = [read_rows(Rows(args.parts, *first[c], first[c][1] + 1, ("views", "mask"))) for c in shown]
+        v = np.concatenate([r["views"] for r in rows])
+        comp = composite(v, views, space, p.window, p.gain, p.eps)
+        masks = np.concatenate([r["mask"] for r in rows]).astype(bool)
+        return raw_vs_composite(v[:, views.index("center")], comp, np.array(classes)[shown], masks, classes)
+
     # Pass 2: composites of every split, chunk by chunk, written as Arrow files as they go.
     features = nsoartc_features(classes, size)
-    with scratch_dir(args.out) as scratch:
+    with scratch_dir(args.out) as scratch, all_or_nothing(), figure_alongside(draw, args.figure, background=num_proc > 1):
         jobs, paths = [], {s: [] for s in SPLITS}
         for s in SPLITS:
             for a, b in chunks[s]:
                 paths[s].append(scratch / f"{s}-{len(paths[s]):05d}.arrow")
                 jobs.append((composite_chunk, (Rows(args.parts, s, a, b, RECORD + ("views",)), views, space, p.window,
                                                p.gain, p.eps, len(classes)), (paths[s][-1], features, classes)))
-        summaries = map_ordered(run_job, jobs, num_proc)
-        ds = datasets.DatasetDict({s: from_chunks(paths[s], features) for s in SPLITS})
+        summaries, prints = run_chunks(jobs, num_proc, paths)
+        ds = datasets.DatasetDict({s: from_chunks(paths[s], features, prints[s]) for s in SPLITS})
 
         split_of = [s for s in SPLITS for _ in chunks[s]]
         counts = {s: {c: int(sum(m["count"][i] for m, t in zip(summaries, split_of) if t == s))
@@ -80,25 +98,12 @@ def main(argv=None) -> None:
             for i, c in enumerate(classes)
             if c != "passed" and any(counts[s][c] for s in SPLITS)
         }
-        first = {}
-        for m in summaries:
-            for i, sample in m["first"].items():
-                first.setdefault(i, sample)
-        shown = sorted(first)
-        raw, comp, masks = (np.stack([first[i][k] for i in shown]) for k in range(3))
-
-        def draw():  # in a process of its own where the stage may use two (figure_alongside)
-            from vitinspect.figures import raw_vs_composite
-
-            return raw_vs_composite(raw, comp, np.array(classes)[shown], masks, classes)
-
-        with all_or_nothing(), figure_alongside(draw, args.figure, background=num_proc > 1):
-            write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
-                       hint="check nsoartc.eps, nsoartc.window and the data params")
-            with atomic_path(args.unit_space) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
-            save_dataset(ds, args.out, classes=classes, input_views=views)
+        write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
+                   hint="check nsoartc.eps, nsoartc.window and the data params")
+        with atomic_path(args.unit_space) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
+        save_dataset(ds, args.out, classes=classes, input_views=views)
     print(f"nsoartc: unit space of {space.n} passed parts; defect contrast {contrast} ({num_proc} processes)")
 
 

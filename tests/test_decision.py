@@ -208,3 +208,37 @@ def test_inspection_block_agrees_with_sklearn():
     assert got["predicted_counts"]["tilt_y"] == 0
     assert got["escape"]["k"] == int(((labels != 0) & (preds == 0)).sum())
     assert got["rejected"]["k"] == int((preds != 0).sum()) and got["rejected"]["n"] == len(labels)
+
+
+def test_class_scores_and_epoch_metrics_are_sklearns_floats_bit_for_bit():
+    """metrics.py computes sklearn's definitions with numpy (so training need not import sklearn): the same
+    floats, also where a class is never predicted, never present, or the only one."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    from vitinspect.metrics import class_scores, confusion, confusion_counts, epoch_metrics
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        k = int(rng.integers(2, 6))
+        n = int(rng.integers(1, 60))
+        labels = rng.integers(0, k, n)
+        preds = np.where(rng.random(n) < 0.6, labels, rng.integers(0, k, n))
+        if trial % 3 == 0:
+            preds[preds == k - 1] = 0  # a class never predicted
+        if trial % 5 == 0:
+            labels[labels == 1] = 0  # a class never present
+        if trial % 17 == 0:
+            labels[:], preds[:] = 0, 0  # one class only
+        m = confusion_counts(labels, preds, k)
+        assert np.array_equal(m, confusion_matrix(labels, preds, labels=list(range(k))))
+        ours = class_scores(m)
+        theirs = precision_recall_fscore_support(labels, preds, labels=list(range(k)), zero_division=0)
+        for a, b in zip(ours, theirs):
+            assert np.asarray(a).tobytes() == np.asarray(b, dtype=np.asarray(a).dtype).tobytes()
+        names = ["passed", "tilt_x", "tilt_y", "retracted", "bent"][:k]
+        got = epoch_metrics(labels, preds, names)
+        assert got["accuracy"] == round(float(accuracy_score(labels, preds)), 6)
+        assert got["macro_f1"] == round(float(theirs[2].mean()), 6)
+        assert got["macro_f1_defects"] == round(float(theirs[2][1:].mean()), 6)
+        assert [got[f"recall_{c}"] for c in names] == [round(float(r), 6) for r in theirs[1]]
+        assert confusion(labels, preds, names)["counts"] == m.tolist()

@@ -120,6 +120,30 @@ def map_ordered(fn, jobs, num_proc: int) -> list:
     return list(imap_ordered(fn, jobs, num_proc))
 
 
+def _hash_file(digest, path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+
+
+def run_chunks(jobs, num_proc: int, splits: dict) -> tuple[list, dict]:
+    """``map_ordered(run_job, jobs, num_proc)`` for chunk jobs that write files, and the fingerprint of each
+    split (``splits``: name -> its chunk files in order) that :func:`from_chunks` records: a hash of its
+    chunks' bytes. The main process hashes each file as its job ends, while the workers make the next
+    chunks, instead of in a pass of its own afterwards. Returns (what the jobs returned, {split: fingerprint})."""
+    import hashlib
+
+    split_of = {str(path): name for name, paths in splits.items() for path in paths}
+    digests = {name: hashlib.blake2b(digest_size=8) for name in splits}
+    extras = []
+    for job, extra in zip(jobs, imap_ordered(run_job, jobs, num_proc)):
+        extras.append(extra)
+        path = job[2][0] if job[2] is not None else None
+        if str(path) in split_of:
+            _hash_file(digests[split_of[str(path)]], path)
+    return extras, {name: d.hexdigest() for name, d in digests.items()}
+
+
 def write_chunk(columns: dict, features, label_names, path) -> int:
     """Write one chunk of rows as an Arrow file (the stream format ``datasets`` memory-maps); its rows."""
     from datasets.arrow_writer import ArrowWriter
@@ -173,11 +197,12 @@ def run_job(job):
     return extra
 
 
-def from_chunks(paths, features) -> "datasets.Dataset":
+def from_chunks(paths, features, fingerprint: str | None = None) -> "datasets.Dataset":
     """One split from its chunk files, in order, memory-mapped (nothing is read into RAM).
 
-    Its fingerprint (saved in ``state.json``) is a hash of the chunks' bytes, so the same rows give the
-    same saved bytes however many processes wrote them. Against one in-memory table (Dataset.from_dict) the
+    Its fingerprint (saved in ``state.json``) is a hash of the chunks' bytes (``fingerprint``, as
+    :func:`run_chunks` returns it, or hashed here), so the same rows give the same saved bytes however many
+    processes wrote them. Against one in-memory table (Dataset.from_dict) the
     saved rows are equal and the bytes are too for splits of up to 1,000 rows (one record batch); a longer
     split differs in the 48 padding bytes after the ``id`` strings of each full record batch: pyarrow pads a
     sliced string buffer with the bytes that follow it (the next ids, in one big array), and a batch joined
@@ -189,14 +214,14 @@ def from_chunks(paths, features) -> "datasets.Dataset":
 
     if not paths:
         return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
-    digest = hashlib.blake2b(digest_size=8)
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
+    if fingerprint is None:
+        digest = hashlib.blake2b(digest_size=8)
+        for path in paths:
+            _hash_file(digest, path)
+        fingerprint = digest.hexdigest()
     ds = datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in paths])
     ds.reset_format()  # as Dataset.from_dict leaves it: no format columns in state.json
-    ds._fingerprint = digest.hexdigest()
+    ds._fingerprint = fingerprint
     return ds
 
 

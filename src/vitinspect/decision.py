@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from vitinspect.metrics import class_scores, confusion_counts
+
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 ALPHA = 0.05
 
@@ -253,18 +255,12 @@ def macro_f1_interval(labels: np.ndarray, preds: np.ndarray, class_ids: list[int
 def _per_class(m: np.ndarray, classes: list[str]) -> dict:
     """Overall and per-class figures from a confusion matrix m[actual, predicted] (sklearn's definitions,
     zero_division=0; balanced accuracy over the classes present)."""
-    tp = np.diag(m).astype(float)
-    support, predicted, n = m.sum(axis=1), m.sum(axis=0), int(m.sum())
-
-    def div(a, b):
-        return np.divide(a, b, out=np.zeros(len(a), dtype=float), where=b > 0)
-
-    precision, recall = div(tp, predicted), div(tp, support)
-    f1 = div(2 * tp, support + predicted)
+    precision, recall, f1, support = class_scores(m)
+    n = int(m.sum())
     present = support > 0
     out = {
         "n": n,
-        "accuracy": _r(tp.sum() / n) if n else None,
+        "accuracy": _r(np.trace(m) / n) if n else None,
         "balanced_accuracy": _r(recall[present].mean()) if present.any() else None,
         "macro_f1": _r(f1.mean()),
         "per_class": {c: {"precision": _r(precision[i]), "recall": _r(recall[i]), "f1": _r(f1[i]), "support": int(support[i])}
@@ -288,7 +284,7 @@ def inspection_block(labels: np.ndarray, preds: np.ndarray, classes: list[str]) 
     """
     labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
     k = len(classes)
-    m = np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
+    m = confusion_counts(labels, preds, k)
     p = classes.index("passed")
     good = int(m[p].sum())
     defective = int(m.sum()) - good

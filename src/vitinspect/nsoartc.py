@@ -191,8 +191,8 @@ def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window:
 
     cols: ``views`` (n, V, H, W) uint8, ``label`` (n,) class indices, ``mask`` (n, H, W), the other
     record columns passed through. Returns (columns with ``raw`` (centre view) and ``nsoartc`` (n, H, W, 3)
-    uint8 added and ``views`` dropped, summary): per class the parts, the sums and pixel counts of mean |z|
-    inside and outside the defect masks (float64), and the first part of each class (raw, composite, mask).
+    uint8 added and ``views`` dropped, summary): per class the parts, and the sums and pixel counts of mean |z|
+    inside and outside the defect masks (float64).
     """
     v = cols["views"].astype(np.float32) / 255.0
     z = space.zscore(double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps), eps)
@@ -203,14 +203,12 @@ def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window:
     masks = cols["mask"].astype(bool)
     a = np.abs(z).mean(axis=1)
     summary = {"count": np.bincount(labels, minlength=n_classes), "in": np.zeros(n_classes), "n_in": np.zeros(n_classes, np.int64),
-               "out": np.zeros(n_classes), "n_out": np.zeros(n_classes, np.int64), "first": {}}
+               "out": np.zeros(n_classes), "n_out": np.zeros(n_classes, np.int64)}
     for c in np.unique(labels):
         rows = labels == c
         ac, mc = a[rows], masks[rows]
         summary["in"][c], summary["n_in"][c] = ac[mc].sum(dtype=np.float64), mc.sum()
         summary["out"][c], summary["n_out"][c] = ac[~mc].sum(dtype=np.float64), (~mc).sum()
-        i = int(np.flatnonzero(rows)[0])
-        summary["first"][int(c)] = (out["raw"][i].copy(), out["nsoartc"][i].copy(), masks[i].copy())  # not views: they would keep the chunk alive
     return out, summary
 
 
