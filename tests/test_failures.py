@@ -6,6 +6,8 @@ diverged training run, non-finite figures, all-or-nothing outputs, and the catch
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,6 +92,26 @@ def test_all_or_nothing_renames_every_output_or_none(in_tmp):
         assert Path("a.txt").read_text() == "old a"  # nothing renamed before the end
         write_text("b.txt", "new b")
     assert Path("a.txt").read_text() == "new a" and Path("b.txt").read_text() == "new b"
+
+
+def test_a_finished_stage_exits_0_with_its_exit_handlers_run_and_a_call_from_python_returns(tmp_path):
+    """A stage run as a script ends without the interpreter's teardown (cli.exit_finished), yet with its exit
+    handlers run and its output flushed; a call of run_stage from Python (a test, a notebook) just returns."""
+    from vitinspect import cli
+
+    done = []
+    cli.run_stage(lambda argv: done.append(argv), ["x"])
+    assert done == [["x"]]
+    marker = tmp_path / "atexit.txt"
+    code = ("import atexit, sys, threading\n"
+            "from vitinspect.cli import run_stage\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+            "def main(argv):\n"
+            "    sys.stdout.write('unflushed output')\n"
+            "run_stage(main)\n"
+            "raise SystemExit(7)  # not reached: the finished stage has exited\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "unflushed output" and marker.read_text() == "ran", proc.stderr
 
 
 def test_catch_all_prints_one_line_and_exits_2(capsys, monkeypatch):

@@ -47,7 +47,8 @@ def run_stage(main, argv=None) -> None:
     """
     try:
         main(argv)
-        exit_finished()
+        if getattr(main, "__module__", None) == "__main__":  # a stage run as a script, not a call from a test
+            exit_finished()
     except VitinspectError as exc:
         if os.environ.get("VITINSPECT_DEBUG") == "1":
             raise
