@@ -11,6 +11,7 @@ part (Pss_Anon: heap and arrays, summed over the tree) is printed beside them. C
     python benchmarks/scale.py                                  # 1k/3k/10k/30k at 64 px, 1k/3k at 224 px (patch 16)
     python benchmarks/scale.py --sizes 1000,3000 --sizes-224 '' # a subset
     python benchmarks/scale.py --num-proc 1,2                   # prepare and nsoartc at each; output bytes compared
+    python benchmarks/scale.py --sizes 10000 --sizes-224 '' --num-proc 1,2 --paired 3   # speed-up, alternating rounds
 
 Kept out of `make test`: minutes to hours, and the figures are measurements, not assertions.
 """
@@ -192,6 +193,39 @@ def write_params(work: Path, n: int, size: int, patch: int, num_proc) -> Path:
     return path
 
 
+def data_stages(params: Path) -> dict:
+    """prepare's and nsoartc's commands, run in the folder that holds ``params``."""
+    py, st = sys.executable, ROOT / "stages"
+    return {
+        "prepare": [py, str(st / "prepare.py"), "--params", str(params), "--out", "data/parts", "--gallery", "samples.png"],
+        "nsoartc": [py, str(st / "nsoartc.py"), "--params", str(params), "--parts", "data/parts", "--out", "data/nsoartc",
+                    "--unit-space", "data/unit.npz", "--metrics", "data.json", "--figure", "nsoartc.png"],
+    }
+
+
+def paired_speedup(n: int, size: int, patch: int, num_procs: list, work: Path, repeats: int) -> None:
+    """prepare, then nsoartc, at each num_proc in turn, ``repeats`` rounds, the order reversed every other
+    round (A B, B A, ...) so a drift in the machine's load does not favour one; per stage the wall of each
+    round and the ratio fewest / most processes, its median and min, and whether the bytes are equal."""
+    walls = {stage: {k: [] for k in num_procs} for stage in ("prepare", "nsoartc")}
+    dirs = {k: work / f"{n}_{size}_paired_np{k}" for k in num_procs}
+    for r in range(repeats):
+        order = num_procs if r % 2 == 0 else num_procs[::-1]
+        for stage in walls:
+            for k in order:
+                dirs[k].mkdir(parents=True, exist_ok=True)
+                cmd = data_stages(write_params(dirs[k], n, size, patch, k))[stage]
+                walls[stage][k].append(run_stage(cmd, dirs[k])["wall_s"])
+    lo, hi = min(num_procs), max(num_procs)
+    print(f"\nnum_proc {lo} against {hi}, {n:,} parts at {size} px, {repeats} alternating rounds (wall s):")
+    for stage, w in walls.items():
+        ratios = np.array(w[lo]) / np.array(w[hi])
+        print(f"  {stage:<8} np={lo}: {', '.join(f'{x:.1f}' for x in w[lo])}   np={hi}: {', '.join(f'{x:.1f}' for x in w[hi])}"
+              f"   speed-up {', '.join(f'{x:.2f}' for x in ratios)}: median {np.median(ratios):.2f}x, min {ratios.min():.2f}x")
+    same = len({(digest(d / "data/parts"), digest(d / "data/nsoartc")) for d in dirs.values()}) == 1
+    print(f"  output bytes of prepare and nsoartc {'EQUAL' if same else 'DIFFER'} across num_proc {num_procs}", flush=True)
+
+
 def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: bool, caps: dict | None = None) -> list[dict]:
     py, st = sys.executable, ROOT / "stages"
     rows, digests = [], {}
@@ -199,11 +233,7 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
         d = work / f"{n}_{size}_np{k}"
         d.mkdir(parents=True, exist_ok=True)
         params = write_params(d, n, size, patch, k)
-        stages = {
-            "prepare": [py, str(st / "prepare.py"), "--params", str(params), "--out", "data/parts", "--gallery", "samples.png"],
-            "nsoartc": [py, str(st / "nsoartc.py"), "--params", str(params), "--parts", "data/parts", "--out", "data/nsoartc",
-                        "--unit-space", "data/unit.npz", "--metrics", "data.json", "--figure", "nsoartc.png"],
-        }
+        stages = data_stages(params)
         outs = {"prepare": [d / "data/parts"], "nsoartc": [d / "data/nsoartc"]}
         if train and k == num_procs[-1]:
             stages["train"] = [py, str(st / "train.py"), "--params", str(params), "--data", "data/nsoartc", "--out", "vit", "--init", "vit_init",
@@ -280,6 +310,9 @@ def main(argv=None) -> None:
     ap.add_argument("--no-train", action="store_true", help="prepare and nsoartc only (no train, lot, evaluate)")
     ap.add_argument("--work", type=Path, help="keep the outputs here (default: a temporary directory)")
     ap.add_argument("--json", type=Path, help="also write every row here")
+    ap.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                    help="instead: prepare and nsoartc at each --num-proc in alternating rounds (A B, B A, ...) at each size; "
+                         "per stage the speed-up's median and min")
     ap.add_argument("--cap-mib", default="", help="run each stage in a memory cgroup of this many MiB (heap and page cache "
                     "together; root only): one number for every stage, or stage=MiB,... e.g. prepare=390,nsoartc=830")
     args = ap.parse_args(argv)
@@ -291,6 +324,14 @@ def main(argv=None) -> None:
     num_procs = [k if k == "auto" else int(k) for k in args.num_proc.split(",")]
     plan = [(int(n), 64, 8) for n in args.sizes.split(",") if n] + [(int(n), 224, 16) for n in args.sizes_224.split(",") if n]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; num_proc {num_procs}\n", flush=True)
+    if args.paired:
+        if len(num_procs) < 2 or "auto" in num_procs:
+            ap.error("--paired needs two or more numeric --num-proc values, e.g. --num-proc 1,2")
+        with tempfile.TemporaryDirectory() as tmp:
+            for n, size, patch in plan:
+                paired_speedup(n, size, patch, num_procs, args.work or Path(tmp), args.paired)
+        print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         rows = []
