@@ -66,11 +66,11 @@ def main(argv=None) -> None:
         for c in np.unique(labels):
             first.setdefault(int(c), (s, int(np.flatnonzero(labels == c)[0])))
     shown = sorted(first)
+    rows = [read_rows(Rows(args.parts, *first[c], first[c][1] + 1, ("views", "mask"))) for c in shown]  # here, not in the fork
 
     def draw():
         from vitinspect.figures import raw_vs_composite
 
-        rows = [read_rows(Rows(args.parts, *first[c], first[c][1] + 1, ("views", "mask"))) for c in shown]
         v = np.concatenate([r["views"] for r in rows])
         comp = composite(v, views, space, p.window, p.gain, p.eps)
         masks = np.concatenate([r["mask"] for r in rows]).astype(bool)

@@ -242,3 +242,13 @@ def test_class_scores_and_epoch_metrics_are_sklearns_floats_bit_for_bit():
         assert got["macro_f1_defects"] == round(float(theirs[2][1:].mean()), 6)
         assert [got[f"recall_{c}"] for c in names] == [round(float(r), 6) for r in theirs[1]]
         assert confusion(labels, preds, names)["counts"] == m.tolist()
+
+
+def test_class_indices_outside_the_classes_are_refused_not_miscounted():
+    from vitinspect.metrics import confusion_counts, epoch_metrics
+
+    for labels, preds in (([0, 1, 2], [0, 1, -1]), ([0, 1, 2], [0, 1, 3]), ([0, 5], [0, 1])):
+        with pytest.raises(ValueError, match="outside 0..2"):
+            epoch_metrics(np.array(labels), np.array(preds), ["passed", "tilt_x", "tilt_y"])
+    with pytest.raises(ValueError, match="2 labels but 3 predictions"):
+        confusion_counts(np.array([0, 1]), np.array([0, 1, 1]), 3)

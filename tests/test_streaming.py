@@ -236,3 +236,19 @@ def test_reading_a_mapped_split_holds_a_bounded_share_of_it_and_release_keeps_it
         block.sum()
         peak = max(peak, _rss_file() - before)
     assert peak < 0.5 * size
+
+
+def test_no_progress_monitor_thread_lives_when_a_stage_forks(tmp_path):
+    """datasets' progress bars would start tqdm's monitor thread; a process forked while it holds tqdm's lock
+    hangs. Stages import vitinspect.cli first, which keeps the thread from starting."""
+    import subprocess
+    import sys
+
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": [1, 2]})}).save_to_disk(str(tmp_path / "d"))
+    code = ("import threading, vitinspect.cli, datasets\n"
+            f"datasets.load_from_disk({str(tmp_path / 'd')!r})\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['MainThread']", out

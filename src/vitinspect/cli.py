@@ -13,6 +13,20 @@ from pathlib import Path
 from vitinspect.errors import VitinspectError
 
 
+def _no_progress_monitor() -> None:
+    """tqdm starts a monitor thread with the first progress bar (datasets' load_from_disk makes one). A stage
+    forks workers and figure processes after that; a child forked while the monitor holds tqdm's lock hangs
+    on its first bar. Bars still print; only the thread that retunes their refresh rate is not started."""
+    try:
+        import tqdm.std
+    except ImportError:
+        return
+    tqdm.std.tqdm.monitor_interval = 0
+
+
+_no_progress_monitor()
+
+
 def output_path(value: str) -> str:
     """argparse type for an output: it must resolve inside the project (the working directory,
     where dvc runs stages), so no stage writes elsewhere, whether by an absolute path or '..'."""

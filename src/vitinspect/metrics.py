@@ -18,6 +18,11 @@ def _r(x: float) -> float:
 def confusion_counts(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
     """(k, k) counts m[actual, predicted] of class indices 0..k-1."""
     labels, preds = np.asarray(labels, dtype=np.int64).ravel(), np.asarray(preds, dtype=np.int64).ravel()
+    for name, a in (("labels", labels), ("predictions", preds)):
+        if a.size and (a.min() < 0 or a.max() >= k):
+            raise ValueError(f"{name} hold class index {int(a.min() if a.min() < 0 else a.max())}, outside 0..{k - 1}")
+    if labels.shape != preds.shape:
+        raise ValueError(f"{labels.size} labels but {preds.size} predictions")
     return np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
 
 

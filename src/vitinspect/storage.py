@@ -204,7 +204,7 @@ _baseline: list = []  # resident file bytes after the last release
 def _madvise():
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL is held during the call (see release_pages)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     libc.madvise.restype = ctypes.c_int
     return libc.madvise
@@ -219,21 +219,30 @@ def release_pages(files) -> int:
     from the page cache when they are next touched: nothing is lost or reread from disk. Only read-only
     mappings of exactly these files are advised (found in /proc/self/maps), never other memory.
     """
+    import gc
+
     names = {os.path.realpath(f) for f in files}
+    # Between reading the maps and advising them no mapping may be freed and its addresses reused: the
+    # collector is off (it could free a Dataset in any thread) and madvise runs holding the GIL.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         with open("/proc/self/maps") as fh:
             lines = fh.readlines()
+        done = 0
+        for line in lines:
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or fields[5].rstrip("\n") not in names or "w" in fields[1]:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if _madvise()(start, end - start, _MADV_DONTNEED) == 0:
+                done += end - start
+        return done
     except OSError:
         return 0
-    done = 0
-    for line in lines:
-        fields = line.split(maxsplit=5)
-        if len(fields) < 6 or fields[5].rstrip("\n") not in names or "w" in fields[1]:
-            continue
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        if _madvise()(start, end - start, _MADV_DONTNEED) == 0:
-            done += end - start
-    return done
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _file_resident() -> int | None:
