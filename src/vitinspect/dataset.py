@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.errors import VitinspectError
-from vitinspect.storage import mapped_files, note_read
+from vitinspect.storage import hash_file, mapped_files, note_read
 
 SPLITS = ("train", "val", "test")
 
@@ -120,12 +120,6 @@ def map_ordered(fn, jobs, num_proc: int) -> list:
     return list(imap_ordered(fn, jobs, num_proc))
 
 
-def _hash_file(digest, path) -> None:
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-
-
 def run_chunks(jobs, num_proc: int, splits: dict) -> tuple[list, dict]:
     """``map_ordered(run_job, jobs, num_proc)`` for chunk jobs that write files, and the fingerprint of each
     split (``splits``: name -> its chunk files in order) that :func:`from_chunks` records: a hash of its
@@ -140,7 +134,7 @@ def run_chunks(jobs, num_proc: int, splits: dict) -> tuple[list, dict]:
         extras.append(extra)
         path = job[2][0] if job[2] is not None else None
         if str(path) in split_of:
-            _hash_file(digests[split_of[str(path)]], path)
+            hash_file(digests[split_of[str(path)]], path)
     return extras, {name: d.hexdigest() for name, d in digests.items()}
 
 
@@ -217,7 +211,7 @@ def from_chunks(paths, features, fingerprint: str | None = None) -> "datasets.Da
     if fingerprint is None:
         digest = hashlib.blake2b(digest_size=8)
         for path in paths:
-            _hash_file(digest, path)
+            hash_file(digest, path)
         fingerprint = digest.hexdigest()
     from datasets.table import MemoryMappedTable, concat_tables
 

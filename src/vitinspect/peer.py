@@ -25,6 +25,7 @@ import numpy as np
 from vitinspect.errors import VitinspectError
 from vitinspect.nsoartc import VIEW_PAIRS
 from vitinspect.render import Geometry
+from vitinspect.storage import hash_file
 
 CHANNELS = ("d1", "d2", "d3")
 
@@ -187,9 +188,7 @@ def predict_proba(model, x: np.ndarray) -> np.ndarray:
 
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    hash_file(h, path)
     return h.hexdigest()
 
 

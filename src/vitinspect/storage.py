@@ -191,6 +191,13 @@ def figure_alongside(draw, path: str | Path, background: bool):
 META = "vitinspect.json"  # beside the Arrow files: rows per split and layout, as the producer wrote them
 
 
+def hash_file(digest, path) -> None:
+    """Feed a file's bytes to a hashlib object, 4 MiB at a time."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+
+
 # ------------------------------------------------------------------ memory-mapped pages
 
 RELEASE_EVERY = 64 << 20  # growth of this process's resident file pages, in bytes, past which mapped pages are released
@@ -307,7 +314,6 @@ def _save_split(ds, path: Path) -> None:
         try:
             for table in shard.with_format("arrow").iter(batch):
                 writer.write_table(table)
-                del table
                 release_pages(files)
             writer.finalize()
         finally:
