@@ -53,11 +53,14 @@ def main(argv=None) -> None:
     model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"], mapped=True)
     val_ds = load_dataset_dir(args.data)["val"]
     val = {**columns(val_ds, ["label"]), input_name: MappedImages(val_ds, input_name)}
-    lot_ds = load_dataset_dir(args.lot, splits=("lot",))["lot"]
     lot_meta = dataset_meta(args.lot)
-    if label_names(lot_ds) != classes:
-        raise VitinspectError(f"{args.lot}: lot classes {label_names(lot_ds)} differ from the data's {classes}; run dvc repro")
-    lot = {**columns(lot_ds, ["label"]), input_name: MappedImages(lot_ds, input_name)}
+    if lot_meta["rows"].get("lot") == 0:  # no lot (data.source folders with lot.source render): nothing to read
+        lot = {"label": np.zeros(0, dtype=np.int64), input_name: np.zeros((0, *cols[input_name].shape[1:]), np.uint8)}
+    else:
+        lot_ds = load_dataset_dir(args.lot, splits=("lot",))["lot"]
+        if label_names(lot_ds) != classes:
+            raise VitinspectError(f"{args.lot}: lot classes {label_names(lot_ds)} differ from the data's {classes}; run dvc repro")
+        lot = {**columns(lot_ds, ["label"]), input_name: MappedImages(lot_ds, input_name)}
     if lot[input_name].shape[1:] != cols[input_name].shape[1:]:
         raise VitinspectError(f"{args.lot}: lot images {lot[input_name].shape[1:]} differ from the test split's; run dvc repro")
 

@@ -165,7 +165,7 @@ def cmd_inspect(args) -> int:
         return watch(b, make_engine(b, args.engine), Path(args.watch), args.out, args.poll, args.settle, args.max_parts)
     if not args.parts:
         raise VitinspectError("arguments: give at least one PART folder (or --watch DIR, --calibration-report)")
-    folders = find_parts(args.parts, b.views)
+    folders = find_parts(args.parts, b.views, b.classes)
     engine = make_engine(b, args.engine)
     if args.explain:
         Path(args.explain).mkdir(parents=True, exist_ok=True)

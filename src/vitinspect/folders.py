@@ -98,11 +98,14 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS):
     """``Image.open`` with the size checked from the header before any decoding; a BadPart naming the file."""
     from PIL import Image
 
+    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours below, with a message naming the file
     try:
         im = Image.open(path)
         w, h = im.size
     except Exception as exc:  # PIL raises many types (SyntaxError, struct.error, ...) for broken headers
         raise BadPart(f"{path}: unreadable image ({type(exc).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
     if w < 1 or h < 1 or w * h > max_pixels:
         im.close()
         raise BadPart(f"{path}: {w}x{h} px is over the {max_pixels:,} pixels a view may have (refused before decoding)")
@@ -117,7 +120,6 @@ def load_grey(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     im = open_checked(path, max_pixels)
     try:
         with im:
-            Image.MAX_IMAGE_PIXELS = None  # the size was checked above, against our own bound
             im.seek(0)
             im = ImageOps.exif_transpose(im)
             return _to_uint8(im)

@@ -149,7 +149,8 @@ def ood_probes(parts: np.ndarray, data, shift_px: int, seed: int = 0, n_per_kind
     out["shifted_side"] = shifted_side
 
     if data.source == "folders":  # the user's parts: our renderer cannot draw them, so the test parts are rescaled
-        out["zoom_in"], out["zoom_out"] = _rescaled(take[: n_per_kind // 2], 1.5), _rescaled(take[n_per_kind // 2:], 0.6)
+        half = take[: max(1, n_per_kind // 2)]
+        out["zoom_in"], out["zoom_out"] = _rescaled(half, 1.5), _rescaled(half, 0.6)
         return out
     # Another scale: rendered 1.5x larger and cropped (a closer camera), or 0.6x and padded (a farther one).
     big = int(round(1.5 * s))
