@@ -230,7 +230,7 @@ def test_foreign_set_review_and_inspect(foreign, tmp_path):
     run(["python", "-m", "vitinspect.review", "--base", "HEAD", "--out", "logs/pr.md"], foreign)  # logs/: gitignored
     out = foreign / "logs/pr.md"
     text = out.read_text()
-    assert "missing_pin" in text or "defect macro-F1" in text
+    assert "threshold t on p(ok)" in text and "parts read from image folders (subfolders layout), 0 skipped" in text
     new = tmp_path / "new"
     make_foreign(new, 2, 7)
     res = tmp_path / "res.csv"  # the class sub-folders layout, as the model learnt from: its parts are judged
@@ -381,3 +381,20 @@ def test_folder_faults_through_dvc_repro_leave_every_output(foreign):
 @pytest.mark.xdist_group("round_trip")
 def test_labels_faults_through_dvc_repro_leave_every_output(round_trip):
     _fault_table(round_trip / "folders", "rendered", LABELS_FAULTS)
+
+
+@pytest.mark.xdist_group("foreign")
+def test_skip_leaves_out_a_bad_part_and_lists_it(foreign, tmp_path):
+    proj = tmp_path / "proj"
+    shutil.copytree(foreign, proj, symlinks=True)
+    bad = _first(proj / "foreign", "bent")
+    (bad / "left.jpg").write_bytes(b"\xff\xd8\xff broken")
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["data"]["folders"]["on_bad_part"] = "skip"
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc repro", proj)
+    data = _read(proj, "metrics/data.json")["folders"]
+    assert data["skipped"] == 1 and data["skipped_parts"][0]["part"] == bad.name
+    assert "left.jpg: unreadable image" in data["skipped_parts"][0]["reason"]
+    n = sum(sum(c.values()) for c in _read(proj, "metrics/data.json")["counts"].values())
+    assert n == 3 * 30 - 1

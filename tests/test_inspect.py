@@ -273,7 +273,7 @@ def test_watch_judges_folders_as_they_appear(tiny_bundle, tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     rows = list(csv.DictReader(open(out)))
-    assert [Path(r["part"]).name for r in rows] == ["part-0000", "part-0001"]
+    assert [Path(r["part"]).name for r in rows] == ["part-00000", "part-00001"]
     assert all(r["verdict"] in ("pass", "reject", "unknown") for r in rows)
 
 
@@ -281,7 +281,7 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     lot = tmp_path / "lot"
     assert cli_main(["render", "--n", "2", "--out", str(lot), "--bundle", str(tiny_bundle)]) == 0
     assert cli_main(["inspect", str(lot), "--explain", str(tmp_path / "why"), "--bundle", str(tiny_bundle)]) == 0
-    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-0000.png", "part-0001.png"]
+    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-00000.png", "part-00001.png"]
 
 
 def test_bundle_stage_is_in_the_pipeline(project):

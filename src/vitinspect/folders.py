@@ -1,6 +1,6 @@
 """The user's own parts: image folders a quality engineer brings (``data.source: folders``).
 
-Two layouts under a data root (docs/data.md):
+Two layouts under a data root (docs/own-parts.md):
 
 - ``labels``: a ``labels.csv`` beside a ``parts/`` folder (or beside the part folders themselves), one row per part: ``part_id,label`` and
   optionally ``split`` (train / val / test, fixed by the user) and any other columns (left in the file,

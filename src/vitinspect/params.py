@@ -159,7 +159,7 @@ class Split:
 
 @dataclass(frozen=True)
 class Folders:
-    """``data.source: folders``: where the user's parts are and how they are laid out (see docs/data.md)."""
+    """``data.source: folders``: where the user's parts are and how they are laid out (see docs/own-parts.md)."""
 
     path: str = _f("parts")
     layout: str = _f("auto", one_of(LAYOUTS))
