@@ -19,6 +19,7 @@ try:
 except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
+from vitinspect.errors import VitinspectError
 from vitinspect.params import load_params
 from vitinspect.storage import write_text
 
@@ -41,6 +42,11 @@ def main(argv=None) -> None:
         from vitinspect.folders import plan
 
         found = plan(params.data)
+        good = sum(q.split == "train" and q.label == params.data.good_class for q in found.parts)
+        if good < params.nsoartc.min_unit_space:
+            raise VitinspectError(f"{params.data.folders.path}: {good} good ({params.data.good_class!r}) training parts, fewer than "
+                                  f"nsoartc.min_unit_space={params.nsoartc.min_unit_space} for the unit space; bring more good "
+                                  "parts or lower nsoartc.min_unit_space")
         print(f"validate: {len(found.parts)} parts in {params.data.folders.path} ({found.layout} layout"
               + (f", {len(found.skipped)} skipped" if found.skipped else "") + ")")
     if params.lot.source == "folders":

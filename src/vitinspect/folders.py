@@ -30,6 +30,7 @@ LABELS_CSV = "labels.csv"
 PARTS_DIR = "parts"
 MASK = "mask"
 SPLIT_NAMES = ("train", "val", "test")
+SPLIT_ALIASES = {"training": "train", "validation": "val", "valid": "val", "dev": "val", "testing": "test"}  # HF's names too
 RECORD_COLUMNS = ("defect_terminal", "tilt_x", "tilt_y", "retraction")
 # One view may hold at most this many pixels (a 64-megapixel camera frame); a larger header is refused
 # before any pixel is decoded (PIL's own decompression-bomb guard only warns below twice its limit).
@@ -243,9 +244,11 @@ def _read_labels(root: Path, classes: list[str] | None) -> list[dict]:
         seen[pid] = line
         if classes is not None and label not in classes:
             raise VitinspectError(f"{where}: label {_text(label)!r} of part {_text(pid)!r} is not in data.classes {classes}")
-        split = (row.get("split") or "").strip() if "split" in row else None
+        split = (row.get("split") or "").strip().lower() if "split" in row else None
+        split = SPLIT_ALIASES.get(split, split) if split is not None else None
         if split is not None and split not in SPLIT_NAMES:
-            raise VitinspectError(f"{where}: split {_text(split)!r} of part {_text(pid)!r} must be one of {list(SPLIT_NAMES)}")
+            raise VitinspectError(f"{where}: split {_text(split)!r} of part {_text(pid)!r} must be one of {list(SPLIT_NAMES)} "
+                                  "(or validation)")
         record = {}
         for col in RECORD_COLUMNS:
             if (row.get(col) or "").strip():
