@@ -164,15 +164,28 @@ def _draw_view(label: str, view: str, defect: int, rng: np.random.Generator, siz
     return Image.fromarray(np.clip(np.asarray(im, np.float64) + noise, 0, 255).astype(np.uint8))
 
 
-def make_foreign(root: Path, n_per_class: int, seed: int, labelled: bool = True) -> None:
+def make_foreign(root: Path, n_per_class: int, seed: int, labelled: bool = True, masks: bool = False) -> None:
+    """The foreign set; ``masks``: each part's mask.png, the defective pin's square around its base and tip
+    in the centre view (empty for a good part)."""
     rng = np.random.default_rng(seed)
     for c in FOREIGN_CLASSES:
         for i in range(n_per_class):
             folder = root / c / f"{c}-{seed}-{i:03d}" if labelled else root / f"part-{c}-{i:03d}"
             folder.mkdir(parents=True)
             defect = int(rng.integers(8))
+            state = rng.bit_generator.state
             for v in FOREIGN_VIEWS:
                 _draw_view(c, v, defect, rng).save(folder / f"{v}.jpg", quality=92)
+            if masks:
+                after = rng.bit_generator.state
+                rng.bit_generator.state = state
+                jx, jy = rng.integers(-2, 3, 2)  # the centre view's jitter, drawn first
+                rng.bit_generator.state = after
+                mask = Image.new("L", (200, 150))
+                if c != FOREIGN_CLASSES[0]:
+                    cx, cy = 50 + 33 * (defect % 4) + jx, 55 + 40 * (defect // 4) + jy
+                    ImageDraw.Draw(mask).rectangle([cx - 8, cy - 8, cx + 12, cy + 12], fill=255)
+                mask.save(folder / "mask.png")
 
 
 def foreign_params(path="foreign", lot="foreign_lot") -> dict:
