@@ -152,7 +152,7 @@ def test_validate_stage_refuses_without_importing_torch(tmp_path):
     bad = write_params(tmp_path / "params.yaml", data={"passed_ratio": 0})
     code = ("import sys, runpy; sys.argv = ['validate.py', '--params', %r, '--out', 'ok.json'];"
             "import atexit; atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr));"
-            "runpy.run_path(%r, run_name='__main__')") % (str(bad), str(TESTS.parent / "stages/validate.py"))
+            "sys.path.insert(0, %r); runpy.run_path(%r, run_name='__main__')") % (str(bad), str(TESTS.parent / "stages"), str(TESTS.parent / "stages/validate.py"))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: params.yaml: data.passed_ratio must be in (0, 1), got 0.0", "NO-TORCH"]

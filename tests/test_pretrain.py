@@ -104,9 +104,9 @@ def test_scratch_writes_constant_placeholders_without_torch(tiny_data, tmp_path,
     outs = []
     for epochs in (3, 7):  # pretrain.* changes do not change the placeholders
         p = write_params(tmp_path / f"p{epochs}.yaml", pretrain={"epochs": epochs})
-        code = ("import sys, runpy; sys.argv = ['pretrain.py'] + sys.argv[1:]; "
+        code = ("import sys, runpy; sys.argv = ['pretrain.py'] + sys.argv[1:]; sys.path.insert(0, %r); "
                 "runpy.run_path(sys.argv[0].replace('pretrain.py', %r), run_name='__main__'); "
-                "assert 'torch' not in sys.modules, 'placeholder imported torch'" % str(ROOT / "stages" / "pretrain.py"))
+                "assert 'torch' not in sys.modules, 'placeholder imported torch'" % (str(ROOT / "stages"), str(ROOT / "stages" / "pretrain.py")))
         out = tmp_path / f"o{epochs}"
         proc = subprocess.run([sys.executable, "-c", code, "--params", str(p), *stage_args(tiny_data, out)],
                               capture_output=True, text=True, cwd=tmp_path)
