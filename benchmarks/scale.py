@@ -12,6 +12,11 @@ part (Pss_Anon: heap and arrays, summed over the tree) is printed beside them. C
     python benchmarks/scale.py --sizes 1000,3000 --sizes-224 '' # a subset
     python benchmarks/scale.py --num-proc 1,2                   # prepare and nsoartc at each; output bytes compared
     python benchmarks/scale.py --sizes 10000 --sizes-224 '' --num-proc 1,2 --paired 3   # speed-up, alternating rounds
+    python benchmarks/scale.py --sizes '' --sizes-224 '' --folders 10000      # only the folders row (224 px)
+
+The folders row (`--folders N`, default 10,000 parts at 224 px): `vitinspect render` writes N parts as image
+folders (not timed), then prepare reads them with data.source folders, beside prepare rendering the same
+parts with data.source render, in one run; the Arrow files of both are compared.
 
 Kept out of `make test`: minutes to hours, and the figures are measurements, not assertions.
 """
@@ -268,6 +273,33 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
     return rows
 
 
+def folders_rows(n: int, size: int, patch: int, work: Path, num_proc, caps: dict | None = None) -> list[dict]:
+    """prepare on the renderer and on the same parts as image folders (data.source folders), side by side."""
+    d = work / f"folders_{n}_{size}"
+    rows = []
+    for source in ("render", "folders"):
+        run_dir = d / source
+        run_dir.mkdir(parents=True, exist_ok=True)
+        params = write_params(run_dir, n, size, patch, num_proc)
+        if source == "folders":
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "vitinspect", "render", "--n", str(n), "--seed", "0", "--params", str(params),
+                            "--out", str(d / "images")], check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+            print(f"  (vitinspect render wrote {n:,} parts as PNG folders in {time.perf_counter() - start:.0f} s, "
+                  f"{du(d / 'images') / 2**20:.0f} MiB)", flush=True)
+            p = yaml.safe_load(params.read_text())
+            p["data"].update(source="folders", folders={"path": str(d / "images"), "layout": "auto", "on_bad_part": "error"})
+            params.write_text(yaml.safe_dump(p, sort_keys=False))
+        r = run_stage(data_stages(params)["prepare"], run_dir, (caps or {}).get("prepare"))
+        r.update(stage=f"prep-{source[:4]}", n=n, size=size, num_proc=num_proc, parts_per_s=n / r["wall_s"], disk=du(run_dir / "data/parts"))
+        rows.append(r)
+        print(_line(r), flush=True)
+    arrow = [{f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted((d / s / "data/parts").rglob("*.arrow"))}
+             for s in ("render", "folders")]
+    print(f"  Arrow files of the two prepares {'EQUAL' if arrow[0] == arrow[1] else 'DIFFER'}", flush=True)
+    return rows
+
+
 def _line(r: dict) -> str:
     capped = f"  cap {r['cap'] / 2**20:.0f} MiB, peak charged {r['cap_peak'] / 2**20:.0f} MiB" if r.get("cap") else ""
     extra = capped + f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
@@ -315,6 +347,7 @@ def main(argv=None) -> None:
                          "per stage the speed-up's median and min")
     ap.add_argument("--cap-mib", default="", help="run each stage in a memory cgroup of this many MiB (heap and page cache "
                     "together; root only): one number for every stage, or stage=MiB,... e.g. prepare=390,nsoartc=830")
+    ap.add_argument("--folders", default="10000", help="parts for the folders row at 224 px ('' for none)")
     args = ap.parse_args(argv)
     caps = {}
     for item in filter(None, args.cap_mib.split(",")):
@@ -337,6 +370,8 @@ def main(argv=None) -> None:
         rows = []
         for n, size, patch in plan:
             rows += one_size(n, size, patch, num_procs, work, not args.no_train, caps)
+        for n in filter(None, args.folders.split(",")):
+            rows += folders_rows(int(n), 224, 16, work, num_procs[-1], caps)
     fits(rows)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (this machine may be shared: a load above its cores slows every figure)")
     if args.json:

@@ -44,6 +44,9 @@ def load_photos(extra: list[str], size: int) -> tuple[list[np.ndarray], list[str
     return out, [n for n, _ in photos]
 
 
+NO_MASKS = "no masks: no defective test part has a mask.png, so no map is scored (drawn only)"
+
+
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
@@ -57,22 +60,32 @@ def main(argv=None) -> None:
     p = params.attention
     cli.set_threads(params.train.threads)
     model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
-    defective = cols["label"] != classes.index("passed")
+    good = params.data.good_class
+    if good not in classes:
+        raise VitinspectError(f"{args.data}: holds classes {classes}, without data.good_class {good!r}; run dvc repro")
+    defective = cols["label"] != classes.index(good)
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
+    # Scored only against the masks there are: parts without mask.png (folders) are drawn, never scored.
+    has_mask = masks.reshape(len(masks), -1).any(axis=1)
 
-    maps, report = {}, {"model_input": own, "n_parts": int(defective.sum()), "methods": {}}
+    maps, report = {}, {"model_input": own, "n_parts": int(has_mask.sum()), "methods": {}}
+    if not has_mask.all():
+        report.update({"n_defective": int(defective.sum()), "n_without_mask": int((~has_mask).sum())})
+    if not has_mask.any():
+        report["masks"] = NO_MASKS
     for name in INPUTS:  # converted to float 1,024 parts at a time (a multiple of compute_maps' batch: the same maps)
         images = cols[name][defective]
         parts = [compute_maps(model, to_pixel_values(images[i:i + 1024], spec), p.methods, p.head_fusion, p.discard_ratio)
                  for i in range(0, len(images), 1024)]
         maps[name] = {m: np.concatenate([c[m] for c in parts]) for m in p.methods}
-    for method in p.methods:
+    for method in p.methods if has_mask.any() else ():
         report["methods"][method] = {
-            name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method], masks), labels, classes)}
+            name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method][has_mask], masks[has_mask]),
+                                                                 labels[has_mask], classes)}
             for name in INPUTS
         }
-
-    report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective], spec), masks)
+    if has_mask.any():
+        report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective][has_mask], spec), masks[has_mask])
     size = masks.shape[-1]
     photos, names = load_photos(p.extra_images, spec.size)  # a bad entry fails before anything is written
     with all_or_nothing(), atomic_path(args.figures, is_dir=True) as tmp:
@@ -91,7 +104,9 @@ def main(argv=None) -> None:
         photo_maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
         save_figure(photo_panels(photos, photo_maps, names, preds), tmp / "photos.png")
         write_json(args.report, report)
-        write_json(args.metrics, headline_scores(report))
+        write_json(args.metrics, headline_scores(report) | ({"masks": NO_MASKS} if not has_mask.any() else {}))
+    if not has_mask.any():
+        print(f"attention: {NO_MASKS}; maps drawn for {int(defective.sum())} defective test parts, none scored")
     for method, by_input in report["methods"].items():
         line = ", ".join(f"{n}: mass {s['relevance_mass']:.3f} / point {s['pointing_game']:.3f}" for n, s in by_input.items())
         print(f"attention {method}: {line} (baseline {by_input[own]['baseline']:.3f})")

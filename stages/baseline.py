@@ -22,9 +22,11 @@ from vitinspect.decision import decide, evaluation_summary, operating_point
 from vitinspect.metrics import confusion
 from vitinspect.params import load_params
 from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, choose, make_logistic, make_svm, predict_proba, save_peer
-from vitinspect.storage import atomic_path, load_dataset_dir, save_figure, write_json
+from vitinspect.storage import atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
 
 INPUT = "rt_cells"  # what the peer sees, in the place of eval.json's "input"
+FOREIGN_CELLS = ("data.grid rows x cols cells over the whole frame: these parts are not our renderer's, so the cells "
+                 "are not placed on terminals; set data.grid to your part's layout")
 
 
 def main(argv=None) -> None:
@@ -57,9 +59,12 @@ def main(argv=None) -> None:
     raw = {s: features(s) for s in SPLITS}
     feature_seconds = time.perf_counter() - start
     y = {s: cols[s]["label"].astype(int) for s in SPLITS}
-    unit = raw["train"][y["train"] == classes.index("passed")]
+    good = params.data.good_class
+    if good not in classes:
+        raise VitinspectError(f"{args.parts}: holds classes {classes}, without data.good_class {good!r}; rerun prepare")
+    unit = raw["train"][y["train"] == classes.index(good)]
     if len(unit) < params.nsoartc.min_unit_space:
-        raise VitinspectError(f"params.yaml: the unit space has {len(unit)} passed training parts, fewer than "
+        raise VitinspectError(f"params.yaml: the unit space has {len(unit)} good ({good!r}) training parts, fewer than "
                               f"nsoartc.min_unit_space={params.nsoartc.min_unit_space}; raise data.passed_ratio or data.n_images")
     if len(np.unique(y["train"])) < len(classes):
         raise VitinspectError(f"{args.parts}: the train split lacks a class; the peer needs every class to fit")
@@ -83,20 +88,20 @@ def main(argv=None) -> None:
 
     # The SVM's own operating point, chosen on val by the ViT's rule and settings (evaluate.*): the same
     # decision, so its figures sit beside eval.json's key for key.
-    passed = classes.index("passed")
+    passed = classes.index(good)
     op = operating_point(predict_proba(svm.model, x["val"])[:, passed], y["val"] == passed,
-                         params.evaluate.threshold, params.evaluate.target_escape_rate, classes)
+                         params.evaluate.threshold, params.evaluate.target_escape_rate, classes, good=good)
     names = np.asarray(classes)
-    labels, preds = y["test"], decide(results["svm"][0], classes, op["threshold"])
+    labels, preds = y["test"], decide(results["svm"][0], classes, op["threshold"], good)
     write_json(args.confusion_records, [{"actual": a, "predicted": b} for a, b in zip(names[labels], names[preds])])
     matrix = confusion(labels, preds, classes)
     save_figure(confusion_figure(matrix, "RT+SVM peer: test confusion matrix"), args.figure)
-    metrics = evaluation_summary(labels, results["svm"][0], classes, op["threshold"])
+    metrics = evaluation_summary(labels, results["svm"][0], classes, op["threshold"], good)
 
     per_part_ms = 1000 * feature_seconds / sum(len(y[s]) for s in SPLITS)
     report = {
         "features": {"cells": int(len(boxes)), "per_part": int(x["train"].shape[1]), "unit_space_size": space.n,
-},
+                     **({"cells_placed": FOREIGN_CELLS} if dataset_meta(args.parts).get("source") == "folders" else {})},
         "input": INPUT,
         "operating_point": op,
         "confusion_matrix": matrix,
@@ -106,7 +111,7 @@ def main(argv=None) -> None:
         proba, predict_seconds = results[name]
         report[name] = {
             "chosen": fitted.settings, "class_weight": p.class_weight, "val_macro_f1": fitted.val_macro_f1, "grid": fitted.grid,
-            "test": metrics if name == "svm" else evaluation_summary(labels, proba, classes, None),
+            "test": metrics if name == "svm" else evaluation_summary(labels, proba, classes, None, good),
         }
     write_json(args.report, report)
     if args.run_info:  # timings vary run to run: kept out of anything git or DVC tracks

@@ -64,7 +64,7 @@ def main(argv=None) -> None:
             unit = UnitSpace(u["mean"], u["std"], int(u["n"]))
     except (OSError, KeyError, ValueError) as exc:
         raise VitinspectError(f"{args.unit_space}: not a unit space ({type(exc).__name__})") from None
-    op = read_operating_point(args.operating_point, classes)
+    op = read_operating_point(args.operating_point, classes) if args.operating_point else dict(ARGMAX, **{"class": data.good_class})
     net = InspectionNet(model, spec)
     engine = lambda images: run(net, images)  # noqa: E731
 

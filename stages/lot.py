@@ -14,7 +14,7 @@ import numpy as np
 
 from vitinspect.dataset import chunk_ranges, chunk_size, from_chunks, lot_features, run_chunks
 from vitinspect.errors import VitinspectError
-from vitinspect.lot import counts, lot_chunk
+from vitinspect.lot import NO_RENDERED_LOT, counts, folder_lot_chunk, lot_chunk
 from vitinspect.nsoartc import UnitSpace
 from vitinspect.params import load_params, resolve_workers
 from vitinspect.render import plan
@@ -49,20 +49,49 @@ def main(argv=None) -> None:
     import datasets  # after cli: the offline environment is set first
 
     # In chunks of parts (their size depends on the image size only, so the bytes never depend on num_proc),
-    # rendered and composed by num_proc processes and written as Arrow files as they go.
-    labels, _ = plan(data)
+    # made and composed by num_proc processes and written as Arrow files as they go.
     features = lot_features(data.classes, data.image_size)
+    summary = {"source": lot.source}
+    if lot.source == "folders":
+        from vitinspect.folders import scan
+
+        found = scan(lot.folders.path, list(data.views), list(data.classes), on_bad_part=data.folders.on_bad_part, labelled=False)
+        parts = found.parts
+        labels = np.array([q.label for q in parts], dtype=object)
+        ranges = chunk_ranges(len(parts), chunk_size(data.image_size))
+        job_args = [(folder_lot_chunk, (parts[a:b], list(data.classes), data.image_size, space, n.window, n.gain, n.eps,
+                                        data.folders.on_bad_part)) for a, b in ranges]
+        summary.update({"path": lot.folders.path, "layout": found.layout, "scored": found.layout != "unlabelled"})
+    elif data.source == "folders":  # our renderer cannot draw the user's parts: no lot, said so
+        labels, job_args = np.array([], dtype=object), []
+        summary.update({"scored": False, "note": NO_RENDERED_LOT})
+    else:
+        labels, _ = plan(data)
+        ranges = chunk_ranges(len(labels), chunk_size(data.image_size))
+        job_args = [(lot_chunk, (data, np.arange(a, b), labels, space, n.window, n.gain, n.eps)) for a, b in ranges]
     with scratch_dir(args.out) as scratch:
-        jobs = [(lot_chunk, (data, np.arange(a, b), labels, space, n.window, n.gain, n.eps),
-                 (scratch / f"{LOT}-{k:05d}.arrow", features, list(data.classes)))
-                for k, (a, b) in enumerate(chunk_ranges(len(labels), chunk_size(data.image_size)))]
-        _, prints = run_chunks(jobs, num_proc, {LOT: [out[0] for _, _, out in jobs]})
-        ds = from_chunks([out[0] for _, _, out in jobs], features, prints[LOT])
+        jobs = [(fn, fargs, (scratch / f"{LOT}-{k:05d}.arrow", features, list(data.classes))) for k, (fn, fargs) in enumerate(job_args)]
+        extras, prints = run_chunks(jobs, num_proc, {LOT: [out[0] for _, _, out in jobs]})
+        ds = from_chunks([out[0] for _, _, out in jobs], features, prints[LOT]) if jobs else datasets.Dataset.from_dict(
+            {k: [] for k in features}, features=features)
+        skipped = (found.skipped if lot.source == "folders" else []) + [x for e in extras if e for x in e]
+        n_parts = len(ds)
+        if lot.source == "render" and data.source == "render":
+            record = {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
+                      "counts": counts(labels, data.classes)}
+        else:
+            kept = [c for c in labels if c is not None]
+            record = {**summary, "n_parts": n_parts, "counts": counts(kept, data.classes) if summary["scored"] else None,
+                      "skipped": skipped}
+        meta = {} if lot.source == "render" and data.source == "render" else {"note": summary.get("note", "")}
         with all_or_nothing():
-            write_json(args.summary, {"n_parts": int(len(labels)), "seed": lot.seed, "passed_ratio": lot.passed_ratio,
-                                      "counts": counts(labels, data.classes)})
-            save_dataset(datasets.DatasetDict({LOT: ds}), args.out)  # one split, so readers check its rows like any other
-    print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed}, {num_proc} processes -> {args.out}")
+            write_json(args.summary, record)
+            save_dataset(datasets.DatasetDict({LOT: ds}), args.out, **meta)  # one split, so readers check its rows like any other
+    if lot.source == "render" and data.source == "render":
+        print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed}, {num_proc} processes -> {args.out}")
+    else:
+        print(f"lot: {n_parts} parts ({summary.get('layout', 'none')}{', not scored' if not summary['scored'] else ''}"
+              f"{f', {len(skipped)} skipped' if skipped else ''}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -32,22 +32,26 @@ def main(argv=None) -> None:
     import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
-    stored = dataset_meta(args.parts).get("views")
+    meta = dataset_meta(args.parts)
+    stored = meta.get("views")
     if stored != views:  # the composites depend on which view is which: never guess
         raise VitinspectError(f"{args.parts}: holds views {stored} but data.views lists {views} (order matters); rerun prepare")
     size = parts["train"].features["views"].shape[-1]
     chunks = {s: chunk_ranges(len(parts[s]), chunk_size(size)) for s in SPLITS}
 
     # Pass 1: the unit space, from the passed training parts' channels, summed chunk by chunk in order.
-    jobs = [(passed_channels, (Rows(args.parts, "train", a, b, ("views", "label")), views, classes.index("passed"),
+    good = params.data.good_class
+    if good not in classes:
+        raise VitinspectError(f"{args.parts}: holds classes {classes}, without data.good_class {good!r}; rerun prepare")
+    jobs = [(passed_channels, (Rows(args.parts, "train", a, b, ("views", "label")), views, classes.index(good),
                               p.window, p.eps), None) for a, b in chunks["train"]]
     sums = UnitSpaceSums()
     for channels in imap_ordered(run_job, jobs, num_proc):  # folded as they come: never all at once
         sums.add(channels)
     if sums.n < p.min_unit_space:
         raise VitinspectError(
-            f"params.yaml: the unit space has {sums.n} passed training parts, fewer than "
-            f"nsoartc.min_unit_space={p.min_unit_space}; raise data.passed_ratio or data.n_images"
+            f"params.yaml: the unit space has {sums.n} good ({good!r}) training parts, fewer than "
+            f"nsoartc.min_unit_space={p.min_unit_space}; raise data.passed_ratio or data.n_images (or bring more good parts)"
         )
     space = sums.space()
 
@@ -85,19 +89,24 @@ def main(argv=None) -> None:
         counts = {s: {c: int(sum(m["count"][i] for m, t in zip(summaries, split_of) if t == s))
                       for i, c in enumerate(classes)} for s in SPLITS}
         total = {k: sum(m[k] for m in summaries) for k in ("in", "n_in", "out", "n_out")}
+        # Mean composite inside the defect masks over outside them, per defect class; None where a class
+        # has no mask pixel (folders without mask.png): never a made-up figure.
         contrast = {
             c: round(float((total["in"][i] / total["n_in"][i]) / (total["out"][i] / total["n_out"][i])), 4)
-            if total["n_in"][i] else float("nan")
+            if total["n_in"][i] else None
             for i, c in enumerate(classes)
-            if c != "passed" and any(counts[s][c] for s in SPLITS)
+            if c != good and any(counts[s][c] for s in SPLITS)
         }
-        write_json(args.metrics, {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n},
-                   hint="check nsoartc.eps, nsoartc.window and the data params")
+        report = {"counts": counts, "defect_contrast": contrast, "unit_space_size": space.n}
+        if meta.get("source") == "folders":  # the user's parts: what was read and what was left out
+            report["folders"] = {"layout": meta["layout"], "parts_with_mask": meta["masks"],
+                                 "skipped": len(meta["skipped"]), "skipped_parts": meta["skipped"]}
+        write_json(args.metrics, report, hint="check nsoartc.eps, nsoartc.window and the data params")
         with atomic_path(args.unit_space) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
         save_dataset(ds, args.out, classes=classes, input_views=views)
-    print(f"nsoartc: unit space of {space.n} passed parts; defect contrast {contrast} ({num_proc} processes)")
+    print(f"nsoartc: unit space of {space.n} {good} parts; defect contrast {contrast} ({num_proc} processes)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage `prepare`: render the synthetic connector parts and a gallery of them."""
+"""Stage `prepare`: the parts data set and a gallery of it: rendered (``data.source: render``) or read from
+the user's image folders (``data.source: folders``, vitinspect.folders)."""
 
 from __future__ import annotations
 
@@ -21,30 +22,57 @@ def main(argv=None) -> None:
     p = load_params(args.params).data
     num_proc = resolve_workers(p.num_proc)
     import datasets  # after the params check: a bad params.yaml is refused before the heavy imports
-    labels, splits = plan(p)
     features = parts_features(p.classes, p.views, p.image_size)
+    meta = {}
+    if p.source == "folders":
+        from vitinspect.folders import plan as folder_plan
+        from vitinspect.folders import read_parts
+
+        scanned = folder_plan(p)
+        parts = scanned.parts
+        labels = np.array([q.label for q in parts], dtype=object)
+        splits = np.array([q.split for q in parts], dtype=object)
+
+        def job(idx):  # decode those parts: (columns, skipped)
+            return read_parts, ([parts[i] for i in idx], p.image_size, p.folders.on_bad_part)
+
+        def first_parts(idx):
+            return read_parts([parts[i] for i in idx], p.image_size, p.folders.on_bad_part)[0]
+    else:
+        labels, splits = plan(p)
+
+        def job(idx):
+            return render_parts, (p, idx, labels)
+
+        def first_parts(idx):
+            return render_parts(p, idx, labels)
     firsts = [int(np.flatnonzero(labels == c)[0]) for c in p.classes if (labels == c).any()]
 
     def draw():  # in a process of its own where the stage may use two (figure_alongside)
         from vitinspect.figures import gallery
 
-        return gallery(render_parts(p, firsts, labels), p.classes, p.views)
+        return gallery(first_parts(firsts), p.classes, p.views)
 
     # The gallery is drawn beside the chunks (forked before their workers start), not after them.
     with scratch_dir(args.out) as scratch, all_or_nothing(), figure_alongside(draw, args.gallery, background=num_proc > 1):
-        # Each split in chunks of parts, rendered by num_proc processes and written as Arrow files as they
+        # Each split in chunks of parts, made by num_proc processes and written as Arrow files as they
         # go; the chunks depend on the image size only, so the saved bytes never depend on num_proc.
         jobs, paths = [], {s: [] for s in SPLITS}
         for s in SPLITS:
             idx = np.flatnonzero(splits == s)
             for a, b in chunk_ranges(len(idx), chunk_size(p.image_size)):
                 paths[s].append(scratch / f"{s}-{len(paths[s]):05d}.arrow")
-                jobs.append((render_parts, (p, idx[a:b], labels), (paths[s][-1], features, p.classes)))
-        _, prints = run_chunks(jobs, num_proc, paths)
+                jobs.append((*job(idx[a:b]), (paths[s][-1], features, p.classes)))
+        extras, prints = run_chunks(jobs, num_proc, paths)
         ds = datasets.DatasetDict({s: from_chunks(paths[s], features, prints[s]) for s in SPLITS})
-        save_dataset(ds, args.out, views=list(p.views), classes=list(p.classes))
+        if p.source == "folders":
+            skipped = scanned.skipped + [x for e in extras if e for x in e]
+            meta = {"source": "folders", "layout": scanned.layout, "good_class": p.good_class,
+                    "masks": int(sum(q.mask is not None for q in parts)), "skipped": skipped}
+        save_dataset(ds, args.out, views=list(p.views), classes=list(p.classes), **meta)
     sizes = ", ".join(f"{k}={len(v)}" for k, v in ds.items())
-    print(f"prepare: {len(labels)} parts ({sizes}) in {num_proc} processes -> {args.out}")
+    source = f"from {p.folders.path}" + (f", {len(meta['skipped'])} skipped" if meta.get("skipped") else "") if meta else "rendered"
+    print(f"prepare: {sum(len(v) for v in ds.values())} parts {source} ({sizes}) in {num_proc} processes -> {args.out}")
 
 
 if __name__ == "__main__":

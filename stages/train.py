@@ -101,7 +101,7 @@ def main(argv=None) -> None:
 
     from dvclive import Live
 
-    trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights)
+    trainer = make_trainer(model, train_ds, val_ds, classes, t, ckpt, class_weights=weights, good=params.data.good_class)
     trainer.accelerator.wait_for_everyone()  # under DDP every rank must see the same checkpoints
     resume = resume_point(ckpt)  # the highest-numbered complete one, passed explicitly
     live = None
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
         shutil.rmtree(ckpt, ignore_errors=True)  # the run is saved: nothing left to resume
         print(f"train: {t.input}, {params.finetune.strategy}, {trainable}/{total} trainable; "
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
-              f"passed recall {summary['val'].get('recall_passed', float('nan')):.3f}; "
+              f"{params.data.good_class} recall {summary['val'].get('recall_' + params.data.good_class, float('nan')):.3f}; "
               f"{info['images_per_second']} img/s, {wall:.0f} s")
 
 

@@ -29,6 +29,20 @@ def main(argv=None) -> None:
     sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
                 "train": params.train, "pretrain": params.pretrain, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
                 "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
+    # The user's folders are checked here too (headers only, no pixel decoded): a bad part stops the run
+    # before DVC reaches prepare and removes its outputs.
+    if params.data.source == "folders":
+        from vitinspect.folders import plan
+
+        found = plan(params.data)
+        print(f"validate: {len(found.parts)} parts in {params.data.folders.path} ({found.layout} layout"
+              + (f", {len(found.skipped)} skipped" if found.skipped else "") + ")")
+    if params.lot.source == "folders":
+        from vitinspect.folders import scan
+
+        lot = scan(params.lot.folders.path, list(params.data.views), list(params.data.classes),
+                   on_bad_part=params.data.folders.on_bad_part, labelled=False)
+        print(f"validate: lot of {len(lot.parts)} parts in {params.lot.folders.path} ({lot.layout})")
     valid = json.dumps({"params": "valid", "sections": sorted(sections)}) + "\n"  # no value: the same bytes while valid
     out = Path(args.out)
     if not (out.is_file() and out.read_text() == valid):

@@ -107,6 +107,7 @@ def make_project(dest: Path, params: dict) -> Path:
             shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "parts", dest / "parts")  # data.folders.path's default: a dependency even when not read
     # The folders' own .gitignore files the repo commits (e.g. dvclive/.gitignore for the pretrain stage's
     # cached out), as a clone has them. Without them, a `dvc repro` that fails after a stage has added a new
     # entry takes the entry back out (DVC's scm_context) while the stage's lock entry stays.

@@ -193,16 +193,15 @@ def test_bad_parts_get_error_rows_and_the_rest_are_judged(tiny_bundle, tmp_path)
     (parts[0] / "left.png").unlink()  # missing view
     (parts[1] / "right.png").write_bytes(b"not an image")  # unreadable
     Image.fromarray(np.zeros((30, 32), np.uint8)).save(parts[2] / "center.png")  # views of different sizes
-    for v in ("center", "left", "right"):  # a size the bundle does not take
-        Image.fromarray(np.zeros((48, 48), np.uint8)).save(parts[3] / f"{v}.png")
+    for v in ("center", "left", "right"):  # another size: fitted to the bundle's as at training (folders.fit_square)
+        Image.fromarray(np.zeros((48, 64), np.uint8)).save(parts[3] / f"{v}.png")
     out = tmp_path / "r.json"
     assert cli_main(["inspect", str(lot), "--out", str(out), "--bundle", str(tiny_bundle)]) == 1
     rows = {Path(r["part"]).name: r for r in json.loads(out.read_text())}
     assert "missing view 'left'" in rows[parts[0].name]["error"]
     assert "right.png: unreadable image" in rows[parts[1].name]["error"]
     assert "views differ in size" in rows[parts[2].name]["error"]
-    assert "48x48 px; the bundle takes 32x32" in rows[parts[3].name]["error"]
-    for p in parts[4:]:
+    for p in parts[3:]:
         assert rows[p.name]["error"] == "" and rows[p.name]["verdict"] in ("pass", "reject", "unknown")
     assert cli_main(["inspect", str(parts[5]), "--bundle", str(tiny_bundle)]) == 0
 
@@ -274,7 +273,7 @@ def test_watch_judges_folders_as_they_appear(tiny_bundle, tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     rows = list(csv.DictReader(open(out)))
-    assert [Path(r["part"]).name for r in rows] == ["part-0000", "part-0001"]
+    assert [Path(r["part"]).name for r in rows] == ["part-00000", "part-00001"]
     assert all(r["verdict"] in ("pass", "reject", "unknown") for r in rows)
 
 
@@ -282,7 +281,7 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     lot = tmp_path / "lot"
     assert cli_main(["render", "--n", "2", "--out", str(lot), "--bundle", str(tiny_bundle)]) == 0
     assert cli_main(["inspect", str(lot), "--explain", str(tmp_path / "why"), "--bundle", str(tiny_bundle)]) == 0
-    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-0000.png", "part-0001.png"]
+    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-00000.png", "part-00001.png"]
 
 
 def test_bundle_stage_is_in_the_pipeline(project):

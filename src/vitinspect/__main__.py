@@ -3,7 +3,7 @@
     vitinspect inspect PART... [--bundle DIR] [--out results.csv|.json] [--explain DIR] [--engine torch|onnx]
     vitinspect inspect --watch DIR --out results.csv      judge part folders as they appear
     vitinspect inspect --calibration-report               the OOD guard's calibration and figures
-    vitinspect render --n 20 --out lot/ [--seed S]        try-it parts with a truth.csv
+    vitinspect render --n 20 --out lot/ [--seed S]        try-it parts with a truth.csv (and labels.csv: a folders data set)
     vitinspect export [--bundle DIR]                      (re)write model.onnx into the bundle
 
 Exit codes: 0 every part judged, 1 some parts not judged (their rows carry an ``error``),
@@ -165,7 +165,7 @@ def cmd_inspect(args) -> int:
         return watch(b, make_engine(b, args.engine), Path(args.watch), args.out, args.poll, args.settle, args.max_parts)
     if not args.parts:
         raise VitinspectError("arguments: give at least one PART folder (or --watch DIR, --calibration-report)")
-    folders = find_parts(args.parts, b.views)
+    folders = find_parts(args.parts, b.views, b.classes)
     engine = make_engine(b, args.engine)
     if args.explain:
         Path(args.explain).mkdir(parents=True, exist_ok=True)
@@ -180,11 +180,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from PIL import Image
-
     from vitinspect.params import params_from_dict
-    from vitinspect.part_folders import write_rows
-    from vitinspect.probes import render_parts
 
     if args.n < 1:
         raise VitinspectError(f"--n must be a positive integer, got {args.n}")
@@ -195,20 +191,19 @@ def cmd_render(args) -> int:
     else:
         from vitinspect.params import defaults_dict
 
-        data = params_from_dict(defaults_dict() | {"data": bundle_format.load(args.bundle).data}, source="bundle.json").data
-    parts, views = render_parts(data, args.n, args.seed)
+        learnt = bundle_format.load(args.bundle).data
+        if learnt.get("source", "render") != "render":
+            raise VitinspectError(f"render: the bundle {args.bundle} learnt from image folders (data.source folders); our "
+                                  "renderer cannot draw those parts (give --params with a data.source render params file)")
+        data = params_from_dict(defaults_dict() | {"data": defaults_dict()["data"] | learnt}, source="bundle.json").data
+    if data.source != "render":
+        raise VitinspectError(f"render: {args.params} has data.source {data.source}; our renderer draws only data.source render parts")
+    from vitinspect.rendered_folders import write_rendered
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    truth = []
-    for i, (part, v) in enumerate(zip(parts, views)):
-        d = out / f"part-{i:04d}"
-        d.mkdir(exist_ok=True)
-        for name, img in zip(data.views, v):
-            Image.fromarray(img).save(d / f"{name}.png")
-        truth.append({"part": str(d), "label": part.label, "defect_terminal": part.defect_terminal,
-                      "tilt_x": round(part.tilt[0], 4), "tilt_y": round(part.tilt[1], 4), "retraction": round(part.retraction, 4)})
-    write_rows(out / "truth.csv", truth, list(truth[0]))
-    print(f"render: {args.n} parts in {out}/ (seed {args.seed}), truth in {out / 'truth.csv'}")
+    write_rendered(data, args.n, args.seed, out)
+    print(f"render: {args.n} parts in {out}/ (seed {args.seed}), truth in {out / 'truth.csv'}, "
+          f"labels.csv for data.source folders")
     return 0
 
 

@@ -100,12 +100,13 @@ def compare_intervals(base: dict | None, new: dict | None, higher_is_better: boo
 # --------------------------------------------------------------------------- decisions
 
 
-def decide(proba: np.ndarray, classes: list[str], threshold: float | None) -> np.ndarray:
-    """(N, K) probabilities -> (N,) predicted class indices under the rule of this module."""
+def decide(proba: np.ndarray, classes: list[str], threshold: float | None, good: str = "passed") -> np.ndarray:
+    """(N, K) probabilities -> (N,) predicted class indices under the rule of this module (``good``: the
+    good class, data.good_class)."""
     proba = np.asarray(proba)
     if threshold is None:
         return proba.argmax(axis=1)
-    p = classes.index("passed")
+    p = classes.index(good)
     defects = proba.copy()
     defects[:, p] = -np.inf
     return np.where(proba[:, p] >= threshold, p, defects.argmax(axis=1))
@@ -169,7 +170,7 @@ def rates_at(p_passed: np.ndarray, is_passed: np.ndarray, threshold: float) -> d
 
 
 def operating_point(p_passed: np.ndarray, is_passed: np.ndarray, setting, target_escape_rate: float,
-                    classes: list[str], chosen_on: str = "val") -> dict:
+                    classes: list[str], chosen_on: str = "val", good: str = "passed") -> dict:
     """The operating point deployed with the model (models/operating_point.json).
 
     setting: "auto" (choose_threshold for the target) or a fixed threshold, checked against the target.
@@ -183,7 +184,7 @@ def operating_point(p_passed: np.ndarray, is_passed: np.ndarray, setting, target
         t = float(setting)
         rates = rates_at(p_passed, is_passed, t)
         met = rates["escape"]["rate"] is not None and rates["escape"]["k"] / rates["escape"]["n"] <= target_escape_rate + 1e-12
-    return {"class": "passed", "threshold": t, "mode": "auto" if setting == "auto" else "fixed",
+    return {"class": good, "threshold": t, "mode": "auto" if setting == "auto" else "fixed",
             "target_escape_rate": target_escape_rate, "chosen_on": chosen_on, "met_target": met,
             "rule": RULE, "classes": list(classes), chosen_on: rates}
 
@@ -273,7 +274,7 @@ def _per_class(m: np.ndarray, classes: list[str]) -> dict:
     return out
 
 
-def inspection_block(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict:
+def inspection_block(labels: np.ndarray, preds: np.ndarray, classes: list[str], good: str = "passed") -> dict:
     """Every inspection figure of one set of decisions, each rate with k of n and its Wilson interval.
 
     escape: defective parts passed, of defective parts; false_reject: passed parts rejected, of
@@ -285,29 +286,31 @@ def inspection_block(labels: np.ndarray, preds: np.ndarray, classes: list[str]) 
     labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
     k = len(classes)
     m = confusion_counts(labels, preds, k)
-    p = classes.index("passed")
-    good = int(m[p].sum())
-    defective = int(m.sum()) - good
+    p = classes.index(good)
+    n_good = int(m[p].sum())
+    defective = int(m.sum()) - n_good
     return {
         **_per_class(m, classes),
         "escape": rate(int(m[:, p].sum() - m[p, p]), defective),
-        "false_reject": rate(good - int(m[p, p]), good),
+        "false_reject": rate(n_good - int(m[p, p]), n_good),
         "rejected": rate(int(m.sum() - m[:, p].sum()), int(m.sum())),
-        "macro_f1_defects": macro_f1_interval(labels, preds, [i for i, c in enumerate(classes) if c != "passed"], k),
+        "macro_f1_defects": macro_f1_interval(labels, preds, [i for i, c in enumerate(classes) if c != good], k),
         "predicted_counts": {c: int(m[:, i].sum()) for i, c in enumerate(classes)},
     }
 
 
-def evaluation_detail(y_true: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float | None) -> dict:
+def evaluation_detail(y_true: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float | None,
+                      good: str = "passed") -> dict:
     """{"argmax": block, "operating_point": block} for one set of parts (see :func:`inspection_block`)."""
     y_true = np.asarray(y_true).astype(int)
     return {
-        "argmax": inspection_block(y_true, decide(proba, classes, None), classes),
-        "operating_point": {"threshold": threshold, **inspection_block(y_true, decide(proba, classes, threshold), classes)},
+        "argmax": inspection_block(y_true, decide(proba, classes, None, good), classes, good),
+        "operating_point": {"threshold": threshold, **inspection_block(y_true, decide(proba, classes, threshold, good), classes, good)},
     }
 
 
-def evaluation_summary(y_true: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float | None) -> dict:
+def evaluation_summary(y_true: np.ndarray, proba: np.ndarray, classes: list[str], threshold: float | None,
+                       good: str = "passed") -> dict:
     """The headline figures of one set of parts: what ``metrics/eval.json`` (test) and ``metrics/lot.json`` hold.
 
     Nine numbers, flat, so ``dvc exp show`` stays readable (the counts behind them: reports/evaluation.json). Rates are at the operating point
@@ -316,7 +319,7 @@ def evaluation_summary(y_true: np.ndarray, proba: np.ndarray, classes: list[str]
     of passed parts rejected), rejected_per_1000 (parts rejected per 1,000 parts), accuracy,
     macro_f1 (all classes), macro_f1_defects (defect classes only).
     """
-    return summary_of(evaluation_detail(y_true, proba, classes, threshold))
+    return summary_of(evaluation_detail(y_true, proba, classes, threshold, good))
 
 
 def summary_of(detail: dict) -> dict:
@@ -337,3 +340,31 @@ def summary_of(detail: dict) -> dict:
         "macro_f1": op["macro_f1"],
         "macro_f1_defects": op["macro_f1_defects"]["value"],
     }
+
+
+UNSCORED = "the lot has no labels (a folder of parts without labels.csv or class folders): judged and counted, not scored"
+
+
+def unscored_detail(proba: np.ndarray, classes: list[str], threshold: float | None, good: str = "passed",
+                    note: str = UNSCORED) -> dict:
+    """What can be said of parts without labels: how many were judged, rejected (k of n, Wilson) and
+    predicted as each class; escape and false-reject rates are None (nothing to score them against)."""
+    proba = np.asarray(proba).reshape(-1, len(classes))
+    n = len(proba)
+    preds = decide(proba, classes, threshold, good) if n else np.zeros(0, dtype=int)
+    p = classes.index(good)
+    block = {"n": n, "scored": False, "note": note, "rejected": rate(int((preds != p).sum()), n),
+             "escape": rate(0, 0), "false_reject": rate(0, 0), "accuracy": None, "macro_f1": None,
+             "macro_f1_defects": {"value": None}, "predicted_counts": {c: int((preds == i).sum()) for i, c in enumerate(classes)}}
+    return {"argmax": {**block, "rejected": rate(int((proba.argmax(axis=1) != p).sum()) if n else 0, n)},
+            "operating_point": {"threshold": threshold, **block}}
+
+
+def unscored_summary(detail: dict) -> dict:
+    """metrics/lot.json for a lot that could not be scored: the same keys, None where there is no label."""
+    op = detail["operating_point"]
+    r = op["rejected"]
+    return {"threshold": op["threshold"], "escapes_per_million": None, "false_reject_rate": None,
+            "rejected_per_1000": None if r["rate"] is None else _r(1e3 * r["k"] / r["n"]),
+            "escapes_per_million_argmax": None, "false_reject_rate_argmax": None, "accuracy": None, "macro_f1": None,
+            "macro_f1_defects": None, "n_parts": op["n"], "scored": False}

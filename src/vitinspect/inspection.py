@@ -129,5 +129,6 @@ def judge(bundle: Bundle, engine, views: np.ndarray) -> Judgement:
     flag = combined > bundle.calibration.threshold
     idx = decide_class(proba, bundle.classes, bundle.operating_point)
     names = np.asarray(bundle.classes, dtype=object)[idx]
-    verdict = np.where(flag, "unknown", np.where(names == "passed", "pass", "reject")).astype(object)
+    good = bundle.operating_point.get("class", "passed")
+    verdict = np.where(flag, "unknown", np.where(names == good, "pass", "reject")).astype(object)
     return Judgement(verdict, names, proba, combined, flag, scores, images)

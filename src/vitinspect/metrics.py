@@ -37,7 +37,7 @@ def class_scores(m: np.ndarray):
     return div(tp, predicted), div(tp, support), div(2 * tp, support + predicted), support
 
 
-def epoch_metrics(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict[str, float]:
+def epoch_metrics(labels: np.ndarray, preds: np.ndarray, classes: list[str], good: str = "passed") -> dict[str, float]:
     """Accuracy, macro-F1 (all classes and defect classes only) and per-class recall.
 
     labels, preds: (N,) class indices. Keys are flat: ``accuracy``, ``macro_f1``,
@@ -45,7 +45,7 @@ def epoch_metrics(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> 
     """
     m = confusion_counts(labels, preds, len(classes))
     _, recall, f1, _ = class_scores(m)
-    defects = [i for i, c in enumerate(classes) if c != "passed"]
+    defects = [i for i, c in enumerate(classes) if c != good]
     out = {
         "accuracy": _r(np.mean(np.asarray(labels) == np.asarray(preds))),
         "macro_f1": _r(f1.mean()),

@@ -27,6 +27,9 @@ INPUTS = ("nsoartc", "raw")
 SOURCES = ("scratch", "pretrained", "pretrain")
 METHODS = ("rollout", "last_layer", "gradient")
 HEAD_FUSIONS = ("mean", "max", "min")
+DATA_SOURCES = ("render", "folders")
+LAYOUTS = ("auto", "labels", "subfolders")
+ON_BAD_PART = ("error", "skip")
 
 
 class ParamsError(VitinspectError):
@@ -80,6 +83,17 @@ def each_one_of(choices):
         return None
 
     return check
+
+
+def class_names(values):
+    """The data's class names: two or more distinct names that can be folder names and CSV cells."""
+    if len(values) < 2:
+        return f"must name at least two classes, got {short(list(values))}"
+    if len(set(values)) != len(values):
+        return f"has duplicates: {short(list(values))}"
+    bad = [v for v in values if not v or v != v.strip() or "/" in v or "\\" in v or v.startswith(".") or len(v) > 64
+           or not v.isprintable()]
+    return f"has a name that cannot be a class folder: {short(bad[0])}" if bad else None
 
 
 def ordered_range(lo: float, hi: float):
@@ -144,12 +158,24 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Folders:
+    """``data.source: folders``: where the user's parts are and how they are laid out (see docs/own-parts.md)."""
+
+    path: str = _f("parts")
+    layout: str = _f("auto", one_of(LAYOUTS))
+    on_bad_part: str = _f("error", one_of(ON_BAD_PART))
+
+
+@dataclass(frozen=True)
 class Data:
+    source: str = _f("render", one_of(DATA_SOURCES))
+    folders: Folders = field(default_factory=Folders)
+    good_class: str = _f("passed")
     seed: int = _f(0, non_negative)
     n_images: int = _f(3000, positive)
     image_size: int = _f(64, positive)
     views: list[str] = _f(["center", "left", "right"], each_one_of(VIEWS))
-    classes: list[str] = _f(list(CLASSES), each_one_of(CLASSES))
+    classes: list[str] = _f(list(CLASSES), class_names)
     passed_ratio: float = _f(0.02, open_unit)
     split: Split = field(default_factory=Split)
     grid: Grid = field(default_factory=Grid)
@@ -255,7 +281,14 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class LotFolders:
+    path: str = _f("parts")
+
+
+@dataclass(frozen=True)
 class Lot:
+    source: str = _f("render", one_of(DATA_SOURCES))
+    folders: LotFolders = field(default_factory=LotFolders)
     seed: int = _f(1000, non_negative)
     n_parts: int = _f(2000, positive)
     passed_ratio: float = _f(0.9, open_unit)
@@ -413,8 +446,21 @@ def _cross_checks(p: Params, source: str) -> None:
         fail("data.views must include 'center' (the standard view of the RT method)")
     if not any(a in d.views and b in d.views for a, b in VIEW_PAIRS):
         fail("data.views needs an opposite pair of side views: left+right or top+bottom")
-    if "passed" not in d.classes or len(d.classes) < 2:
-        fail("data.classes must include 'passed' and at least one defect class")
+    if d.source == "render" and "passed" not in d.classes:
+        fail("data.classes must include 'passed' and at least one defect class (data.source render)")
+    if d.good_class not in d.classes:
+        fail(f"data.good_class ({short(d.good_class)}) must be one of data.classes {short(list(d.classes))}")
+    if d.source == "render":
+        unknown = [c for c in d.classes if c not in CLASSES]
+        if unknown:
+            fail(f"data.classes has unknown value {short(unknown[0])}; data.source render makes only {list(CLASSES)} "
+                 "(your own classes come with data.source: folders)")
+        if d.good_class != "passed":
+            fail(f"data.good_class must be 'passed' with data.source render, got {short(d.good_class)}")
+    else:
+        _check_folder_path(d.folders.path, "data.folders.path", fail)
+    if p.lot.source == "folders":
+        _check_folder_path(p.lot.folders.path, "lot.folders.path", fail)
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
     if p.lot.seed == d.seed:
@@ -438,11 +484,14 @@ def _cross_checks(p: Params, source: str) -> None:
         if int((d.image_size // m.patch_size) ** 2 * (1 - q.mask_ratio)) < 1:
             fail(f"pretrain.mask_ratio ({q.mask_ratio}) leaves no visible patch of {(d.image_size // m.patch_size) ** 2}")
     pitch = 0.8 * d.image_size / max(d.grid.rows, d.grid.cols, 3)  # render.Geometry.pitch
-    if pitch < 4:
+    if d.source == "folders" and d.image_size / max(d.grid.rows, d.grid.cols) < 4:
+        fail(f"data.grid ({d.grid.rows} x {d.grid.cols}) is too dense for data.image_size={d.image_size}: the peer's "
+             "RT cells would be under 4 px; lower data.grid.rows/cols or raise data.image_size")
+    if d.source == "render" and pitch < 4:
         fail(f"data.grid ({d.grid.rows} x {d.grid.cols}) is too dense for data.image_size={d.image_size}: "
              f"terminals {pitch:.2g} px apart, fewer than 4; lower data.grid.rows/cols or raise data.image_size")
-    counts = split_counts(d)
-    for split in ("val", "test"):
+    counts = split_counts(d) if d.source == "render" else {}
+    for split in ("val", "test") if counts else ():
         smallest = min(counts[split], key=counts[split].get)
         if counts[split][smallest] < 1:
             fail(f"data.split leaves class {smallest!r} empty in {split} (per split, the fewest parts of a class: "
@@ -453,6 +502,15 @@ def _cross_checks(p: Params, source: str) -> None:
         fail(f"these params need about {need / 2**30:.1f} GiB of memory (data.n_images x data.image_size^2 x views, "
              f"model size, batch x tokens^2), more than the {have / 2**30:.1f} GiB here; lower data.n_images, "
              f"data.image_size or the model/batch sizes")
+
+
+def _check_folder_path(value: str, key: str, fail) -> None:
+    """A folder of parts: relative to the project (or absolute), existing, a directory."""
+    if "\n" in value or len(value) > 4096:
+        fail(f"{key} must be a folder path, got {short(value)}")
+    path = Path(value)
+    if not path.is_dir():
+        fail(f"{key} {short(value)} is not a folder" + (" (it does not exist)" if not path.exists() else ""))
 
 
 def class_counts(d: Data) -> dict[str, int]:

@@ -28,8 +28,10 @@ def is_part(folder: Path, views: list[str]) -> bool:
     return any(view_files(folder, views).values())
 
 
-def find_parts(paths: list[str], views: list[str]) -> list[Path]:
-    """Each PATH is a part folder, or a lot: a folder whose sub-folders are parts (sorted by name).
+def find_parts(paths: list[str], views: list[str], classes: list[str] = ()) -> list[Path]:
+    """Each PATH is a part folder, or a lot: a folder whose sub-folders are parts (sorted by name), or a data
+    set of the folders source (vitinspect.folders): a labels.csv beside parts/, or class sub-folders named
+    after ``classes`` holding the parts.
 
     A path that does not exist or is not a folder is a bad argument (VitinspectError).
     """
@@ -38,13 +40,26 @@ def find_parts(paths: list[str], views: list[str]) -> list[Path]:
         if not p.is_dir():
             raise VitinspectError(f"{p}: no such part folder")
         subs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
-        parts.extend([p] if is_part(p, views) or not subs else subs)
+        if is_part(p, views) or not subs:
+            parts.append(p)
+        elif (p / "labels.csv").is_file() and (p / "parts").is_dir() and not is_part(p / "parts", views):
+            parts.extend(sorted(d for d in (p / "parts").iterdir() if d.is_dir() and not d.name.startswith(".")))
+        elif classes and any(d.name in classes and not is_part(d, views) for d in subs):
+            for d in subs:
+                if d.name in classes and not is_part(d, views):
+                    parts.extend(sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")))
+                else:
+                    parts.append(d)
+        else:
+            parts.extend(subs)
     return parts
 
 
 def read_part(folder: Path, views: list[str], size: int) -> tuple[np.ndarray | None, str | None]:
-    """(V, size, size) uint8 grey views in ``views`` order, or (None, error naming the file)."""
-    from PIL import Image, UnidentifiedImageError
+    """(V, size, size) uint8 grey views in ``views`` order, or (None, error naming the file). Each view is
+    read and fitted to ``size`` as the folders source does at training (vitinspect.folders: grey by luma,
+    16-bit scaled, padded to a square with black, resized bilinear)."""
+    from vitinspect.folders import BadPart, fit_square, load_grey
 
     files = view_files(folder, views)
     out, shapes = [], {}
@@ -55,19 +70,15 @@ def read_part(folder: Path, views: list[str], size: int) -> tuple[np.ndarray | N
             return None, f"{folder}: several images for view {v!r}: {', '.join(sorted(f.name for f in files[v]))}"
         f = files[v][0]
         try:
-            with Image.open(f) as im:
-                img = np.asarray(im if im.mode == "L" else im.convert("L"))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            return None, f"{f}: unreadable image ({type(exc).__name__})"
+            img = load_grey(f)
+        except BadPart as exc:
+            return None, str(exc)
         shapes[f.name] = img.shape
         out.append(img)
     if len(set(shapes.values())) > 1:
         sizes = ", ".join(f"{name} {w}x{h}" for name, (h, w) in shapes.items())
         return None, f"{folder}: views differ in size ({sizes})"
-    h, w = out[0].shape
-    if (h, w) != (size, size):
-        return None, f"{folder / files[views[0]][0].name}: image is {w}x{h} px; the bundle takes {size}x{size}"
-    return np.stack(out), None
+    return np.stack([fit_square(img, size) for img in out]), None
 
 
 def write_rows(path: str | Path, rows: list[dict], columns: list[str], append: bool = False) -> None:

@@ -28,7 +28,16 @@ from vitinspect.model import InputSpec, encoder_kwargs
 
 def unlabeled_views(data_params, n_parts: int, seed: int) -> np.ndarray:
     """Render ``n_parts`` parts like the labelled set (same geometry, nuisance and class mix) but
-    from their own seed; labels, masks and splits are dropped. Returns (N, V, S, S) uint8."""
+    from their own seed; labels, masks and splits are dropped. Returns (N, V, S, S) uint8.
+
+    With ``data.source: folders`` our renderer cannot draw the user's parts: up to ``n_parts`` of their
+    *training* parts (drawn with ``seed``) are read instead, labels dropped; never a val or test part."""
+    if data_params.source == "folders":
+        from vitinspect.folders import plan, read_parts
+
+        train = [p for p in plan(data_params).parts if p.split == "train"]
+        take = np.sort(np.random.default_rng([seed, 7]).permutation(len(train))[:n_parts])
+        return read_parts([train[i] for i in take], data_params.image_size, data_params.folders.on_bad_part)[0]["views"]
     from vitinspect.render import generate
 
     return generate(dataclasses.replace(data_params, seed=seed, n_images=n_parts))["views"]

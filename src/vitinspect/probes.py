@@ -95,6 +95,24 @@ def swap_pairs(views: np.ndarray, names: list[str]) -> np.ndarray:
     return out
 
 
+def _rescaled(parts: np.ndarray, factor: float) -> np.ndarray:
+    """(M, V, S, S) parts seen ``factor`` x larger (centre-cropped) or smaller (padded with each view's median)."""
+    s = parts.shape[-1]
+    out = np.empty_like(parts)
+    for i, part in enumerate(parts):
+        for j, img in enumerate(part):
+            z = np.clip(np.round(ndimage.zoom(img.astype(np.float64), factor, order=1)), 0, 255).astype(np.uint8)
+            n = z.shape[0]
+            if n >= s:
+                o = (n - s) // 2
+                out[i, j] = z[o:o + s, o:o + s]
+            else:
+                out[i, j] = np.median(img)
+                o = (s - n) // 2
+                out[i, j, o:o + n, o:o + n] = z
+    return out
+
+
 def ood_probes(parts: np.ndarray, data, shift_px: int, seed: int = 0, n_per_kind: int = 40) -> dict[str, np.ndarray]:
     """kind -> (M, V, S, S) uint8 inputs unlike the training data.
 
@@ -130,6 +148,10 @@ def ood_probes(parts: np.ndarray, data, shift_px: int, seed: int = 0, n_per_kind
         shifted_side[i, j] = _shift(take[i, j], *steps[i % 4])
     out["shifted_side"] = shifted_side
 
+    if data.source == "folders":  # the user's parts: our renderer cannot draw them, so the test parts are rescaled
+        half = take[: max(1, n_per_kind // 2)]
+        out["zoom_in"], out["zoom_out"] = _rescaled(half, 1.5), _rescaled(half, 0.6)
+        return out
     # Another scale: rendered 1.5x larger and cropped (a closer camera), or 0.6x and padded (a farther one).
     big = int(round(1.5 * s))
     _, views_big = render_parts(data, n_per_kind // 2, seed, size=big, stream=4)

@@ -156,7 +156,8 @@ def headline_rows(base: dict | None, new: dict | None, figures: dict) -> list[st
 
     t = (_get(base, "operating_point", "threshold"), _get(new, "operating_point", "threshold"))
     lines = ["| figure (at the operating point) | base | workspace | verdict |", "|---|---|---|---|",
-             row("threshold t on p(passed), chosen on val", *(("n/a" if x is None else f"{x:.4g}") for x in t))]
+             row(f"threshold t on p({_get(new, 'operating_point', 'class') or 'passed'}), chosen on val",
+                 *(("n/a" if x is None else f"{x:.4g}") for x in t))]
     lines.append(row("**lot**: escapes per million defective parts", *both("lot", "operating_point", "escape", scale=1e6, unit="ppm"),
                      verdict("escape rate on the lot")))
     lines.append(row("**lot**: false-reject rate on good parts", *both("lot", "operating_point", "false_reject"),
@@ -190,6 +191,18 @@ def build_report(base: str, metrics_md: str, params_md: str, base_eval: dict | N
     lines += ["<details><summary>All metrics (<code>dvc metrics diff --md</code>)</summary>", "",
               _table_or(metrics_md, "No metric changed."), "", "</details>", ""]
     return "\n".join(lines)
+
+
+def folders_note(data: dict | None) -> str:
+    """A line on the user's image folders (data.source folders): what was read, how many parts were skipped."""
+    f = (data or {}).get("folders") if isinstance(data, dict) else None
+    if not isinstance(f, dict):
+        return ""
+    n = sum(sum(c.values()) for c in data.get("counts", {}).values() if isinstance(c, dict))
+    skipped = f.get("skipped", 0)
+    return (f"\n## Data\n\n{n} parts read from image folders ({f.get('layout')} layout), "
+            f"{skipped} skipped as bad{' (listed with their reasons in metrics/data.json)' if skipped else ''}; "
+            f"{f.get('parts_with_mask', 0)} with a defect mask.\n")
 
 
 # The headline rows that decide whether the ViT earns its keep against the classical peer:
@@ -304,6 +317,7 @@ def main(argv=None) -> None:
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
     report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVALUATION), in_workspace(EVALUATION), figure)
+    report += folders_note(in_workspace("metrics/data.json"))
     peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
     report += ("\n" + peer) if peer else ""
     write_text(out, report)

@@ -296,13 +296,14 @@ def trainer_args(output_dir, p, **specific) -> TrainingArguments:
     })
 
 
-def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None) -> Trainer:
+def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None,
+                 good: str = "passed") -> Trainer:
     """A Trainer that evaluates, logs and checkpoints once per epoch."""
     t = train_params
 
     def compute_metrics(pred):
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return epoch_metrics(np.asarray(pred.label_ids), np.asarray(logits).argmax(-1), classes)
+        return epoch_metrics(np.asarray(pred.label_ids), np.asarray(logits).argmax(-1), classes, good)
 
     args = trainer_args(checkpoint_dir, t, per_device_eval_batch_size=max(t.batch_size, 256),
                         eval_strategy="epoch", save_strategy="epoch", save_total_limit=2)
