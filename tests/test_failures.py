@@ -243,7 +243,7 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
         # At the top level, outside every params section: validate reruns because params.yaml is also a file dep.
         # 11,110 values when expanded. DVC itself expands the file (about 5 s of CPU per 10^5 values here; a 10^7 bomb
         # took over 5 GB and minutes before it was stopped), so a bigger bomb hangs DVC, which reads params.yaml before any stage
-        # (README); run directly, a stage refuses any size at once (test_params.py).
+        # (docs/errors.md); run directly, a stage refuses any size at once (test_params.py).
         ("alias bomb", "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
          + "".join(f"bomb{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]\n" for i in range(1, 4)) + good, "expands to more than", False),
     ]

@@ -160,7 +160,7 @@ def test_pretrain_costs_only_when_used(project):
     """Default: pretrain.* edits rerun only the placeholder stage; switching source reaches pretrain and what
     reads it (what `dvc repro --dry` lists), and the stage then pretrains for real under dvc. That train starts
     from its encoder: test_stage_pretrains_and_train_starts_from_it; the whole `dvc exp run -S
-    model.source=pretrain` at the defaults is timed in README."""
+    model.source=pretrain` at the defaults is timed in docs/pretraining.md."""
     proj = project
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["pretrain"]["epochs"] = 5
