@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.study.paired import peer_of
-from vitinspect.study.plan import PREFIX
+from vitinspect.study.plan import by_setting
 from vitinspect.study.runs import figures_of, json_at
 
 
@@ -41,9 +41,7 @@ class Study:
     def __init__(self, records: dict[str, dict], figure_dir: Path, rel: str):
         self.records, self.figure_dir, self.rel = records, figure_dir, rel
         self.figs = {name: figures_of(r) for name, r in records.items()}
-        self.by_setting: dict[str, list[str]] = {}
-        for name in sorted(records):
-            self.by_setting.setdefault(name[len(PREFIX):].rsplit("-s", 1)[0], []).append(name)
+        self.by_setting = by_setting(records)
 
     def has(self, *settings: str) -> bool:
         return all(self.by_setting.get(s) for s in settings)

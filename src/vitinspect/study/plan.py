@@ -29,6 +29,14 @@ class Experiment:
         return f"{PREFIX}{self.setting}-s{self.seed}"
 
 
+def by_setting(names) -> dict[str, list[str]]:
+    """Experiment names grouped by their setting (``study-<setting>-s<seed>``), each group sorted."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name[len(PREFIX):].rsplit("-s", 1)[0], []).append(name)
+    return groups
+
+
 # One run each (seed 0) beside the baseline; the names are what `dvc exp show` lists.
 SETTINGS = {
     "epochs5": {"train.epochs": 5},

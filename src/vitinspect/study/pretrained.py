@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.study.findings import fmt, spread
-from vitinspect.study.plan import FRACTIONS, PREFIX
+from vitinspect.study.plan import FRACTIONS, by_setting
 from vitinspect.study.runs import bytes_at, json_at, pretrained_figures_of
 
 PT_BEGIN, PT_END = "<!-- pretrained-start sections: begin -->", "<!-- pretrained-start sections: end -->"
@@ -22,9 +22,7 @@ class Runs:
     def __init__(self, records: dict[str, dict]):
         self.records = records
         self.figs = {n: pretrained_figures_of(r) for n, r in records.items()}
-        self.by_setting: dict[str, list[str]] = {}
-        for name in sorted(records):
-            self.by_setting.setdefault(name[len(PREFIX):].rsplit("-s", 1)[0], []).append(name)
+        self.by_setting = by_setting(records)
 
     def has(self, *settings: str) -> bool:
         return all(self.by_setting.get(s) for s in settings)
