@@ -6,14 +6,9 @@ trained on and the other one (out of distribution for it), as the study did.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -53,8 +48,7 @@ NO_MASKS = "no masks: no defective test part has a mask.png, so no map is scored
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline, relevance mass per method on the model's input")

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.audit import by_group, count_parameters, headline, reference_table, weight_change
 from vitinspect.figures import change_bars
@@ -20,8 +14,7 @@ from vitinspect.storage import all_or_nothing, save_figure, write_json, write_te
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--init", required=True, help="initial weights directory")
     ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline (strategy, total, trainable share)")

@@ -8,15 +8,10 @@ saved model file, which load_peer checks before unpickling).
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from itertools import product
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -35,8 +30,7 @@ FOREIGN_CELLS = ("data.grid rows x cols cells over the whole frame: these parts 
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory")
     ap.add_argument("--model", required=True, type=cli.output_path, help="directory: svm.joblib, logistic.joblib")
     ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: the SVM on the test split, eval.json's keys")

@@ -3,15 +3,10 @@ calibration, ONNX graph) and the OOD guard's figures on the test split and on a 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -45,8 +40,7 @@ def read_operating_point(path, classes) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory (the views)")
     ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz)")
     ap.add_argument("--model", required=True, help="trained model directory")

@@ -7,13 +7,7 @@ decision.evaluation_summary; every rate with k of n and its 95 % Wilson interval
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 import pandas as pd
@@ -29,8 +23,7 @@ from vitinspect.params import load_params
 from vitinspect.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory (val and test splits)")
     ap.add_argument("--lot", required=True, help="the lot stage's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")

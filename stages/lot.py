@@ -6,14 +6,9 @@ against the training unit space (`data/unit_space.npz`), so `evaluate` sees what
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -37,8 +32,7 @@ def load_unit_space(path) -> UnitSpace:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--unit-space", required=True, help=".npz of the unit-space mean and std (nsoartc stage)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory of the lot")
     ap.add_argument("--summary", required=True, type=cli.output_path, help="JSON: the lot's size, seed and class counts")

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -24,8 +18,7 @@ RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask"
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory")
     ap.add_argument("--out", required=True, type=cli.output_path, help="NSOARTC dataset directory")
     ap.add_argument("--unit-space", required=True, type=cli.output_path, help=".npz of the unit-space mean and std")

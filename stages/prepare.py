@@ -3,13 +3,7 @@ the user's image folders (``data.source: folders``, vitinspect.folders)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
@@ -20,8 +14,7 @@ from vitinspect.storage import all_or_nothing, figure_alongside, save_dataset, s
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory")
     ap.add_argument("--gallery", required=True, type=cli.output_path, help="PNG: one row per class, every view")
     args = ap.parse_args(argv)

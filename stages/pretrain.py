@@ -8,15 +8,10 @@ importing torch, so the default pipeline never pays for pretraining and ``train`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.errors import VitinspectError
 from vitinspect.params import load_params
@@ -54,8 +49,7 @@ def load_unit_space(path: str):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz): the composites train sees")
     ap.add_argument("--out", required=True, type=cli.output_path, help="pretrained encoder (save_pretrained ViTModel)")
     ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory: reconstruction loss per epoch")

@@ -5,7 +5,6 @@ Runs unchanged under ``torchrun --nproc_per_node N`` (DDP); only rank 0 writes o
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -14,10 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import torch
 
@@ -47,8 +43,7 @@ def _blocks(images):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--pretrained", default="models/pretrain", help="the pretrain stage's encoder (read when model.source is pretrain)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")

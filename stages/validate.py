@@ -9,15 +9,10 @@ params.yaml is refused in about a second.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-try:
-    from vitinspect import cli  # first: it sets the offline environment before any third-party import
-except ModuleNotFoundError:  # run by a Python that lacks the package (dvc outside the venv)
-    sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
+from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.errors import VitinspectError
 from vitinspect.params import load_params
@@ -26,8 +21,7 @@ from vitinspect.storage import write_text
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__)
     ap.add_argument("--out", required=True, type=cli.output_path, help="a small file whose bytes never change (the others' dependency)")
     args = ap.parse_args(argv)
 

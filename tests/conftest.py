@@ -320,9 +320,12 @@ def would_run(root: Path) -> set[str]:
 
 
 def load_stage(name: str):
-    """Import stages/<name>.py as a module (stages/ is scripts, not a package)."""
+    """Import stages/<name>.py as a module (stages/ is scripts, not a package). stages/ goes on sys.path,
+    as `python stages/<name>.py` puts it there, for the stages' shared start (stages/_boot.py)."""
     import importlib.util
 
+    if str(ROOT / "stages") not in sys.path:
+        sys.path.insert(0, str(ROOT / "stages"))
     spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -22,7 +22,10 @@ SRC = ROOT / "src"
 
 
 def _module_file(name: str) -> Path | None:
-    """src/vitinspect/a/b.py (or its package __init__.py) for the dotted name, if it is ours."""
+    """src/vitinspect/a/b.py (or its package __init__.py) for the dotted name, if it is ours; stages/<name>.py
+    for a top-level name a stage script imports from its own folder (the shared start, stages/_boot.py)."""
+    if "." not in name and (ROOT / "stages" / f"{name}.py").exists():
+        return ROOT / "stages" / f"{name}.py"
     if name != PACKAGE and not name.startswith(PACKAGE + "."):
         return None
     base = SRC.joinpath(*name.split("."))
@@ -95,7 +98,7 @@ def check_stage_deps(dvc: dict, root: Path = ROOT) -> list[str]:
         deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
         if f"stages/{name}.py" not in deps:
             problems.append(f"{name}: does not list its own script stages/{name}.py")
-        listed = {d for d in deps if d.startswith("src/")}
+        listed = {d for d in deps if d.startswith("src/") or (d.startswith("stages/") and d != f"stages/{name}.py")}
         used = project_imports(script)
         problems += [f"{name}: lists {d} but does not import it" for d in sorted(listed - used)]
         problems += [f"{name}: imports {d} but does not list it" for d in sorted(used - listed)]
@@ -140,11 +143,15 @@ def test_transitive_imports_are_followed(tmp_path):
 
 
 def _first_import_is_the_package(script: Path) -> bool:
+    """The first import beyond the standard library is the package: in the script itself, or in the shared
+    start it imports first (stages/_boot.py), whose guarded import must then come before any other."""
     for node in ast.parse(script.read_text()).body:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            if mods == ["_boot"] and script.name != "_boot.py":
+                return _first_import_is_the_package(script.parent / "_boot.py")
             if any(m.split(".")[0] not in sys.stdlib_module_names for m in mods):
                 return all(m.split(".")[0] == PACKAGE for m in mods)
         if isinstance(node, ast.Try):  # the guarded `from vitinspect import cli`
@@ -156,6 +163,22 @@ def _first_import_is_the_package(script: Path) -> bool:
 @pytest.mark.parametrize("stage", sorted(load_dvc()["stages"]))
 def test_stage_imports_the_package_before_any_third_party_module(stage):
     assert _first_import_is_the_package(ROOT / "stages" / f"{stage}.py")
+
+
+def test_every_stage_starts_from_the_shared_boot_and_the_check_sees_its_deps(tmp_path):
+    """One guard and one set of common arguments (stages/_boot.py) for every stage; a stage that imports
+    it must list it in dvc.yaml, and a start that imports a third-party module first is caught."""
+    dvc = load_dvc()
+    for name in dvc["stages"]:
+        script = (ROOT / "stages" / f"{name}.py").read_text()
+        assert "from _boot import cli, stage_parser" in script and "except ModuleNotFoundError" not in script, name
+        assert "stages/_boot.py" in project_imports(ROOT / "stages" / f"{name}.py")
+    dropped = copy.deepcopy(dvc)
+    dropped["stages"]["lot"]["deps"] = [d for d in dvc["stages"]["lot"]["deps"] if d != "stages/_boot.py"]
+    assert "lot: imports stages/_boot.py but does not list it" in check_stage_deps(dropped)
+    (tmp_path / "_boot.py").write_text("import numpy\nfrom vitinspect import cli\n")
+    (tmp_path / "s.py").write_text("from __future__ import annotations\n\nfrom _boot import cli\n")
+    assert not _first_import_is_the_package(tmp_path / "s.py")
 
 
 def test_offline_environment_is_in_force_when_transformers_reads_it(built_project):

@@ -152,7 +152,7 @@ def test_validate_stage_refuses_without_importing_torch(tmp_path):
     bad = write_params(tmp_path / "params.yaml", data={"passed_ratio": 0})
     code = ("import sys, runpy; sys.argv = ['validate.py', '--params', %r, '--out', 'ok.json'];"
             "import atexit; atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr));"
-            "runpy.run_path(%r, run_name='__main__')") % (str(bad), str(TESTS.parent / "stages/validate.py"))
+            "sys.path.insert(0, %r); runpy.run_path(%r, run_name='__main__')") % (str(bad), str(TESTS.parent / "stages"), str(TESTS.parent / "stages/validate.py"))
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: params.yaml: data.passed_ratio must be in (0, 1), got 0.0", "NO-TORCH"]
@@ -243,7 +243,7 @@ def test_the_bad_params_table_through_dvc_repro_keeps_every_output(built_project
         # At the top level, outside every params section: validate reruns because params.yaml is also a file dep.
         # 11,110 values when expanded. DVC itself expands the file (about 5 s of CPU per 10^5 values here; a 10^7 bomb
         # took over 5 GB and minutes before it was stopped), so a bigger bomb hangs DVC, which reads params.yaml before any stage
-        # (README); run directly, a stage refuses any size at once (test_params.py).
+        # (docs/errors.md); run directly, a stage refuses any size at once (test_params.py).
         ("alias bomb", "bomb: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
          + "".join(f"bomb{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]\n" for i in range(1, 4)) + good, "expands to more than", False),
     ]

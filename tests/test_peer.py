@@ -171,7 +171,7 @@ def test_baseline_stage_reads_the_parts_never_a_model_of_train():
     assert "data/parts" in stage["deps"] and "data/nsoartc" not in stage["deps"]
     assert not any(d.startswith("models/") for d in stage["deps"])  # never a model of train's
     # The ViT's operating-point rule and settings too (the peer is decided the same way), never train.*.
-    assert set(stage["params"]) == {"data.views", "data.grid", "nsoartc.eps", "nsoartc.min_unit_space",
+    assert set(stage["params"]) == {"data.views", "data.grid", "data.good_class", "nsoartc.eps", "nsoartc.min_unit_space",
                                     "evaluate.threshold", "evaluate.target_escape_rate", "baseline"}
 
 

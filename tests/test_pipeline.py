@@ -173,7 +173,7 @@ def test_metric_surface_is_small(project):
             return sum(numbers(v) for v in o.values())
         return sum(numbers(v) for v in o) if isinstance(o, list) else 0
 
-    assert 20 <= numbers(shown) <= 40  # 39 at the defaults (README)
+    assert 20 <= numbers(shown) <= 40  # 39 at the defaults (docs/pipeline.md)
     files = set(shown[0]["data"]) if isinstance(shown, list) else set(shown[""]["data"])
     assert "reports/train_run.json" not in files
 

@@ -104,9 +104,9 @@ def test_scratch_writes_constant_placeholders_without_torch(tiny_data, tmp_path,
     outs = []
     for epochs in (3, 7):  # pretrain.* changes do not change the placeholders
         p = write_params(tmp_path / f"p{epochs}.yaml", pretrain={"epochs": epochs})
-        code = ("import sys, runpy; sys.argv = ['pretrain.py'] + sys.argv[1:]; "
+        code = ("import sys, runpy; sys.argv = ['pretrain.py'] + sys.argv[1:]; sys.path.insert(0, %r); "
                 "runpy.run_path(sys.argv[0].replace('pretrain.py', %r), run_name='__main__'); "
-                "assert 'torch' not in sys.modules, 'placeholder imported torch'" % str(ROOT / "stages" / "pretrain.py"))
+                "assert 'torch' not in sys.modules, 'placeholder imported torch'" % (str(ROOT / "stages"), str(ROOT / "stages" / "pretrain.py")))
         out = tmp_path / f"o{epochs}"
         proc = subprocess.run([sys.executable, "-c", code, "--params", str(p), *stage_args(tiny_data, out)],
                               capture_output=True, text=True, cwd=tmp_path)
@@ -160,7 +160,7 @@ def test_pretrain_costs_only_when_used(project):
     """Default: pretrain.* edits rerun only the placeholder stage; switching source reaches pretrain and what
     reads it (what `dvc repro --dry` lists), and the stage then pretrains for real under dvc. That train starts
     from its encoder: test_stage_pretrains_and_train_starts_from_it; the whole `dvc exp run -S
-    model.source=pretrain` at the defaults is timed in README."""
+    model.source=pretrain` at the defaults is timed in docs/pretraining.md."""
     proj = project
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["pretrain"]["epochs"] = 5
@@ -200,7 +200,7 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
           "study-pt-full-s0": 0.93, "study-pt-lora-s0": 0.7, "study-frac0.1-s0": 0.5, "study-pt-frac0.1-s0": 0.7,
           "study-frac0.3-s0": 0.7, "study-pt-frac0.3-s0": 0.8, "study-pt-big-s0": 0.9}
     records = {n: _record(n, v) for n, v in f1.items()}
-    monkeypatch.setattr(study, "at_revision", lambda rev, path: records[rev]["files"].get(path))
+    monkeypatch.setattr(study.runs, "at_revision", lambda rev, path: records[rev]["files"].get(path))
     text = "\n".join(study.pretrained_sections(records, tmp_path, "fig"))
     assert "beats head-only from scratch by more than the seed spread" in text
     assert "0.810 ± 0.010 (n=2)" in text and "4 of 4 seed pairs" in text

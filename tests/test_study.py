@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,24 @@ def test_toy_study_writes_every_section(toy_study):
     # F2-F5, and the four pretrained-start sections (pretraining, F4, label efficiency, F5) the toy plan does not run
     assert report.count("Not run in this plan.") == 8
     assert "| default data | 1 |" in report and "ahead beyond the interval in" in report  # F6 from the toy baseline run
+
+
+def test_report_bytes_from_fixed_runs_match_the_golden_report(tmp_path, monkeypatch):
+    """reports/study.md, rendered from a fixed set of collected runs (tests/study_records.py: each run a commit
+    of a throwaway repo, read back with `git show` as after `make study`), is byte for byte the report that
+    study.py wrote before it was split into the study package (tests/golden/study.md). Every section has
+    numbers here, none says "Not run"; regenerate the golden file only for a change meant to alter the report."""
+    from study_records import committed_records
+
+    from vitinspect.study import build_report
+
+    records = committed_records(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path / "repo")
+    figures = tmp_path / "study"
+    figures.mkdir()
+    text = build_report(records, figures, "study")
+    golden = Path(__file__).parent / "golden" / "study.md"
+    assert "Not run in this plan" not in text
+    assert text.encode() == golden.read_bytes()
+    assert sorted(p.name for p in figures.iterdir()) == ["f1_confusion.png", "f2_ratio.png", "pt_label_efficiency.png",
+                                                         "pt_reconstruction_pt-big.png", "pt_reconstruction_pt-full.png"]

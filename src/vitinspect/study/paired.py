@@ -1,0 +1,62 @@
+"""F6's arithmetic: the ViT against the RT+SVM peer on the same test parts of one experiment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitinspect.cli import run_command
+from vitinspect.study.runs import json_at
+
+PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
+    "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
+
+
+def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2000) -> dict | None:
+    """The ViT minus the peer on the same test parts: accuracy and macro-F1, each with a 95 % interval.
+
+    Accuracy: per part d = [ViT right] - [peer right]; mean +- 1.96 sd / sqrt(n) (paired, normal
+    approximation), with the counts of parts only one of them gets right. Macro-F1: a paired bootstrap
+    over the parts (``resamples`` draws, seed 0, percentile interval); it carries the rare passed class.
+    None when the two lists are not the same parts.
+    """
+    vit_true, peer_true = np.asarray(vit_true), np.asarray(peer_true)
+    vit_pred, peer_pred = np.asarray(vit_pred), np.asarray(peer_pred)
+    if len(vit_true) < 2 or len(vit_true) != len(peer_true) or (vit_true != peer_true).any():
+        return None
+    a, b = (vit_pred == vit_true).astype(float), (peer_pred == peer_true).astype(float)
+    d = a - b
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    labels = sorted(set(vit_true) | set(vit_pred) | set(peer_pred))
+    code = {c: i for i, c in enumerate(labels)}
+    t, pv, pp = (np.array([code[x] for x in arr]) for arr in (vit_true, vit_pred, peer_pred))
+    k = len(labels)
+
+    def macro_f1(truth, pred):  # sklearn's macro-F1 (zero_division=0) over all labels, by counts
+        tp = np.bincount(truth[truth == pred], minlength=k)
+        denom = np.bincount(truth, minlength=k) + np.bincount(pred, minlength=k)
+        return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+    def f1_diff(idx):
+        return macro_f1(t[idx], pv[idx]) - macro_f1(t[idx], pp[idx])
+
+    rng = np.random.default_rng(0)
+    boot = [f1_diff(rng.integers(0, len(d), len(d))) for _ in range(resamples)]
+    return {"n": len(d), "diff": float(d.mean()), "low": float(d.mean() - half), "high": float(d.mean() + half),
+            "only_vit": int(((a == 1) & (b == 0)).sum()), "only_peer": int(((a == 0) & (b == 1)).sum()),
+            "f1_diff": float(f1_diff(np.arange(len(d)))), "f1_low": float(np.percentile(boot, 2.5)),
+            "f1_high": float(np.percentile(boot, 97.5))}
+
+
+def peer_of(rev: str) -> dict:
+    """The peer's figures and the per-part predictions of both machines in one experiment."""
+    import io
+
+    import pandas as pd
+
+    out = {"svm": json_at(rev, PEER_METRICS), "report": json_at(rev, PEER_REPORT) or {}}
+    records = json_at(rev, PEER_RECORDS)
+    proc = run_command(["git", "show", f"{rev}:{VIT_PREDICTIONS}"], check=False)
+    if records and proc:
+        table = pd.read_csv(io.StringIO(proc))
+        out["paired"] = paired_accuracy(table["predicted"], table["label"], [r["predicted"] for r in records], [r["actual"] for r in records])
+    return out

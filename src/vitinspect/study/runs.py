@@ -1,0 +1,152 @@
+"""Queue the study's experiments, run them, and collect what each one measured.
+
+``collect`` reads ``dvc exp show --json``; the details of one experiment are the report files committed
+with it, read with ``git show <rev>:<path>`` (:func:`json_at`, :func:`bytes_at`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from vitinspect.cli import run_command
+from vitinspect.errors import VitinspectError
+from vitinspect.review import at_revision
+from vitinspect.study.plan import PREFIX, Experiment
+
+
+def json_at(rev: str, path: str):
+    """A JSON file as committed at ``rev``; None if it is not there. Every JSON read of the findings."""
+    return at_revision(rev, path)
+
+
+def _dvc(*args: str, check: bool = True) -> str:
+    return run_command(["dvc", *args], check=check)
+
+
+def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
+    """Queue every experiment (dropping earlier ones of the same name) and run the queue, one at a time."""
+    for e in exps:
+        _dvc("exp", "remove", e.name, check=False)
+        sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**e.overrides, **extra}.items()]
+        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
+    _dvc("queue", "start", "-j", "1")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status = queue_status()
+        if not {"Queued", "Running"} & set(status.values()):
+            break
+        time.sleep(3)
+    else:
+        raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
+    failed = [name for name, state in status.items() if state == "Failed" and name in {e.name for e in exps}]
+    if failed:
+        raise VitinspectError(f"{len(failed)} study experiment(s) failed; see dvc queue logs {failed[0]}")
+
+
+def queue_status() -> dict[str, str]:
+    """experiment name -> Queued / Running / Success / Failed ...: what `dvc queue status` lists, asked of
+    DVC's API in this process (a poll every few seconds; a CLI start each time would cost a core-second)."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        return {e.get("name") or e.get("rev", "?"): e["status"] for e in repo.experiments.celery_queue.status()}
+
+
+
+def collect(all_commits: bool = False) -> dict[str, dict]:
+    """name -> {rev, params, metrics} for every study experiment ``dvc exp show`` knows.
+
+    all_commits: also experiments based on earlier commits (``dvc exp show -A``), e.g. after a commit
+    made while the queue ran; where a name appears twice, the newest commit's wins.
+    """
+    out = {}
+    for base in reversed(json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else [])))):
+        for exp in base.get("experiments") or []:
+            if ((exp.get("executor") or {}).get("state") or "success") != "success":
+                continue  # queued, running or failed: no results of its own yet (a running one shows the workspace's)
+            for rev in exp.get("revs") or []:
+                name = rev.get("name") or exp.get("name")
+                data = rev.get("data") or {}
+                if not name or not name.startswith(PREFIX) or rev.get("error"):
+                    continue
+                out[name] = {
+                    "rev": rev["rev"],
+                    "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
+                    "metrics": {k: v.get("data", {}) for k, v in (data.get("metrics") or {}).items()},
+                }
+    return out
+
+
+
+def figures_of(record: dict, read=None) -> dict:
+    """The figures each finding needs, from one experiment (NaN where absent).
+
+    The headline comes from its metrics; the details (per-class figures at argmax on the test split,
+    attention scores per input) from the report files committed with it (``read(rev, path)``).
+    """
+    read = read or json_at
+    m = record["metrics"]
+    rev = record.get("rev")
+
+    def detail(path):
+        return (read(rev, path) if rev else None) or {}
+
+    aud = m.get("metrics/audit.json", {})
+    test = detail("reports/evaluation.json").get("test", {}).get("argmax", {})
+    att = detail("reports/attention.json")
+    per = test.get("per_class", {})
+    own = att.get("model_input", "nsoartc")
+    method = att.get("methods", {}).get("gradient") or next(iter(att.get("methods", {}).values()), {})
+    nan = float("nan")
+    f = {
+        "accuracy": test.get("accuracy", nan),
+        "macro_f1": test.get("macro_f1", nan),
+        "escape_rate": (test.get("escape") or {}).get("rate", nan),
+        "false_reject_rate": (test.get("false_reject") or {}).get("rate", nan),
+        "passed_recall": per.get("passed", {}).get("recall", nan),
+        "xy_confusion": np.nanmean([v for v in (test.get("xy_confusion") or {}).values() if v is not None] or [nan]),
+        "relevance_mass": method.get(own, {}).get("relevance_mass", nan),
+        "pointing_game": method.get(own, {}).get("pointing_game", nan),
+        "baseline": method.get(own, {}).get("baseline", nan),
+        "trainable_pct": aud.get("trainable_pct", nan),
+        "parameters": aud.get("total_parameters", nan),
+        "lot_escapes_per_million": m.get("metrics/lot.json", {}).get("escapes_per_million", nan),
+        "lot_false_reject_rate": m.get("metrics/lot.json", {}).get("false_reject_rate", nan),
+    }
+    for name in ("raw", "nsoartc"):
+        for score in ("relevance_mass", "pointing_game"):
+            f[f"{score}_{name}"] = method.get(name, {}).get(score, nan)
+    return {k: float(v) if v is not None else nan for k, v in f.items()}
+
+
+def pretrained_figures_of(record: dict, read=None) -> dict:
+    """:func:`figures_of` plus the test macro-F1 over the defect classes and the token-norm look."""
+    read = read or json_at
+    f = figures_of(record, read)
+    rev = record.get("rev")
+    test = ((read(rev, "reports/evaluation.json") if rev else None) or {}).get("test", {}).get("argmax", {})
+    f1 = [v.get("f1") for c, v in test.get("per_class", {}).items() if c != "passed" and v.get("f1") is not None]
+    f["defect_macro_f1"] = float(np.mean(f1)) if f1 else float("nan")
+    norms = ((read(rev, "reports/attention.json") if rev else None) or {}).get("token_norms") or {}
+    for key in ("max_over_median", "high_norm_share", "high_norm_in_mask", "mask_patch_share"):
+        f[key] = float(norms[key]) if norms.get(key) is not None else float("nan")
+    return f
+
+
+def bytes_at(rev: str, path: str) -> bytes | None:
+    """A file at ``rev``: from git, or from the local DVC cache for a cached output; None if neither has it."""
+    import subprocess
+
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+    if proc.returncode == 0:
+        return proc.stdout
+    try:
+        import dvc.api
+
+        return dvc.api.read(path, rev=rev, mode="rb")
+    except Exception:  # not tracked at that revision, or not in the local cache
+        return None
+
