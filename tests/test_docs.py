@@ -102,6 +102,9 @@ def missing_commands(commands: list[list[str]]) -> list[str]:
         elif tool in scripts:
             if tool == "vitinspect" and rest and not rest[0].startswith("-") and rest[0] not in vit_subs:
                 problems.append(f"{' '.join(argv)}: no such vitinspect subcommand")
+        elif tool == "git":  # git's everyday porcelain, as a DVC user types it beside dvc
+            if not rest or rest[0] not in ("add", "commit", "checkout", "push", "pull", "clone", "status", "diff", "log", "switch"):
+                problems.append(f"{' '.join(argv)}: not a git command a README should need")
         elif tool in ("python", "python3") and rest[:1] == ["-m"]:
             if importlib.util.find_spec(rest[1]) is None:
                 problems.append(f"python -m {rest[1]}: no such module")

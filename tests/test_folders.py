@@ -23,8 +23,8 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from conftest import make_project, run, shared, tiny_dict
-from vitinspect import folders
+from conftest import _build_project, _needs, make_project, run, shared, tiny_dict
+from vitinspect import folders, images
 from vitinspect.errors import VitinspectError
 
 FOREIGN_CLASSES = ["ok", "bent", "missing_pin"]
@@ -42,42 +42,42 @@ def _save(path: Path, array, mode=None, **kw) -> Path:
 
 def test_sixteen_bit_float_colour_and_palette_become_grey_without_clipping(tmp_path):
     ramp16 = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
-    g = folders.load_grey(_save(tmp_path / "a.png", ramp16))
+    g = images.load_grey(_save(tmp_path / "a.png", ramp16))
     assert g.dtype == np.uint8 and g.min() == 0 and g.max() == 255  # scaled by the full 16-bit range, not clipped
     assert (g < 255).mean() > 0.9
-    tif = folders.load_grey(_save(tmp_path / "f.tif", np.full((8, 8), 0.5, np.float32)))
+    tif = images.load_grey(_save(tmp_path / "f.tif", np.full((8, 8), 0.5, np.float32)))
     assert tif[0, 0] == 128
     rgb = np.zeros((10, 12, 3), np.uint8)
     rgb[..., 0] = 255
-    assert folders.load_grey(_save(tmp_path / "r.png", rgb))[0, 0] == 76  # ITU-R 601-2: 0.299 * 255
+    assert images.load_grey(_save(tmp_path / "r.png", rgb))[0, 0] == 76  # ITU-R 601-2: 0.299 * 255
     rgba = np.dstack([rgb, np.full((10, 12), 7, np.uint8)])
-    assert folders.load_grey(_save(tmp_path / "ra.png", rgba))[0, 0] == 76  # alpha ignored
+    assert images.load_grey(_save(tmp_path / "ra.png", rgba))[0, 0] == 76  # alpha ignored
     Image.fromarray(rgb).convert("P").save(tmp_path / "p.gif")
-    assert folders.load_grey(tmp_path / "p.gif").shape == (10, 12)
+    assert images.load_grey(tmp_path / "p.gif").shape == (10, 12)
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg")
-    assert folders.load_grey(tmp_path / "c.jpg").shape == (10, 12)
+    assert images.load_grey(tmp_path / "c.jpg").shape == (10, 12)
     Image.fromarray(rgb).save(tmp_path / "b.bmp")
-    assert folders.load_grey(tmp_path / "b.bmp")[0, 0] == 76
+    assert images.load_grey(tmp_path / "b.bmp")[0, 0] == 76
 
 
 def test_fit_square_pads_centred_then_resizes_and_leaves_the_right_size_alone():
     img = np.full((150, 200), 200, np.uint8)
-    out = folders.fit_square(img, 32)
+    out = images.fit_square(img, 32)
     assert out.shape == (32, 32)
     assert out[0, 16] == 0 and out[16, 16] == 200 and out[31, 16] == 0  # black bands above and below
     same = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)
-    assert folders.fit_square(same, 32) is same
+    assert images.fit_square(same, 32) is same
     mask = np.zeros((150, 200), np.uint8)
     mask[70:80, 90:110] = 255
-    m = folders.fit_square(mask, 32, nearest=True)
+    m = images.fit_square(mask, 32, nearest=True)
     assert set(np.unique(m)) <= {0, 255} and m.any()
 
 
 def test_a_bomb_header_is_refused_before_decoding(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_header(100_000, 100_000))
-    with pytest.raises(folders.BadPart, match="over the .* pixels a view may have"):
-        folders.load_grey(path)
+    with pytest.raises(images.BadPart, match="over the .* pixels a view may have"):
+        images.load_grey(path)
 
 
 def _png_header(w: int, h: int) -> bytes:
@@ -263,8 +263,7 @@ def _build_round_trip(base: Path) -> None:
     """The tiny render-source project and, beside it, the same parts written by `vitinspect render` and read
     back with data.source folders: both reproduced."""
     params = tiny_dict()
-    ours = make_project(base / "render", params)
-    run("dvc repro", ours)
+    ours = _needs(base, "e2e", _build_project) / "proj"  # the tiny project every end-to-end test shares
     d = params["data"]
     theirs = make_project(base / "folders", tiny_dict(data={"source": "folders", "folders": {"path": "rendered"}}))
     run(["python", "-m", "vitinspect", "render", "--n", str(d["n_images"]), "--seed", str(d["seed"]), "--params",
@@ -277,13 +276,17 @@ def round_trip(tmp_path_factory) -> Path:
     return shared(tmp_path_factory, "round_trip", _build_round_trip)
 
 
+def _ours(round_trip: Path) -> Path:
+    return round_trip.parent / "shared_e2e" / "proj"
+
+
 def _files(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.xdist_group("round_trip")
 def test_round_trip_render_output_as_folders_gives_the_same_composites_and_metrics(round_trip):
-    ours, theirs = round_trip / "render", round_trip / "folders"
+    ours, theirs = _ours(round_trip), round_trip / "folders"
     assert _files(ours / "data/nsoartc") == _files(theirs / "data/nsoartc")
     for rel in ("metrics/eval.json", "metrics/train.json", "metrics/attention.json", "metrics/confusion_matrix.json",
                 "metrics/baseline.json"):
@@ -405,7 +408,7 @@ def test_skip_leaves_out_a_bad_part_and_lists_it(foreign, tmp_path):
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["data"]["folders"]["on_bad_part"] = "skip"
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("dvc repro", proj)
+    run("dvc repro nsoartc", proj)  # validate, prepare, nsoartc: what metrics/data.json needs
     data = _read(proj, "metrics/data.json")["folders"]
     assert data["skipped"] == 1 and data["skipped_parts"][0]["part"] == bad.name
     assert "left.jpg: unreadable image" in data["skipped_parts"][0]["reason"]

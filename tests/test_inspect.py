@@ -193,7 +193,7 @@ def test_bad_parts_get_error_rows_and_the_rest_are_judged(tiny_bundle, tmp_path)
     (parts[0] / "left.png").unlink()  # missing view
     (parts[1] / "right.png").write_bytes(b"not an image")  # unreadable
     Image.fromarray(np.zeros((30, 32), np.uint8)).save(parts[2] / "center.png")  # views of different sizes
-    for v in ("center", "left", "right"):  # another size: fitted to the bundle's as at training (folders.fit_square)
+    for v in ("center", "left", "right"):  # another size: fitted to the bundle's as at training (images.fit_square)
         Image.fromarray(np.zeros((48, 64), np.uint8)).save(parts[3] / f"{v}.png")
     out = tmp_path / "r.json"
     assert cli_main(["inspect", str(lot), "--out", str(out), "--bundle", str(tiny_bundle)]) == 1

@@ -57,9 +57,9 @@ def find_parts(paths: list[str], views: list[str], classes: list[str] = ()) -> l
 
 def read_part(folder: Path, views: list[str], size: int) -> tuple[np.ndarray | None, str | None]:
     """(V, size, size) uint8 grey views in ``views`` order, or (None, error naming the file). Each view is
-    read and fitted to ``size`` as the folders source does at training (vitinspect.folders: grey by luma,
+    read and fitted to ``size`` as the folders source does at training (vitinspect.images: grey by luma,
     16-bit scaled, padded to a square with black, resized bilinear)."""
-    from vitinspect.folders import BadPart, fit_square, load_grey
+    from vitinspect.images import BadPart, fit_square, load_grey
 
     files = view_files(folder, views)
     out, shapes = [], {}
