@@ -209,10 +209,18 @@ def load_peer(path: str | Path, expected_sha256: str):
     path = Path(path)
     if not path.is_file():
         raise VitinspectError(f"{path}: no such model file; run the baseline stage (dvc repro baseline)")
-    actual = sha256_of(path)
+    # Read the bytes once and unpickle those very bytes: hashing the file by name and opening it again
+    # by name leaves a window in which another file could be put in its place.
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
         raise VitinspectError(f"{path}: SHA-256 {actual[:12]}... is not the {str(expected_sha256)[:12]}... the baseline stage "
                               "recorded; refusing to unpickle a file it did not write (rerun dvc repro baseline)")
+    import io
+
     import joblib
 
-    return joblib.load(path)
+    return joblib.load(io.BytesIO(data))
