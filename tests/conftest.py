@@ -233,7 +233,8 @@ def _build_killed_clone(base: Path) -> None:
 def _build_toy_study(base: Path) -> None:
     """The study's toy plan run through `dvc queue` in a copy of the reproduced tiny project."""
     proj = copy_project(_needs(base, "e2e", _build_project) / "proj", base / "proj")
-    run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--timeout", "900"], proj)
+    # One base override (`--set`), applied to every experiment: the report must name it (test_study).
+    run([sys.executable, "-m", "vitinspect.study", "run", "--plan", "toy", "--set", "train.weight_decay=0.01", "--timeout", "900"], proj)
 
 
 # The shared builds, by the session fixture that serves each. They begin in the background as soon as

@@ -22,6 +22,10 @@ SETTINGS = {
     "lora": (1, {}), "big": (1, {}), "n1000": (2, {"data": {"n_images": 1000}}), "pt-full": (1, {"model": {"source": "pretrain"}}),
     "pt-head": (2, {"model": {"source": "pretrain"}}), "pt-last_blocks": (1, {}), "pt-lora": (1, {}),
     "frac0.1": (1, {}), "pt-frac0.1": (1, {}), "pt-big": (1, {}),
+    # issue 25: the raw-pretrained start, several seeds each (appended: the records above keep their values)
+    "ptraw-full": (3, {"model": {"source": "pretrain"}, "pretrain": {"input": "raw"}}), "ptraw-head": (3, {"model": {"source": "pretrain"}}),
+    "ptraw-rawft": (3, {"model": {"source": "pretrain"}}), "ptraw-frac0.1": (3, {}), "ptraw-last_blocks": (1, {}),
+    "ptraw-lora": (1, {}), "ptraw-big": (3, {"pretrain": {"input": "raw"}}),
 }
 
 
@@ -62,7 +66,7 @@ def _files(name: str, rng) -> dict[str, object]:
         "plots/baseline_confusion.json": [{"actual": t, "predicted": p} for t, p in zip(truth, peer)],
         "plots/predictions.csv": "id,label,predicted\n" + "".join(f"part-{i:05d},{t},{p}\n" for i, (t, p) in enumerate(zip(truth, vit))),
     }
-    if name.startswith("study-pt-full") or name.startswith("study-pt-big"):
+    if name.startswith(("study-pt-full", "study-pt-big", "study-ptraw-full", "study-ptraw-big")):
         files["dvclive/pretrain/plots/metrics/reconstruction_loss.tsv"] = "step\treconstruction_loss\n" + "".join(
             f"{e}\t{r(0.04, 0.2)}\n" for e in range(5))
         files["plots/pretrain.png"] = b"\x89PNG not a real image " + name.encode()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vitinspect.study import figures_of, judge, plan, spread
+from conftest import BIN
+from vitinspect.study import compare, figures_of, plan, spread
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +38,10 @@ def test_plan_covers_the_five_findings():
 
 def test_spread_and_judgement():
     assert spread([0.8, 0.9, 0.85]) == pytest.approx(0.05)
-    assert judge(0.85, 0.95, 0.05).startswith("real")
-    assert judge(0.85, 0.87, 0.05).startswith("within")
+    # judged by the larger spread of the two settings compared, never by the baseline's alone
+    assert compare([0.95, 0.96], [0.84, 0.86])["real"] is True
+    assert compare([0.95, 0.75], [0.84, 0.86])["real"] is False  # the setting's own spread (±0.10) swallows +0.0
+    assert compare([0.95], [0.84, 0.86])["real"] is None  # one seed: no spread of its own, not judged
     assert np.isnan(spread([0.8]))
     assert figures_of({"metrics": {}})["accuracy"] != figures_of({"metrics": {}})["accuracy"]  # NaN when absent
 
@@ -62,16 +67,29 @@ def test_toy_study_writes_every_section(toy_study):
     assert "study-base-s0" in report and "study-epochs5-s0" in report
     assert "| 5 epochs |" in report and "| 2 epochs (baseline) |" in report
     assert (proj / "reports" / "study" / "f1_confusion.png").exists()
-    # F2-F5, and the four pretrained-start sections (pretraining, F4, label efficiency, F5) the toy plan does not run
-    assert report.count("Not run in this plan.") == 8
+    # F2, F4, F5, and the four pretrained-start sections (pretraining, F4, label efficiency, F5) the toy plan does not
+    # run; F3 is the baseline's own maps on both inputs
+    assert report.count("Not run in this plan.") == 7
+    assert "**F3, the source found** with the fine-tuned model, maps on raw images were more reasonable" in report
     assert "| default data | 1 |" in report and "ahead beyond the interval in" in report  # F6 from the toy baseline run
+    # `--set train.weight_decay=0.01`: applied to every experiment, named in the report, its wall time recorded
+    assert "Base overrides applied to every experiment (`study run --set`): `train.weight_decay=0.01`." in report
+    timing = json.loads((proj / "reports" / "study.runs.json").read_text())["runs"]
+    assert timing[-1]["plans"] == ["toy"] and timing[-1]["set"] == {"train.weight_decay": "0.01"}
+    assert timing[-1]["experiments"] == 2 and timing[-1]["wall_s"] > 0
+    shown = subprocess.run([str(BIN / "dvc"), "exp", "show", "--json"], cwd=proj, capture_output=True, text=True, check=True).stdout
+    exps = [e for base in json.loads(shown) for e in base.get("experiments") or []]
+    params = {r["name"]: r["data"]["params"]["params.yaml"]["data"] for e in exps for r in e["revs"] if (r.get("name") or "").startswith("study-")}
+    assert sorted(params) == ["study-base-s0", "study-epochs5-s0"]
+    assert all(p["train"]["weight_decay"] == 0.01 for p in params.values())
 
 
 def test_report_bytes_from_fixed_runs_match_the_golden_report(tmp_path, monkeypatch):
     """reports/study.md, rendered from a fixed set of collected runs (tests/study_records.py: each run a commit
-    of a throwaway repo, read back with `git show` as after `make study`), is byte for byte the report that
-    study.py wrote before it was split into the study package (tests/golden/study.md). Every section has
-    numbers here, none says "Not run"; regenerate the golden file only for a change meant to alter the report."""
+    of a throwaway repo, read back with `git show` as after `make study`), is byte for byte tests/golden/study.md
+    (first the report study.py wrote before it was split into the study package; regenerated once for issue 25's
+    claims table, seeds and sizes). Every section has numbers here, none says "Not run"; regenerate the golden
+    file only for a change meant to alter the report."""
     from study_records import committed_records
 
     from vitinspect.study import build_report
@@ -85,4 +103,5 @@ def test_report_bytes_from_fixed_runs_match_the_golden_report(tmp_path, monkeypa
     assert "Not run in this plan" not in text
     assert text.encode() == golden.read_bytes()
     assert sorted(p.name for p in figures.iterdir()) == ["f1_confusion.png", "f2_ratio.png", "pt_label_efficiency.png",
-                                                         "pt_reconstruction_pt-big.png", "pt_reconstruction_pt-full.png"]
+                                                         "pt_reconstruction_pt-big.png", "pt_reconstruction_pt-full.png",
+                                                         "pt_reconstruction_ptraw-big.png", "pt_reconstruction_ptraw-full.png"]

@@ -15,16 +15,40 @@ import argparse
 import sys
 from pathlib import Path
 
+from vitinspect.errors import VitinspectError
 from vitinspect.study.plan import plan
 from vitinspect.study.report import write_report
-from vitinspect.study.runs import run_plan
+from vitinspect.study.runs import record_run, run_plan
+
+
+PLANS = ("full", "toy", "f6", "pretrain", "pretrain-raw")
+
+
+def plans(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in PLANS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown plan {bad[0] if bad else value!r}; choose from {', '.join(PLANS)}")
+    return kinds
+
+
+def overrides(items: list[str]) -> dict[str, str]:
+    """--set KEY=VALUE ... -> {KEY: VALUE}: base overrides for every experiment of the plan (dvc exp run -S)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or any(c.isspace() for c in key):
+            raise VitinspectError(f"--set must be KEY=VALUE (a params.yaml key, e.g. data.n_images=1000), got {item[:80]!r}")
+        out[key.strip()] = value
+    return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["run", "report"])
-    ap.add_argument("--plan", choices=["full", "toy", "f6", "pretrain"], default="full",
-                    help="pretrain: F4/F5 of a pretrained start and label efficiency (issue 17)")
+    ap.add_argument("--plan", type=plans, default="full", metavar="PLAN[,PLAN]",
+                    help=f"one or more of {', '.join(PLANS)}, comma-separated; pretrain: F4/F5 of an NSOARTC-pretrained start and "
+                         "label efficiency (issue 17); pretrain-raw: the same from an encoder pretrained on raw views (issue 25)")
     ap.add_argument("--only", choices=["F6", "pretrain"],
                     help="rewrite only this finding's section(s) of the report (the f6 and pretrain plans imply it)")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")
@@ -35,9 +59,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="reports/study.md")
     args = ap.parse_args(argv)
     if args.action == "run":
-        extra = dict(s.split("=", 1) for s in args.set)
-        run_plan(plan(args.plan, args.seeds, args.pretrained), extra, args.timeout)
-    implied = {"f6": "F6", "pretrain": "pretrain"}.get(args.plan)
+        extra = overrides(args.set)
+        exps = [e for kind in args.plan for e in plan(kind, args.seeds, args.pretrained)]
+        record_run(Path(args.out).with_suffix(".runs.json"), args.plan, args.seeds, run_plan(exps, extra, args.timeout))
+    implied = {"f6": "F6", "pretrain": "pretrain", "pretrain-raw": "pretrain"}.get(args.plan[0]) if len(args.plan) == 1 else None
     write_report(Path(args.out), only=args.only or implied, all_commits=args.all_commits)
 
 

@@ -66,11 +66,44 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
         return [Experiment(e.setting, e.seed, e.overrides, F6_TARGETS) for e in exps]  # no attention or audit needed
     if kind == "pretrain":
         return pretrain_plan(seeds)
+    if kind == "pretrain-raw":
+        return raw_pretrain_plan(seeds)
     settings = dict(SETTINGS)
     if pretrained:
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
     exps = [Experiment("base", s, {"train.seed": s}, STUDY_TARGETS) for s in range(seeds)]
-    return exps + [Experiment(k, 0, {"train.seed": 0, **v}, STUDY_TARGETS) for k, v in settings.items()]
+    # A setting a finding judges runs with as many seeds as the baseline, so that its own spread is measured.
+    exps += [Experiment(k, s, {"train.seed": s, **settings[k]}, STUDY_TARGETS) for k in JUDGED for s in range(seeds)]
+    # Big last: it costs about six small runs.
+    rest = sorted((k for k in settings if k not in JUDGED), key=lambda k: k == "big")
+    return exps + [Experiment(k, 0, {"train.seed": 0, **settings[k]}, STUDY_TARGETS) for k in rest]
+
+
+# The settings whose difference from the baseline a finding judges (F1, F2, F3, and F4's head-only reference).
+JUDGED = ("epochs5", "ratio0.2", "raw", "head")
+PRETRAIN_RAW = {"model.source": "pretrain", "pretrain.input": "raw"}  # the MAE learns on raw views (issue 25)
+RAW_FRACTION = 0.1
+
+
+def raw_pretrain_plan(seeds: int = 3) -> list[Experiment]:
+    """F4, label efficiency and F5 from an encoder pretrained on raw centre views (``ptraw-*``).
+
+    Fine-tuned on NSOARTC composites (the encoder saw raw views, the head reads composites) and on
+    raw views; each with ``seeds`` training seeds. The scratch references (``base``, ``head``,
+    ``raw``) come from the full plan; label efficiency adds its scratch runs here. The small model's
+    runs share one raw pretraining (DVC's run cache), the larger model has its own. Ordered so that a
+    queue cut short has answered the most; last_blocks and LoRA once each (described, not judged).
+    """
+    def runs(setting, overrides, n=seeds):
+        return [Experiment(setting, s, {"train.seed": s, **overrides}, PT_TARGETS) for s in range(n)]
+
+    frac = {"train.label_fraction": RAW_FRACTION}
+    return [*runs("ptraw-full", PRETRAIN_RAW), *runs("ptraw-head", {**PRETRAIN_RAW, "finetune.strategy": "head"}),
+            *runs("ptraw-rawft", {**PRETRAIN_RAW, "train.input": "raw"}),
+            *runs(f"frac{RAW_FRACTION}", frac), *runs(f"ptraw-frac{RAW_FRACTION}", {**PRETRAIN_RAW, **frac}),
+            *runs("ptraw-last_blocks", {**PRETRAIN_RAW, "finetune.strategy": "last_blocks"}, 1),
+            *runs("ptraw-lora", {**PRETRAIN_RAW, "finetune.strategy": "lora"}, 1),
+            *runs("ptraw-big", {**PRETRAIN_RAW, **BIG})]
 
 
 PT_TARGETS = ("evaluate", "attention", "audit")  # what the pretrained-start sections read (no bundle, no peer)

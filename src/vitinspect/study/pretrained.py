@@ -41,6 +41,11 @@ class Runs:
             return f"{fmt(float(np.mean(v)), pct)} ± {fmt(spread(v), pct)} (n={len(v)})"
         return fmt(float(np.mean(v)) if v else float("nan"), pct)
 
+    def meta(self, setting: str) -> str:
+        """Seeds and data size of a setting: the two cells every row carries."""
+        n = self.param(setting, "data", "n_images")
+        return f"{len(self.by_setting.get(setting, []))} | {f'{int(n):,}' if isinstance(n, (int, float)) else 'n/a'}"
+
     def json_at(self, setting: str, path: str):
         names = self.by_setting.get(setting)
         return json_at(self.records[names[0]]["rev"], path) if names else None
@@ -68,6 +73,23 @@ def _mean_block_change(audit: dict | None) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
+def pretraining_row(runs: Runs, label: str, setting: str, figure_dir: Path, rel: str) -> tuple[str, str | None]:
+    """One pretraining's table row (parts, epochs, mask, loss per epoch) and its reconstruction figure's link."""
+    rev = runs.records[runs.by_setting[setting][0]]["rev"]
+    curve = bytes_at(rev, "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv") or b""
+    losses = [float(line.split("\t")[1]) for line in curve.decode().splitlines()[1:] if "\t" in line]
+    q = runs.records[runs.by_setting[setting][0]]["params"].get("pretrain", {})
+    shown = ", ".join(f"{v:.4f}" for v in losses[:3]) + (f", ..., {losses[-1]:.4f}" if len(losses) > 3 else "")
+    row = (f"| {label} | {q.get('n_parts')} {q.get('input')} parts x {q.get('epochs')} epochs, mask {q.get('mask_ratio')} | "
+           f"{shown or 'n/a'} |")
+    png = bytes_at(rev, "plots/pretrain.png")
+    if not png:
+        return row, None
+    name = f"pt_reconstruction_{setting}.png"
+    (figure_dir / name).write_bytes(png)
+    return row, f"![{label}: masked inputs and reconstructions]({rel}/{name})"
+
+
 def section_pretraining(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
     """What the MAE pretraining itself did: reconstruction loss per epoch and its cost, for each pretraining."""
     lines = ["## The pretraining (masked autoencoder on unlabeled parts)", ""]
@@ -75,18 +97,9 @@ def section_pretraining(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
     for label, s in (("small", "pt-full"), ("small, norm_pix_loss", "pt-normpix-head"), ("~10x larger", "pt-big")):
         if not runs.has(s):
             continue
-        rev = runs.records[runs.by_setting[s][0]]["rev"]
-        curve = bytes_at(rev, "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv") or b""
-        losses = [float(line.split("\t")[1]) for line in curve.decode().splitlines()[1:] if "\t" in line]
-        q = runs.records[runs.by_setting[s][0]]["params"].get("pretrain", {})
-        shown = ", ".join(f"{v:.4f}" for v in losses[:3]) + (f", ..., {losses[-1]:.4f}" if len(losses) > 3 else "")
-        rows.append(f"| {label} | {q.get('n_parts')} {q.get('input')} parts x {q.get('epochs')} epochs, mask {q.get('mask_ratio')} | "
-                    f"{shown or 'n/a'} |")
-        png = bytes_at(rev, "plots/pretrain.png")
-        if png:
-            name = f"pt_reconstruction_{s}.png"
-            (figure_dir / name).write_bytes(png)
-            figures.append(f"![{label}: masked inputs and reconstructions]({rel}/{name})")
+        row, figure = pretraining_row(runs, label, s, figure_dir, rel)
+        rows.append(row)
+        figures += [figure] if figure else []
     if not rows:
         return lines + ["Not run in this plan.", ""]
     return lines + ["| encoder | pretraining | reconstruction loss per epoch |", "|---|---|---|", *rows, "",
@@ -110,10 +123,10 @@ def section_f4_pretrained(runs: Runs) -> list[str]:
     rows = [r for r in rows if runs.has(r[2])]
     if not runs.has("pt-head"):
         return lines + ["Not run in this plan.", ""]
-    lines += ["| strategy | start | trainable % | accuracy | defect macro-F1 | passed recall | relative change per block (attention/MLP) |",
-              "|---|---|---:|---:|---:|---:|---|"]
+    lines += ["| strategy | start | seeds | parts | trainable % | accuracy | defect macro-F1 | passed recall | relative change per block (attention/MLP) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, start, s in rows:
-        lines.append(f"| {label} | {start} | {fmt(runs.mean(s, 'trainable_pct'))} | {runs.cell(s, 'accuracy')} | "
+        lines.append(f"| {label} | {start} | {runs.meta(s)} | {fmt(runs.mean(s, 'trainable_pct'))} | {runs.cell(s, 'accuracy')} | "
                      f"{runs.cell(s, 'defect_macro_f1')} | {runs.cell(s, 'passed_recall')} | {_block_change(runs.json_at(s, 'reports/audit.json'))} |")
     lines.append("")
     sc = runs.values("head", "defect_macro_f1")
@@ -166,10 +179,11 @@ def section_label_efficiency(runs: Runs, figure_dir: Path, rel: str) -> list[str
         return lines + ["Not run in this plan.", ""]
     n_images = runs.param(rows[0][1], "data", "n_images") or 0
     share = (runs.records[runs.by_setting[rows[0][1]][0]]["params"].get("data", {}).get("split", {}) or {}).get("train", 0)
-    lines += ["| labelled share | ≈ labelled parts | defect macro-F1 scratch | defect macro-F1 pretrained | accuracy scratch | accuracy pretrained | passed recall scratch / pretrained |",
-              "|---:|---:|---:|---:|---:|---:|---|"]
+    lines += ["| labelled share | ≈ labelled parts | seeds scratch / pretrained | parts | defect macro-F1 scratch | defect macro-F1 pretrained | accuracy scratch | accuracy pretrained | passed recall scratch / pretrained |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for f, sc, pt in rows:
-        lines.append(f"| {f:g} | {round(n_images * share * f):,} | {fmt(runs.mean(sc, 'defect_macro_f1'))} | {fmt(runs.mean(pt, 'defect_macro_f1'))} | "
+        lines.append(f"| {f:g} | {round(n_images * share * f):,} | {len(runs.by_setting[sc])} / {len(runs.by_setting[pt])} | {n_images:,} | "
+                     f"{fmt(runs.mean(sc, 'defect_macro_f1'))} | {fmt(runs.mean(pt, 'defect_macro_f1'))} | "
                      f"{fmt(runs.mean(sc, 'accuracy'))} | {fmt(runs.mean(pt, 'accuracy'))} | "
                      f"{fmt(runs.mean(sc, 'passed_recall'))} / {fmt(runs.mean(pt, 'passed_recall'))} |")
     series = {"scratch": [runs.mean(sc, "defect_macro_f1") for _, sc, _ in rows],
@@ -194,10 +208,10 @@ def section_f5_pretrained(runs: Runs) -> list[str]:
     rows = [(label, s) for label, s in (("small, scratch", "base"), ("small, pretrained", "pt-full"), ("~10x larger, pretrained", "pt-big")) if runs.has(s)]
     if not runs.has("pt-full", "pt-big"):
         return lines + ["Not run in this plan.", ""]
-    lines += ["| model | parameters | relevance mass | pointing game | uniform baseline | defect macro-F1 | max token norm / median | tokens > 3x median | of those, on the defect (vs all patches) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += ["| model | seeds | parts | parameters | relevance mass | pointing game | uniform baseline | defect macro-F1 | max token norm / median | tokens > 3x median | of those, on the defect (vs all patches) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for label, s in rows:
-        lines.append(f"| {label} | {fmt(runs.mean(s, 'parameters'))} | {fmt(runs.mean(s, 'relevance_mass'))} | {fmt(runs.mean(s, 'pointing_game'))} | "
+        lines.append(f"| {label} | {runs.meta(s)} | {fmt(runs.mean(s, 'parameters'))} | {fmt(runs.mean(s, 'relevance_mass'))} | {fmt(runs.mean(s, 'pointing_game'))} | "
                      f"{fmt(runs.mean(s, 'baseline'))} | {fmt(runs.mean(s, 'defect_macro_f1'))} | {fmt(runs.mean(s, 'max_over_median'))} | "
                      f"{fmt(runs.mean(s, 'high_norm_share'), True)} | {fmt(runs.mean(s, 'high_norm_in_mask'), True)} "
                      f"(vs {fmt(runs.mean(s, 'mask_patch_share'), True)}) |")

@@ -26,24 +26,41 @@ def _dvc(*args: str, check: bool = True) -> str:
     return run_command(["dvc", *args], check=check)
 
 
-def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> None:
-    """Queue every experiment (dropping earlier ones of the same name) and run the queue, one at a time."""
+def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> dict:
+    """Queue every experiment (dropping earlier ones of the same name) and run the queue, one at a time.
+
+    ``extra``: base overrides applied to every experiment (``study run --set``); an experiment's own
+    overrides win where both name a key. Returns the timing: the whole run's wall seconds and each
+    experiment's, from the queue's Running -> Success transitions (polled every 3 s).
+    """
+    t0 = time.time()
     for e in exps:
         _dvc("exp", "remove", e.name, check=False)
-        sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**e.overrides, **extra}.items()]
+        sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**extra, **e.overrides}.items()]
         _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
+    queued = time.time()
     _dvc("queue", "start", "-j", "1")
     deadline = time.time() + timeout_s
+    started, seconds = {}, {}
     while time.time() < deadline:
         status = queue_status()
+        now = time.time()
+        for name, state in status.items():
+            if state == "Running":
+                started.setdefault(name, now)
+            elif name in started and name not in seconds:
+                seconds[name] = round(now - started[name], 1)
         if not {"Queued", "Running"} & set(status.values()):
             break
         time.sleep(3)
     else:
         raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
+    timing = {"experiments": len(exps), "queue_s": round(queued - t0, 1), "wall_s": round(time.time() - t0, 1),
+              "per_experiment_s": {e.name: seconds.get(e.name) for e in exps}, "set": extra}
     failed = [name for name, state in status.items() if state == "Failed" and name in {e.name for e in exps}]
     if failed:
         raise VitinspectError(f"{len(failed)} study experiment(s) failed; see dvc queue logs {failed[0]}")
+    return timing
 
 
 def queue_status() -> dict[str, str]:
@@ -150,3 +167,34 @@ def bytes_at(rev: str, path: str) -> bytes | None:
     except Exception:  # not tracked at that revision, or not in the local cache
         return None
 
+
+
+def record_run(path, plans: list[str], seeds: int, timing: dict) -> None:
+    """Keep what a `study run` did (its plans, base overrides, wall times) beside the report, one entry per
+    set of plans: the report names the overrides and the README quotes the times."""
+    from pathlib import Path
+
+    from vitinspect.storage import write_text
+
+    path = Path(path)
+    try:
+        runs = json.loads(path.read_text()).get("runs", []) if path.exists() else []
+    except (OSError, ValueError, AttributeError):
+        runs = []
+    entry = {"plans": plans, "seeds": seeds, **timing}
+    runs = [r for r in runs if isinstance(r, dict) and r.get("plans") != plans] + [entry]
+    write_text(path, json.dumps({"runs": runs}, indent=1) + "\n")
+
+
+def recorded_overrides(path) -> dict:
+    """The base overrides (``--set``) of every recorded `study run`, merged: what the report names."""
+    from pathlib import Path
+
+    try:
+        runs = json.loads(Path(path).read_text()).get("runs", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {}
+    for r in runs:
+        out.update(r.get("set") or {} if isinstance(r, dict) else {})
+    return out
