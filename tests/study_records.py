@@ -74,7 +74,7 @@ def _files(name: str, rng) -> dict[str, object]:
 
 
 def _params(setting: str) -> dict:
-    p = {"data": {"n_images": 3000, "passed_ratio": 0.02, "split": {"train": 0.7}}, "train": {"epochs": 2},
+    p = {"data": {"n_images": 3000, "image_size": 64, "passed_ratio": 0.02, "split": {"train": 0.7}}, "train": {"epochs": 2},
          "model": {"source": "scratch"}, "pretrain": {"n_parts": 500, "input": "nsoartc", "epochs": 5, "mask_ratio": 0.75}}
     for section, values in SETTINGS[setting][1].items():
         p[section] = {**p[section], **values}

@@ -90,3 +90,19 @@ def test_verdict_sentence_names_claim_and_answer():
     line = verdict(BY_FINDING["F5"], c, "relevance mass 0.205 against 0.105")
     assert line.startswith("**F5, the source found** a ~160k-parameter ViT gave clean maps")
     assert "real (difference +0.100" in line and line.endswith("(**yes**).")
+
+
+def test_report_keeps_a_marked_block_whose_runs_it_does_not_hold(tmp_path):
+    """A full report rewritten from runs without pt-* experiments keeps the previous NSOARTC-pretrained block,
+    marked as kept, instead of replacing it by "Not run"; the overrides of `study run --set` are named."""
+    from vitinspect.study.pretrained import PT_BEGIN, PT_END
+    from vitinspect.study.report import KEPT, build_report, marked_block
+
+    old = f"# old\n\n{PT_BEGIN}\n## The pretraining (masked autoencoder on unlabeled parts)\n\nold numbers\n{PT_END}\n\n## All runs\n"
+    block = marked_block(old, PT_BEGIN, PT_END)
+    text = build_report({}, tmp_path, "study", {"data.source": "folders"}, [], {PT_BEGIN: block})
+    assert "old numbers" in text and KEPT in text and text.count(PT_BEGIN) == 1
+    assert "Base overrides applied to every experiment (`study run --set`): `data.source=folders`." in text
+    assert text.index("## The source's claims") < text.index("## F1")
+    again = build_report({}, tmp_path, "study", {}, [], {PT_BEGIN: marked_block(text, PT_BEGIN, PT_END)})
+    assert again.count(KEPT) == 1  # marked once, however often the report is rewritten

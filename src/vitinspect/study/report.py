@@ -64,7 +64,7 @@ def header(st: Study, overrides: dict, timing: list[dict]) -> list[str]:
     d = st.first("base")["params"].get("data", {}) if st.has("base") else {}
     lines = ["# The study: the source's findings, measured", "",
              f"{len(st.records)} experiments (`dvc exp show` names `{PREFIX}*`). Every row gives its training seeds and its data "
-             f"size (parts); findings run at the default size ({d.get('n_images', 'n/a'):,} parts, {d.get('image_size', 'n/a')} px) unless a row "
+             f"size (parts); findings run at the default size ({parts({'params': {'data': d}})} parts, {d.get('image_size', 'n/a')} px) unless a row "
              "says otherwise. A difference is called real only beyond the spread of the settings compared (half the range of each "
              "setting's seeds, the larger of the two); a setting run with one seed is described, not judged.", ""]
     if overrides:
@@ -98,8 +98,8 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str, overrides
 
 
 KEPT = ("*Kept as an earlier `study run --plan pretrain` wrote it (issue 17): its runs are not among this report's "
-        "experiments. Rows ran with one training seed unless they show n=2, at the default data size of their commit; "
-        "rerun that plan to regenerate the block.*")
+        "experiments, and its rows predate the seeds and parts columns; docs/study.md (\"A pretrained start\") gives its "
+        "data size and seeds. Rerun that plan to regenerate the block at this report's size.*")
 
 
 def annotate_kept(block: str) -> str:
