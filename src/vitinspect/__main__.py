@@ -182,8 +182,10 @@ def cmd_inspect(args) -> int:
 def cmd_render(args) -> int:
     from vitinspect.params import params_from_dict
 
-    if args.n < 1:
-        raise VitinspectError(f"--n must be a positive integer, got {args.n}")
+    from vitinspect.params import MAX_PARTS, short
+
+    if not 1 <= args.n <= MAX_PARTS:
+        raise VitinspectError(f"--n must be a positive integer of at most {MAX_PARTS:,}, got {short(args.n)}")
     if args.params:
         from vitinspect.params import load_params
 

@@ -507,6 +507,9 @@ def _cross_checks(p: Params, source: str) -> None:
         _check_folder_path(d.folders.path, "data.folders.path", fail)
     if p.lot.source == "folders":
         _check_folder_path(p.lot.folders.path, "lot.folders.path", fail)
+    for path in p.attention.extra_images:  # the attention stage opens them after DVC removed its outputs
+        if "\n" in path or len(path) > 4096 or not Path(path).is_file():
+            fail(f"attention.extra_images entry {short(path)} is missing or not a regular file")
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
     if d.jitter_px >= d.image_size / 4:

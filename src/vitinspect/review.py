@@ -414,12 +414,15 @@ def main(argv=None) -> None:
 
     if not run_command(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], check=False).strip():
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
+    # Every input read and checked first (one line naming the file and revision), then dvc's diffs.
+    base_eval, new_eval = at_revision(args.base, EVALUATION), in_workspace(EVALUATION)
+    base_cm = confusion_or_none(at_revision(args.base, CONFUSION), f"{CONFUSION} at revision {args.base}")
+    new_cm = confusion_or_none(in_workspace(CONFUSION), f"{CONFUSION} (workspace)")
+    data, vit_eval, peer_eval = in_workspace("metrics/data.json"), in_workspace(EVAL), in_workspace(PEER)
     for name in ("dvc.lock", "params.yaml", "dvc.yaml"):
         check_yaml_at_revision(args.base, name)
     metrics_md = _dvc_diff(["dvc", "metrics", "diff", args.base, "--md"], args.base)
     params_md = _dvc_diff(["dvc", "params", "diff", args.base, "--deps", "--md"], args.base)
-    base_cm = confusion_or_none(at_revision(args.base, CONFUSION), f"{CONFUSION} at revision {args.base}")
-    new_cm = confusion_or_none(in_workspace(CONFUSION), f"{CONFUSION} (workspace)")
 
     from vitinspect.figures import confusion_pair
     from vitinspect.storage import save_figure, write_text
@@ -430,9 +433,9 @@ def main(argv=None) -> None:
         png = out.with_name(out.stem + "_confusion.png")
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
-    report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVALUATION), in_workspace(EVALUATION), figure)
-    report += folders_note(in_workspace("metrics/data.json"))
-    peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
+    report = build_report(args.base, metrics_md, params_md, base_eval, new_eval, figure)
+    report += folders_note(data)
+    peer = peer_section(vit_eval, peer_eval)
     report += ("\n" + peer) if peer else ""
     write_text(out, report)
     print(f"report: {out}")
