@@ -224,7 +224,7 @@ BUNDLE_CASES = [
     ("manifest_truncated", write("manifest.json", '{"format": 1, "sha2'), False, "onnx", ["manifest.json", "not valid JSON"]),
     ("manifest_escapes_bundle", lambda d, _: edit_json(d / "manifest.json", lambda m: {**m, "sha256": {**m["sha256"], "../x": "0" * 64}}),
      False, "onnx", ["manifest.json", "outside the bundle"]),
-    ("bundle_is_a_file", lambda d, _: (shutil.rmtree(d), d.write_text("x")), False, "onnx", ["not a folder"]),
+    ("bundle_is_a_file", lambda d, _: (shutil.rmtree(d), d.write_text("x")), False, "onnx", ["bundle.json missing"]),
 ]
 
 

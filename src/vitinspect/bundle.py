@@ -378,8 +378,6 @@ def load(path: str | Path, skip_hashes: tuple[str, ...] = ()) -> Bundle:
     """
     path = Path(path)
     mf = path / MANIFEST
-    if not path.is_dir():
-        raise VitinspectError(f"{path}: no inspection bundle here (not a folder); run dvc repro, or give --bundle DIR")
     if not mf.is_file():
         raise VitinspectError(f"{mf}: no inspection bundle here (bundle.json missing); run dvc repro, or give --bundle DIR")
     where = mf
