@@ -252,7 +252,7 @@ class Model:
 
 @dataclass(frozen=True)
 class Lora:
-    rank: int = _f(8, positive)
+    rank: int = _f(8, count(1024))
     alpha: float = _f(16.0, positive)
     dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     targets: list[str] = _f(["query", "value"], lambda v: None if v else "must not be empty")
@@ -261,7 +261,7 @@ class Lora:
 @dataclass(frozen=True)
 class Finetune:
     strategy: str = _f("full", one_of(STRATEGIES))
-    last_blocks: int = _f(1, positive)
+    last_blocks: int = _f(1, count(256))
     lora: Lora = field(default_factory=Lora)
 
 
@@ -282,10 +282,10 @@ class Train:
 
 @dataclass(frozen=True)
 class Decoder:
-    hidden_size: int = _f(32, positive)
-    layers: int = _f(1, positive)
-    heads: int = _f(2, positive)
-    mlp_size: int = _f(64, positive)
+    hidden_size: int = _f(32, count(8192))
+    layers: int = _f(1, count(256))
+    heads: int = _f(2, count(256))
+    mlp_size: int = _f(64, count(32768))
 
 
 @dataclass(frozen=True)
