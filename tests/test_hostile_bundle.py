@@ -91,6 +91,9 @@ def networks(tiny_bundle, tmp_path_factory):  # noqa: F811
             proba = torch.nn.functional.one_hot(torch.zeros(n, dtype=torch.long), self.k).float() + 0 * images.mean()
             return proba, torch.zeros(n, dim) + 0 * images.mean()
 
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
     out = {}
     for name, k, inputs in (("always_passed", 4, ["images"]), ("three", 3, ["images"]), ("five", 5, ["images"]),
                             ("other_input", 4, ["pixels"])):
@@ -229,7 +232,7 @@ BUNDLE_CASES = [
 
 
 def test_the_hostile_table_is_large_enough():
-    assert len(BUNDLE_CASES) + len(REVIEW_CASES) + len(NOT_COUNTS) + len(EXPORT_CASES) + len(PARAMS_CASES) >= 80
+    assert len(BUNDLE_CASES) + len(REVIEW_CASES) + len(NOT_COUNTS) + len(EXPORT_CASES) + len(RENDER_CASES) + len(PARAMS_CASES) >= 80
 
 
 @pytest.mark.parametrize("case, tamper, rehashed, engine, fragments", BUNDLE_CASES, ids=[c[0] for c in BUNDLE_CASES])
@@ -292,6 +295,22 @@ def test_bad_export_arguments_one_line(tiny_bundle, tmp_path, capsys, args, frag
     assert cli_main(argv) == 2
     one_line_error(capsys.readouterr().err, *fragments)
     assert snapshot(tmp_path) == before
+
+
+RENDER_CASES = [
+    (["--n", "1000000000000"], ["--n must be a positive integer of at most 1,000,000"]),
+    (["--n", "0"], ["--n must be a positive integer"]),
+    (["--n", "-5"], ["--n must be a positive integer"]),
+    (["--n", "many"], ["--n", "invalid int value"]),
+]
+
+
+@pytest.mark.parametrize("args, fragments", RENDER_CASES, ids=[" ".join(a) for a, _ in RENDER_CASES])
+def test_render_sizes_are_bounded(tiny_bundle, tmp_path, capsys, args, fragments):  # noqa: F811
+    before = snapshot(tmp_path)
+    assert cli_main(["render", *args, "--out", str(tmp_path / "lot"), "--bundle", str(tiny_bundle)]) == 2
+    one_line_error(capsys.readouterr().err, *fragments)
+    assert snapshot(tmp_path) == before and not (tmp_path / "lot").exists()
 
 
 def test_export_into_a_tampered_bundle_is_refused_and_a_good_one_stays_proven(tiny_bundle, tmp_path, capsys):  # noqa: F811
