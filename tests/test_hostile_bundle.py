@@ -93,14 +93,15 @@ def networks(tiny_bundle, tmp_path_factory):  # noqa: F811
 
     import warnings
 
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
     out = {}
     for name, k, inputs in (("always_passed", 4, ["images"]), ("three", 3, ["images"]), ("five", 5, ["images"]),
                             ("other_input", 4, ["pixels"])):
         out[name] = d / f"{name}.onnx"
-        torch.onnx.export(Constant(k), (torch.zeros(2, 32, 32, 3),), str(out[name]), input_names=inputs,
-                          output_names=["proba", "features"], dynamic_axes={inputs[0]: {0: "batch"}}, opset_version=17,
-                          dynamo=False)
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Constant(k), (torch.zeros(2, 32, 32, 3),), str(out[name]), input_names=inputs,
+                              output_names=["proba", "features"], dynamic_axes={inputs[0]: {0: "batch"}}, opset_version=17,
+                              dynamo=False)
     return out
 
 
