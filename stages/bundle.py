@@ -13,7 +13,7 @@ import numpy as np
 from vitinspect import bundle as bundle_format
 from vitinspect.dataset import SPLITS, columns, label_names
 from vitinspect.errors import VitinspectError
-from vitinspect.inspection import composite, judge, ood_scores
+from vitinspect.inspection import OnnxEngine, composite, judge, ood_scores, verify_engine
 from vitinspect.inspection_net import InspectionNet, export_onnx, run
 from vitinspect.model import check_compatible, load_trained, trained_input
 from vitinspect.nsoartc import UnitSpace
@@ -23,6 +23,7 @@ from vitinspect.probes import ood_probes
 from vitinspect.storage import atomic_path, load_dataset_dir, write_json
 
 CHUNK = 256
+CHECK_PER_CLASS = 2  # check parts: the first test parts of each class (8 parts of 4 classes)
 ARGMAX = {"class": "passed", "threshold": None, "source": "argmax (no operating point given)"}
 
 
@@ -37,6 +38,15 @@ def read_operating_point(path, classes) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VitinspectError(f"{path}: not an operating point ({type(exc).__name__}: {str(exc)[:120]})") from None
     return {"class": op.get("class", "passed"), "threshold": None if t is None else float(t), "source": str(path)}
+
+
+def check_parts(b, engine, views, labels) -> bundle_format.CheckParts:
+    """A few test parts, each class's first, with what the bundle gives them now (torch): every engine must
+    give them back when the bundle is opened."""
+    pick = [i for k in np.unique(labels) for i in np.flatnonzero(labels == k)[:CHECK_PER_CLASS]]
+    v = views[np.sort(pick)]
+    j = judge(b, engine, v)
+    return bundle_format.CheckParts(v, j.proba.astype(np.float64), j.ood_score.astype(np.float64))
 
 
 def main(argv=None) -> None:
@@ -96,9 +106,12 @@ def main(argv=None) -> None:
     content = bundle_format.manifest(views=data.views, classes=classes, image_size=data.image_size, input_name=input_name,
                                      nsoartc=params.nsoartc, operating_point=op, calibration=calibration,
                                      data=data_dict, report=report)
+    check = check_parts(b, engine, cols["test"]["views"], cols["test"]["label"])
     with atomic_path(args.out, is_dir=True) as tmp:
         bundle_format.write(tmp, content, unit, features, args.model,
-                            lambda path: export_onnx(net, data.image_size, path, p.onnx_opset))
+                            lambda path: export_onnx(net, data.image_size, path, p.onnx_opset), check)
+        written = bundle_format.load(tmp)  # the bundle proves itself before it replaces the old one
+        verify_engine(written, OnnxEngine(written), written.check)
     write_json(args.report, report)
     write_json(args.metrics, {"ood": {k: v["rate"] for k, v in headline.items() if isinstance(v, dict)}})
     print(f"bundle: {args.out}; OOD flagged on test {headline['test_flagged']['k']}/{headline['test_flagged']['n']}, "

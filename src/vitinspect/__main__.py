@@ -182,8 +182,10 @@ def cmd_inspect(args) -> int:
 def cmd_render(args) -> int:
     from vitinspect.params import params_from_dict
 
-    if args.n < 1:
-        raise VitinspectError(f"--n must be a positive integer, got {args.n}")
+    from vitinspect.params import MAX_PARTS, short
+
+    if not 1 <= args.n <= MAX_PARTS:
+        raise VitinspectError(f"--n must be a positive integer of at most {MAX_PARTS:,}, got {short(args.n)}")
     if args.params:
         from vitinspect.params import load_params
 
@@ -208,15 +210,9 @@ def cmd_render(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from vitinspect.inspection_net import InspectionNet, export_onnx
-    from vitinspect.model import load_trained, trained_input
-    from vitinspect.storage import atomic_path
+    from vitinspect.inspection import reexport
 
-    b = bundle_format.load(args.bundle)
-    model = load_trained(b.model_dir)
-    _, spec = trained_input(model, b.model_dir)
-    with atomic_path(b.onnx_path) as tmp:
-        export_onnx(InspectionNet(model, spec), b.image_size, tmp, args.opset)
+    b = reexport(args.bundle, args.opset)  # checks --opset and the bundle first; proves the new graph
     print(f"export: {b.onnx_path}")
     return 0
 

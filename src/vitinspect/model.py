@@ -181,7 +181,7 @@ def trained_input(model, path) -> tuple[str, InputSpec]:
         spec = InputSpec(size, tuple(float(v) for v in mean), tuple(float(v) for v in std))
     except (OSError, KeyError, TypeError, ValueError):
         raise VitinspectError(f"{proc}: missing or malformed image processor config (size.height 1..8192, "
-                              "image_mean and image_std of 3 numbers, std > 0); rerun train (dvc repro -f -s train)") from None
+                              "image_mean and image_std of 3 numbers, std > 0); rerun train (dvc repro train; validate runs first)") from None
     return name, spec
 
 

@@ -122,6 +122,49 @@ def resolve_workers(value, cores: int | None = None) -> int:
     return max(1, cores)
 
 
+# Sizes are bounded: generous (ten to a hundred times what this project runs) but finite, so that a typo
+# such as `lot.n_parts: 1e12` is refused at validate instead of running until memory or the disk is gone.
+MAX_PARTS = 1_000_000  # parts of a data set, lot, pretraining set or `vitinspect render --n`: 12 GB of 64 px views
+MAX_IMAGE_SIZE = 1024  # px: at patch 8 a ViT sees 16,384 tokens, whose attention (tokens^2) no CPU holds
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and scikit-learn's random_state take 32-bit seeds
+MAX_PROBES = 10_000  # OOD probes per kind: 8 kinds of them are judged by the bundle stage
+# The OOD guard's false-alarm target: below one in a million no validation split this pipeline can make
+# (data.n_images <= MAX_PARTS) measures it, and near 1e-16 the per-component rate 1 - (1 - a)^(1/3) rounds
+# to 0 and the bundle stage cannot compute its threshold.
+MIN_FALSE_ALARM_RATE = 1e-6
+
+
+def count(hi: int, why: str = ""):
+    """A positive count of at most ``hi``."""
+    def check(v):
+        if v <= 0:
+            return f"must be positive, got {short(v)}"
+        return None if v <= hi else f"must be at most {hi:,}{f' ({why})' if why else ''}, got {short(v)}"
+
+    return check
+
+
+def bounded(lo: float, hi: float):
+    """A number in [lo, hi]."""
+    def check(v):
+        return None if lo <= v <= hi else f"must be in [{lo:g}, {hi:g}], got {short(v)}"
+
+    return check
+
+
+def positive_at_most(hi: float):
+    def check(v):
+        return None if 0 < v <= hi else f"must be in (0, {hi:g}], got {short(v)}"
+
+    return check
+
+
+def seed_value(v):
+    return None if 0 <= v <= MAX_SEED else f"must be an integer in [0, {MAX_SEED}] (a 32-bit seed), got {short(v)}"
+
+
 def odd_at_least_3(v):
     return None if v >= 3 and v % 2 == 1 else f"must be an odd integer >= 3, got {short(v)}"
 
@@ -171,19 +214,19 @@ class Data:
     source: str = _f("render", one_of(DATA_SOURCES))
     folders: Folders = field(default_factory=Folders)
     good_class: str = _f("passed")
-    seed: int = _f(0, non_negative)
-    n_images: int = _f(3000, positive)
-    image_size: int = _f(64, positive)
+    seed: int = _f(0, seed_value)
+    n_images: int = _f(3000, count(MAX_PARTS, "a million parts is hours of work; more is a typo"))
+    image_size: int = _f(64, count(MAX_IMAGE_SIZE, "tokens^2 attention"))
     views: list[str] = _f(["center", "left", "right"], each_one_of(VIEWS))
     classes: list[str] = _f(list(CLASSES), class_names)
     passed_ratio: float = _f(0.02, open_unit)
     split: Split = field(default_factory=Split)
     grid: Grid = field(default_factory=Grid)
     defect: Defect = field(default_factory=Defect)
-    jitter_px: float = _f(2.0, non_negative)
+    jitter_px: float = _f(2.0, non_negative)  # < image_size / 4: a cross-check
     lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
-    noise: float = _f(0.02, non_negative)
-    blur: float = _f(0.6, non_negative)
+    noise: float = _f(0.02, bounded(0.0, 1.0))  # the std of pixel noise, image in [0, 1]
+    blur: float = _f(0.6, bounded(0.0, 32.0))  # px; a Gaussian kernel of 8 sigma per side
     num_proc: object = _f("auto", auto_or_positive_int)
 
 
@@ -192,7 +235,7 @@ class Nsoartc:
     window: int = _f(5, odd_at_least_3)
     gain: float = _f(24.0, positive)
     eps: float = _f(1e-6, lambda v: None if 0 < v <= 0.1 else f"must be in (0, 0.1] (a guard, far below the data's std), got {short(v)}")
-    min_unit_space: int = _f(10, positive)
+    min_unit_space: int = _f(10, count(MAX_PARTS))
 
 
 @dataclass(frozen=True)
@@ -200,16 +243,16 @@ class Model:
     source: str = _f("scratch", one_of(SOURCES))
     name_or_path: str = _f("google/vit-base-patch16-224")
     allow_download: bool = _f(False)
-    patch_size: int = _f(8, positive)
-    hidden_size: int = _f(64, positive)
-    layers: int = _f(4, positive)
-    heads: int = _f(4, positive)
-    mlp_size: int = _f(128, positive)
+    patch_size: int = _f(8, count(MAX_IMAGE_SIZE))
+    hidden_size: int = _f(64, count(8192))  # ViT-H is 1280
+    layers: int = _f(4, count(256))
+    heads: int = _f(4, count(256))
+    mlp_size: int = _f(128, count(32768))
 
 
 @dataclass(frozen=True)
 class Lora:
-    rank: int = _f(8, positive)
+    rank: int = _f(8, count(1024))
     alpha: float = _f(16.0, positive)
     dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     targets: list[str] = _f(["query", "value"], lambda v: None if v else "must not be empty")
@@ -218,19 +261,19 @@ class Lora:
 @dataclass(frozen=True)
 class Finetune:
     strategy: str = _f("full", one_of(STRATEGIES))
-    last_blocks: int = _f(1, positive)
+    last_blocks: int = _f(1, count(256))
     lora: Lora = field(default_factory=Lora)
 
 
 @dataclass(frozen=True)
 class Train:
     input: str = _f("nsoartc", one_of(INPUTS))
-    epochs: int = _f(10, positive)
-    batch_size: int = _f(64, positive)
-    lr: float = _f(1e-3, positive)
+    epochs: int = _f(10, count(MAX_EPOCHS))
+    batch_size: int = _f(64, count(MAX_BATCH))
+    lr: float = _f(1e-3, positive_at_most(10.0))  # far above any rate a ViT trains at
     weight_decay: float = _f(0.05, non_negative)
     warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
-    seed: int = _f(0, non_negative)
+    seed: int = _f(0, seed_value)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
     threads: object = _f("auto", auto_or_positive_int)
@@ -239,22 +282,22 @@ class Train:
 
 @dataclass(frozen=True)
 class Decoder:
-    hidden_size: int = _f(32, positive)
-    layers: int = _f(1, positive)
-    heads: int = _f(2, positive)
-    mlp_size: int = _f(64, positive)
+    hidden_size: int = _f(32, count(8192))
+    layers: int = _f(1, count(256))
+    heads: int = _f(2, count(256))
+    mlp_size: int = _f(64, count(32768))
 
 
 @dataclass(frozen=True)
 class Pretrain:
     """Masked-autoencoder pretraining on unlabeled parts (used when model.source is 'pretrain')."""
 
-    n_parts: int = _f(2000, positive)
-    seed: int = _f(1, non_negative)
+    n_parts: int = _f(2000, count(MAX_PARTS))
+    seed: int = _f(1, seed_value)
     input: str = _f("nsoartc", one_of(INPUTS))
-    epochs: int = _f(8, positive)
-    batch_size: int = _f(64, positive)
-    lr: float = _f(1.5e-3, positive)
+    epochs: int = _f(8, count(MAX_EPOCHS))
+    batch_size: int = _f(64, count(MAX_BATCH))
+    lr: float = _f(1.5e-3, positive_at_most(10.0))
     weight_decay: float = _f(0.05, non_negative)
     warmup_ratio: float = _f(0.05, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}")
     mask_ratio: float = _f(0.75, open_unit)
@@ -275,7 +318,7 @@ def unit_interval_half_open(v):
 
 @dataclass(frozen=True)
 class Evaluate:
-    batch_size: int = _f(256, positive)
+    batch_size: int = _f(256, count(MAX_BATCH))
     threshold: object = _f("auto", threshold_value)
     target_escape_rate: float = _f(0.005, unit_interval_half_open)
 
@@ -289,8 +332,8 @@ class LotFolders:
 class Lot:
     source: str = _f("render", one_of(DATA_SOURCES))
     folders: LotFolders = field(default_factory=LotFolders)
-    seed: int = _f(1000, non_negative)
-    n_parts: int = _f(2000, positive)
+    seed: int = _f(1000, seed_value)
+    n_parts: int = _f(2000, count(MAX_PARTS, "a million parts is hours of work; more is a typo"))
     passed_ratio: float = _f(0.9, open_unit)
 
 
@@ -299,7 +342,7 @@ class Attention:
     methods: list[str] = _f(list(METHODS), each_one_of(METHODS))
     head_fusion: str = _f("mean", one_of(HEAD_FUSIONS))
     discard_ratio: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
-    panels: int = _f(2, non_negative)
+    panels: int = _f(2, lambda v: None if 0 <= v <= 1000 else f"must be in [0, 1000], got {short(v)}")
     extra_images: list[str] = _f([])
 
 
@@ -328,15 +371,18 @@ class BaselineGrid:
 class Baseline:
     grid: BaselineGrid = field(default_factory=BaselineGrid)
     class_weight: str = _f("none", one_of(("none", "balanced")))
-    seed: int = _f(0, non_negative)
+    seed: int = _f(0, seed_value)
 
 
 @dataclass(frozen=True)
 class Bundle:
-    false_alarm_rate: float = _f(0.005, open_unit)
+    false_alarm_rate: float = _f(0.005, lambda v: None if MIN_FALSE_ALARM_RATE <= v < 1 else
+                                 f"must be in [{MIN_FALSE_ALARM_RATE:g}, 1) (below one in a million no validation split "
+                                 f"measures it), got {short(v)}")
     pixel_clip: float = _f(25.0, positive)
-    shift_px: int = _f(10, positive)
-    probes_per_kind: int = _f(40, positive)
+    shift_px: int = _f(10, positive)  # < data.image_size: a cross-check
+    probes_per_kind: int = _f(40, lambda v: None if 2 <= v <= MAX_PROBES else
+                              f"must be an integer in [2, {MAX_PROBES:,}] (two kinds take half of it), got {short(v)}")
     onnx_opset: int = _f(17, lambda v: None if 14 <= v <= 21 else f"must be an ONNX opset in [14, 21], got {v!r}")
 
 
@@ -461,8 +507,19 @@ def _cross_checks(p: Params, source: str) -> None:
         _check_folder_path(d.folders.path, "data.folders.path", fail)
     if p.lot.source == "folders":
         _check_folder_path(p.lot.folders.path, "lot.folders.path", fail)
+    for path in p.attention.extra_images:  # the attention stage opens them after DVC removed its outputs
+        if "\n" in path or len(path) > 4096 or not Path(path).is_file():
+            fail(f"attention.extra_images entry {short(path)} is missing or not a regular file")
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
+    if d.jitter_px >= d.image_size / 4:
+        fail(f"data.jitter_px ({d.jitter_px:g}) must be under a quarter of data.image_size ({d.image_size}): "
+             "the terminals would leave the view")
+    if p.nsoartc.window > d.image_size:
+        fail(f"nsoartc.window ({p.nsoartc.window}) must be <= data.image_size ({d.image_size})")
+    if p.bundle.shift_px >= d.image_size:
+        fail(f"bundle.shift_px ({p.bundle.shift_px}) must be under data.image_size ({d.image_size}): "
+             "a probe shifted that far shows no part at all")
     if p.lot.seed == d.seed:
         fail(f"lot.seed ({p.lot.seed}) must differ from data.seed: the lot would repeat the training parts")
     m = p.model

@@ -72,6 +72,8 @@ def _crops(photo: np.ndarray, size: int, rng: np.random.Generator, shifts) -> np
     """One random square window of ``photo``, taken at each sideways shift (px), resized to (len(shifts), size, size) uint8."""
     margin = max(abs(int(d)) for d in shifts)
     side = int(rng.integers(size, min(photo.shape) // 2 + size))
+    # A window that fits the photo: above ~210 px the drawn side can exceed it (then it is upsampled to size).
+    side = min(side, photo.shape[0] - 1, photo.shape[1] - 2 * margin - 1)
     y = int(rng.integers(0, photo.shape[0] - side))
     x = int(rng.integers(margin, photo.shape[1] - side - margin))
     out = []

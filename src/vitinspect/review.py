@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -36,15 +37,91 @@ CONFUSION = "metrics/confusion_matrix.json"
 PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
 
+def _parse_json(text: str, where: str):
+    """A JSON object from ``text``; a malformed one is one line naming ``where`` (the file and the revision)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and numbers too large for the parser
+        raise VitinspectError(f"{where}: not valid JSON ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__}); "
+                              "fix or regenerate the file (dvc repro)") from None
+    if not isinstance(value, dict):
+        raise VitinspectError(f"{where}: must be a JSON object, got {type(value).__name__}; fix or regenerate the file (dvc repro)")
+    return value
+
+
 def at_revision(rev: str, path: str):
-    """A JSON file as committed at ``rev``; None if it is not there."""
+    """A JSON object as committed at ``rev``; None if it is not there; a malformed one is one line naming it."""
     text = run_command(["git", "show", f"{rev}:{path}"], check=False)
-    return json.loads(text) if text.strip() else None
+    return _parse_json(text, f"{path} at revision {rev}") if text.strip() else None
 
 
 def in_workspace(path: str):
     p = Path(path)
-    return json.loads(p.read_text()) if p.exists() else None
+    if not p.is_file():
+        return None
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VitinspectError(f"{path} (workspace): cannot read it ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    return _parse_json(text, f"{path} (workspace)")
+
+
+def check_yaml_at_revision(rev: str, path: str) -> None:
+    """dvc.lock and params.yaml at the base: one line naming the file and revision when they are not YAML
+    (dvc's own error on them names neither)."""
+    import yaml
+
+    text = run_command(["git", "show", f"{rev}:{path}"], check=False)
+    if not text.strip():
+        return
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise VitinspectError(f"{path} at revision {rev}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(value, dict):
+        raise VitinspectError(f"{path} at revision {rev}: must be a YAML mapping, got {type(value).__name__}")
+
+
+def confusion_or_none(matrix: dict | None, where: str) -> dict | None:
+    """A confusion matrix file ({labels, counts}) fit to draw, else one line naming it."""
+    if matrix is None:
+        return None
+    labels, counts = matrix.get("labels"), matrix.get("counts")
+    ok = (isinstance(labels, list) and 0 < len(labels) <= 100 and all(isinstance(x, str) for x in labels)
+          and isinstance(counts, list) and len(counts) == len(labels)
+          and all(isinstance(row, list) and len(row) == len(labels) and all(_count(v) for v in row) for row in counts))
+    if not ok:
+        raise VitinspectError(f"{where}: not a confusion matrix (labels: up to 100 names; counts: a square table of "
+                              "counts, one row per label); fix or regenerate it (dvc repro)")
+    return matrix
+
+
+def _count(v) -> bool:
+    """A finite, non-negative whole number (JSON may hold NaN, infinity, strings or fractions)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            and float(v).is_integer())
+
+
+def _fraction(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+
+
+def counted_rate(r) -> dict | None:
+    """A rate block {k, n, rate, low, high} whose k of n are finite counts (0 <= k <= n, n >= 1), else None:
+    what is not a count cannot be tested for significance."""
+    if not isinstance(r, dict) or not _count(r.get("k")) or not _count(r.get("n")) or not 1 <= r["n"] or r["k"] > r["n"]:
+        return None
+    if not all(_fraction(r.get(x)) for x in ("low", "high")):
+        return {**r, "low": None, "high": None}
+    return r
+
+
+def interval(f) -> dict | None:
+    """A figure {value, low, high} of finite fractions with low <= high, else None."""
+    if not isinstance(f, dict) or not all(_fraction(f.get(x)) for x in ("value", "low", "high")) or f["low"] > f["high"]:
+        return None
+    return f
 
 
 # --------------------------------------------------------------------------- formatting
@@ -56,8 +133,13 @@ def _pct(x) -> str:
 
 def _rate_cell(r: dict | None, scale: float = 1.0, unit: str = "pct") -> str:
     """'2.11 % (38 of 1800; 95 % CI 1.54–2.89 %)' or '5,000 ppm (1 of 200; ...)'."""
-    if not r or r.get("rate") is None:
+    if not r or (isinstance(r, dict) and r.get("n") == 0):
         return "n/a"
+    r = counted_rate(r)
+    if r is None:
+        return "n/a (not a count)"
+    if r.get("low") is None:
+        return f"{r['k']:.0f} of {r['n']:.0f}"
     if unit == "pct":
         fmt = _pct
     else:
@@ -67,7 +149,7 @@ def _rate_cell(r: dict | None, scale: float = 1.0, unit: str = "pct") -> str:
 
 
 def _f1_cell(f: dict | None) -> str:
-    if not f or f.get("value") is None:
+    if interval(f) is None:
         return "n/a"
     return f"{f['value']:.3f} (95 % CI {f['low']:.3f}–{f['high']:.3f})"
 
@@ -97,38 +179,52 @@ def degenerate(report: dict | None) -> list[str]:
         block = _get(report, split, "operating_point")
         if not block:
             continue
-        never = [c for c, n in block.get("predicted_counts", {}).items() if n == 0]
+        if not isinstance(block, dict):
+            continue
+        never = [c for c, n in _predicted(block).items() if n == 0]
         if never:
             notes.append(f"{split}: the model never predicts {', '.join(f'`{c}`' for c in never)} "
                          f"({block['n']} parts)")
         for key, what in (("escape", "escape rate"), ("false_reject", "false-reject rate")):
-            r = block.get(key) or {}
-            if r.get("n") and r["k"] in (0, r["n"]):
+            r = counted_rate(block.get(key)) or {}
+            if r.get("n") and r["k"] in (0, r["n"]) and r.get("low") is not None:
                 extreme = "0" if r["k"] == 0 else "1 (100 %)"
                 notes.append(f"{split}: {what} is exactly {extreme}: {r['k']} of {r['n']}, "
                              f"95 % CI {_pct(r['low'])}–{_pct(r['high'])}")
     return notes
 
 
+def _predicted(block) -> dict:
+    """predicted_counts of a block, only the entries that are counts."""
+    counts = block.get("predicted_counts") if isinstance(block, dict) else None
+    return {c: n for c, n in counts.items() if _count(n)} if isinstance(counts, dict) else {}
+
+
 def judge(base: dict | None, new: dict | None) -> dict:
-    """The verdicts on the three judged figures and the overall word with its reasons."""
+    """The verdicts on the three judged figures and the overall word with its reasons.
+
+    A figure whose k or n is not a finite count (NaN, infinity, negative, a fraction, a string, missing),
+    on either side, is "not comparable": never better or worse."""
     b_lot, n_lot = _get(base, "lot", "operating_point"), _get(new, "lot", "operating_point")
     b_test, n_test = _get(base, "test", "operating_point"), _get(new, "test", "operating_point")
-    esc, p_esc = compare_rates(_get(b_lot, "escape"), _get(n_lot, "escape"))
-    fr, p_fr = compare_rates(_get(b_lot, "false_reject"), _get(n_lot, "false_reject"))
-    f1 = compare_intervals(_get(b_test, "macro_f1_defects"), _get(n_test, "macro_f1_defects"), higher_is_better=True)
+    esc, p_esc = compare_rates(counted_rate(_get(b_lot, "escape")), counted_rate(_get(n_lot, "escape")))
+    fr, p_fr = compare_rates(counted_rate(_get(b_lot, "false_reject")), counted_rate(_get(n_lot, "false_reject")))
+    f1 = compare_intervals(interval(_get(b_test, "macro_f1_defects")), interval(_get(n_test, "macro_f1_defects")),
+                           higher_is_better=True)
     figures = {"escape rate on the lot": (esc, p_esc), "false-reject rate on the lot": (fr, p_fr),
                "defect macro-F1 on test": (f1, None)}
     worse = [k for k, (w, _) in figures.items() if w == "worse"]
     better = [k for k, (w, _) in figures.items() if w == "better"]
     # A class the workspace never predicts on the lot, where the base did, is worse whatever the rates say.
     lost = []
-    if b_lot and n_lot:
-        lost = [c for c, n in n_lot.get("predicted_counts", {}).items() if n == 0 and b_lot.get("predicted_counts", {}).get(c, 0) > 0]
+    if isinstance(b_lot, dict) and isinstance(n_lot, dict):
+        lost = [c for c, n in _predicted(n_lot).items() if n == 0 and _predicted(b_lot).get(c, 0) > 0]
     reasons = [f"{k} worse" for k in worse] + [f"never predicts `{c}` on the lot (the base did)" for c in lost]
     if any(w == "not comparable" for w, _ in figures.values()) and not reasons:
         overall = "not comparable"
-        reasons = ["the base has no lot/test figures with counts (`reports/evaluation.json`); rerun it with this pipeline"]
+        which = [k for k, (w, _) in figures.items() if w == "not comparable"]
+        reasons = [f"{', '.join(which)}: the base or the workspace has no finite counts for it in `reports/evaluation.json` "
+                   "(missing, NaN, infinite, negative or not whole); rerun it with this pipeline"]
     elif reasons:
         overall = "worse"
         reasons += [f"{k} better" for k in better]
@@ -154,9 +250,9 @@ def headline_rows(base: dict | None, new: dict | None, figures: dict) -> list[st
     def both(*keys, cell=_rate_cell, **kw):
         return cell(_get(base, *keys), **kw), cell(_get(new, *keys), **kw)
 
-    t = (_get(base, "operating_point", "threshold"), _get(new, "operating_point", "threshold"))
+    t = tuple(x if _fraction(x) else None for x in (_get(base, "operating_point", "threshold"), _get(new, "operating_point", "threshold")))
     lines = ["| figure (at the operating point) | base | workspace | verdict |", "|---|---|---|---|",
-             row(f"threshold t on p({_get(new, 'operating_point', 'class') or 'passed'}), chosen on val",
+             row(f"threshold t on p({_name(_get(new, 'operating_point', 'class'))}), chosen on val",
                  *(("n/a" if x is None else f"{x:.4g}") for x in t))]
     lines.append(row("**lot**: escapes per million defective parts", *both("lot", "operating_point", "escape", scale=1e6, unit="ppm"),
                      verdict("escape rate on the lot")))
@@ -170,6 +266,10 @@ def headline_rows(base: dict | None, new: dict | None, figures: dict) -> list[st
     lines.append(row("lot at argmax: escapes per million", *both("lot", "argmax", "escape", scale=1e6, unit="ppm")))
     lines.append(row("lot at argmax: false-reject rate", *both("lot", "argmax", "false_reject")))
     return lines
+
+
+def _name(c) -> str:
+    return c[:40] if isinstance(c, str) and c.isprintable() and "|" not in c else "passed"
 
 
 def build_report(base: str, metrics_md: str, params_md: str, base_eval: dict | None, new_eval: dict | None,
@@ -198,8 +298,9 @@ def folders_note(data: dict | None) -> str:
     f = (data or {}).get("folders") if isinstance(data, dict) else None
     if not isinstance(f, dict):
         return ""
-    n = sum(sum(c.values()) for c in data.get("counts", {}).values() if isinstance(c, dict))
-    skipped = f.get("skipped", 0)
+    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+    n = sum(sum(v for v in c.values() if _count(v)) for c in counts.values() if isinstance(c, dict))
+    skipped = f.get("skipped", 0) if _count(f.get("skipped", 0)) else "?"
     return (f"\n## Data\n\n{n} parts read from image folders ({f.get('layout')} layout), "
             f"{skipped} skipped as bad{' (listed with their reasons in metrics/data.json)' if skipped else ''}; "
             f"{f.get('parts_with_mask', 0)} with a defect mask.\n")
@@ -227,7 +328,8 @@ def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (work
         return ""
     lines = [f"## {title}", "", "| figure | ViT | RT+SVM | ahead |", "|---|---:|---:|---|"]
     for label, get, lower in PEER_ROWS:
-        a, b = get(vit_eval), get(peer_eval)
+        a, b = (x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+                for x in (get(vit_eval), get(peer_eval)))
         if a is None or b is None:
             ahead = "n/a"
         elif lower is None:  # a setting, not a figure: nobody is ahead
@@ -282,6 +384,15 @@ def comment_body(report_md: str, image_url_base: str | None, head_sha: str | Non
     return "\n".join([COMMENT_MARKER, body, *tail]) + "\n"
 
 
+def _dvc_diff(cmd: list[str], base: str) -> str:
+    """A dvc diff's markdown; its failure is one line naming the revision and the files it reads."""
+    try:
+        return run_command(cmd)
+    except VitinspectError as exc:
+        raise VitinspectError(f"{' '.join(cmd[:3])} against revision {base} failed (it reads dvc.yaml, dvc.lock, params.yaml "
+                              f"and the metrics files at {base} and here): {str(exc).split(' failed: ', 1)[-1][:200]}") from None
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="main", help="git revision to compare with")
@@ -303,9 +414,15 @@ def main(argv=None) -> None:
 
     if not run_command(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], check=False).strip():
         raise VitinspectError(f"--base {args.base!r} is not a git revision here (fetch it, or pass --base)")
-    metrics_md = run_command(["dvc", "metrics", "diff", args.base, "--md"])
-    params_md = run_command(["dvc", "params", "diff", args.base, "--deps", "--md"])
-    base_cm, new_cm = at_revision(args.base, CONFUSION), in_workspace(CONFUSION)
+    # Every input read and checked first (one line naming the file and revision), then dvc's diffs.
+    base_eval, new_eval = at_revision(args.base, EVALUATION), in_workspace(EVALUATION)
+    base_cm = confusion_or_none(at_revision(args.base, CONFUSION), f"{CONFUSION} at revision {args.base}")
+    new_cm = confusion_or_none(in_workspace(CONFUSION), f"{CONFUSION} (workspace)")
+    data, vit_eval, peer_eval = in_workspace("metrics/data.json"), in_workspace(EVAL), in_workspace(PEER)
+    for name in ("dvc.lock", "params.yaml", "dvc.yaml"):
+        check_yaml_at_revision(args.base, name)
+    metrics_md = _dvc_diff(["dvc", "metrics", "diff", args.base, "--md"], args.base)
+    params_md = _dvc_diff(["dvc", "params", "diff", args.base, "--deps", "--md"], args.base)
 
     from vitinspect.figures import confusion_pair
     from vitinspect.storage import save_figure, write_text
@@ -316,9 +433,9 @@ def main(argv=None) -> None:
         png = out.with_name(out.stem + "_confusion.png")
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
-    report = build_report(args.base, metrics_md, params_md, at_revision(args.base, EVALUATION), in_workspace(EVALUATION), figure)
-    report += folders_note(in_workspace("metrics/data.json"))
-    peer = peer_section(in_workspace(EVAL), in_workspace(PEER))
+    report = build_report(args.base, metrics_md, params_md, base_eval, new_eval, figure)
+    report += folders_note(data)
+    peer = peer_section(vit_eval, peer_eval)
     report += ("\n" + peer) if peer else ""
     write_text(out, report)
     print(f"report: {out}")
