@@ -22,7 +22,8 @@ MARGIN = 0.6 * PITCH  # mm of housing beyond the outer posts' centres (render.Ge
 THICK = 1.0 * PITCH  # mm, the housing's thickness
 DISTANCE = 4.0  # camera distance to its aim point, in frame widths
 POST_INDEX = 1  # object pass index of post k is POST_INDEX + k; the housing's is 0
-INSTALL = "data.renderer blender needs Blender as a Python module (bpy): pip install .[blender]"
+INSTALL = ("data.renderer blender needs Blender as a Python module (bpy): pip install .[blender] "
+           "(or make setup BLENDER=1, which keeps the pinned numpy)")
 
 
 def bpy_available() -> bool:

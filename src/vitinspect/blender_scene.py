@@ -86,6 +86,8 @@ def _quiet():
         os.dup2(log.fileno(), 2)
         try:
             yield
+        except VitinspectError:
+            raise
         except Exception as exc:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
@@ -103,8 +105,7 @@ class Scene:
     """The Blender scene of one params set, built once; :meth:`render` poses it for a part."""
 
     def __init__(self, data):
-        with _quiet():
-            import bpy
+        import bpy
 
         self.bpy, self.data, self.rig = bpy, data, rig_of(data)
         b = data.blender
@@ -260,7 +261,8 @@ def scene_for(data) -> Scene:
     if _SCENE is None or _SCENE[0] != key:
         if not bpy_available():
             raise BlenderError(INSTALL)
-        _SCENE = (key, Scene(data))
+        with _quiet():  # bpy's import notices, Cycles' probing of GPU libraries
+            _SCENE = (key, Scene(data))
     return _SCENE[1]
 
 
