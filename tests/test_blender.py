@@ -93,6 +93,27 @@ def test_a_slight_aim_and_steep_angle_still_see_every_post(with_bpy):
     assert p.data.blender.angle == 45.0
 
 
+@pytest.mark.parametrize("change, fragment", [
+    ({}, "pip install .[blender]"),
+    ({"blender.samples": 0}, "data.blender.samples must be positive"),
+    ({"blender.aim": [0.0, 9.0]}, "sees 0 of the 12 posts"),
+])
+def test_the_validate_stage_says_it_in_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys, change, fragment):
+    import yaml
+
+    from conftest import load_stage
+    from vitinspect import cli
+
+    monkeypatch.setattr(blender_rig, "bpy_available", lambda: bool(change))
+    monkeypatch.chdir(tmp_path)  # the project: outputs must lie inside it
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(blender_params(**change), sort_keys=False))
+    out = tmp_path / "data" / "ok.json"
+    with pytest.raises(SystemExit) as exit_:
+        cli.run_stage(load_stage("validate").main, ["--params", "params.yaml", "--out", "data/ok.json"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and fragment in err and len(err.splitlines()) == 1 and not out.exists()
+
+
 # ------------------------------------------------------------------ geometry (numpy, no bpy)
 
 def test_every_camera_sees_every_post_at_the_defaults():
