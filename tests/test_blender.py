@@ -192,3 +192,31 @@ def test_another_seed_other_bytes():
     a = render_parts(d, [0, 1], labels)["views"]
     b = render_parts(dataclasses.replace(d, seed=5), [0, 1], labels)["views"]
     assert a.tobytes() != b.tobytes()
+
+
+def _render_in_child(data, labels, queue):
+    from vitinspect.render import render_parts
+
+    try:
+        render_parts(data, [0], labels)
+        queue.put("rendered")
+    except Exception as exc:  # what the child says, not a hang
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_a_process_forked_after_blender_started_says_so_instead_of_hanging():
+    pytest.importorskip("bpy")
+    import multiprocessing
+
+    from vitinspect.render import plan, render_parts
+
+    d = _data(n_images=12)
+    labels, _ = plan(d)
+    render_parts(d, [0], labels)  # Blender starts in this process
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_render_in_child, args=(d, labels, queue))
+    child.start()
+    said = queue.get(timeout=60)
+    child.join(10)
+    assert said.startswith("BlenderError") and "forked" in said

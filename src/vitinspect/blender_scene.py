@@ -34,6 +34,7 @@ class BlenderError(VitinspectError):
 # --------------------------------------------------------------------------- the scene (bpy)
 
 _SCENE = None  # (key, Scene) of this process
+_STARTED_IN = None  # the pid that started Blender: a process forked from it inherits a Blender that cannot render
 
 
 def _box_mesh(bpy, name: str, x: float, y: float, z0: float, z1: float):
@@ -256,11 +257,15 @@ class Scene:
 
 def scene_for(data) -> Scene:
     """This process's scene for ``data``, built on first use (each worker process builds its own)."""
-    global _SCENE
-    key = (os.getpid(), data.image_size, data.grid, tuple(data.views), data.blender)
+    global _SCENE, _STARTED_IN
+    if _STARTED_IN is not None and _STARTED_IN != os.getpid():  # Cycles' threads did not survive the fork: it would hang
+        raise BlenderError("Blender was started in the process this one was forked from and cannot render here; "
+                           "start it only in the worker processes (render nothing in the parent before they fork)")
+    key = (data.image_size, data.grid, tuple(data.views), data.blender)
     if _SCENE is None or _SCENE[0] != key:
         if not bpy_available():
             raise BlenderError(INSTALL)
+        _STARTED_IN = os.getpid()
         with _quiet():  # bpy's import notices, Cycles' probing of GPU libraries
             _SCENE = (key, Scene(data))
     return _SCENE[1]
