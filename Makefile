@@ -11,11 +11,23 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup repro test bench bench-scale report show plots vega actionlint study clean-venv peer
+.PHONY: setup repro test bench bench-scale report show plots vega actionlint study clean-venv peer blender
 
 BASE ?= main
 
-setup: $(STAMP)
+# The optional Blender renderer (data.renderer: blender) only when asked: BLENDER=1 on setup, repro, test or
+# bench-scale adds requirements-blender.lock (bpy) to .venv, so tests/test_blender.py renders instead of skipping.
+BLENDER ?=
+BLENDER_STAMP := $(VENV)/.blender
+EXTRAS := $(if $(BLENDER),$(BLENDER_STAMP))
+
+setup: $(STAMP) $(EXTRAS)
+
+blender: $(BLENDER_STAMP)
+
+$(BLENDER_STAMP): $(STAMP) requirements-blender.lock
+	$(BIN)/python -m pip install -q --no-deps -r requirements-blender.lock
+	touch $(BLENDER_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,14 +35,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-repro: $(STAMP)
+repro: $(STAMP) $(EXTRAS)
 	$(BIN)/dvc config core.check_update false --local 2>/dev/null || true
 	$(BIN)/dvc repro
 
 # pytest-xdist: two workers (this machine's two cores); the tiny reproduced project, data and models are
 # built once and shared by the workers (tests/conftest.py `shared`). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) $(EXTRAS)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # reports/pr.md: the workspace against $(BASE) (metrics, params, confusion matrices, verdict).
@@ -83,7 +95,7 @@ bench: $(STAMP)
 # prepare -> nsoartc -> train (1 epoch) at 1k..30k parts (64 px) and 1k/3k (224 px): wall, parts/s, peak RSS,
 # CPU, disk, fitted growth. Long; not part of `make test`. A subset: SCALE_ARGS="--sizes 1000,3000 --sizes-224 ''"
 SCALE_ARGS ?=
-bench-scale: $(STAMP)
+bench-scale: $(STAMP) $(EXTRAS)
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean-venv:

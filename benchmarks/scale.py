@@ -13,10 +13,14 @@ part (Pss_Anon: heap and arrays, summed over the tree) is printed beside them. C
     python benchmarks/scale.py --num-proc 1,2                   # prepare and nsoartc at each; output bytes compared
     python benchmarks/scale.py --sizes 10000 --sizes-224 '' --num-proc 1,2 --paired 3   # speed-up, alternating rounds
     python benchmarks/scale.py --sizes '' --sizes-224 '' --folders 10000      # only the folders row (224 px)
+    python benchmarks/scale.py --sizes '' --sizes-224 '' --folders '' --blender 200   # only the Blender row (64 px)
 
 The folders row (`--folders N`, default 10,000 parts at 224 px): `vitinspect render` writes N parts as image
 folders (not timed), then prepare reads them with data.source folders, beside prepare rendering the same
 parts with data.source render, in one run; the Arrow files of both are compared.
+
+The Blender row (`--blender N`, default 200 parts at 64 px): prepare with data.renderer blender beside the 2-D
+renderer, milliseconds per part (docs/blender.md); skipped without bpy (`make bench-scale BLENDER=1`).
 
 Kept out of `make test`: minutes to hours, and the figures are measurements, not assertions.
 """
@@ -300,6 +304,33 @@ def folders_rows(n: int, size: int, patch: int, work: Path, num_proc, caps: dict
     return rows
 
 
+def blender_rows(n: int, size: int, work: Path, num_proc, samples: int | None = None) -> list[dict]:
+    """prepare with data.renderer blender (Cycles, data.blender's defaults unless ``samples``) beside the 2-D
+    renderer on the same parts: seconds per part. Skipped, with a line, where bpy is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("bpy") is None:
+        print("  (blender row skipped: no bpy here; make bench-scale BLENDER=1 installs it)", flush=True)
+        return []
+    rows = []
+    for renderer in ("2d", "blender"):
+        run_dir = work / f"blender_{n}_{size}" / renderer
+        run_dir.mkdir(parents=True, exist_ok=True)
+        params = write_params(run_dir, n, size, 8, num_proc)
+        p = yaml.safe_load(params.read_text())
+        p["data"].update(renderer=renderer, passed_ratio=max(p["data"]["passed_ratio"], 0.1))  # a passed part per split at 200
+        if samples:
+            p["data"]["blender"]["samples"] = samples
+        params.write_text(yaml.safe_dump(p, sort_keys=False))
+        r = run_stage(data_stages(params)["prepare"], run_dir)
+        r.update(stage=f"prep-{renderer}", n=n, size=size, num_proc=num_proc, parts_per_s=n / r["wall_s"], disk=du(run_dir / "data/parts"))
+        rows.append(r)
+        print(_line(r) + f"  {1000 * r['wall_s'] / n:.0f} ms/part"
+              + (f" (Cycles, {p['data']['blender']['samples']} samples, {p['data']['blender']['threads']} thread per process, "
+                 f"device {p['data']['blender']['device']})" if renderer == "blender" else ""), flush=True)
+    return rows
+
+
 def _line(r: dict) -> str:
     capped = f"  cap {r['cap'] / 2**20:.0f} MiB, peak charged {r['cap_peak'] / 2**20:.0f} MiB" if r.get("cap") else ""
     extra = capped + f"  training {r['training_s']:.1f} s, overhead {r['overhead_pct']:.0f} %, {r['images_per_s']:.0f} img/s, {r['threads']} threads" \
@@ -348,6 +379,9 @@ def main(argv=None) -> None:
     ap.add_argument("--cap-mib", default="", help="run each stage in a memory cgroup of this many MiB (heap and page cache "
                     "together; root only): one number for every stage, or stage=MiB,... e.g. prepare=390,nsoartc=830")
     ap.add_argument("--folders", default="10000", help="parts for the folders row at 224 px ('' for none)")
+    ap.add_argument("--blender", default="200", help="parts for the Blender row at 64 px, data.renderer blender beside 2d "
+                    "('' for none; skipped without bpy)")
+    ap.add_argument("--blender-samples", type=int, default=None, help="data.blender.samples for the Blender row (default: params')")
     args = ap.parse_args(argv)
     caps = {}
     for item in filter(None, args.cap_mib.split(",")):
@@ -372,6 +406,8 @@ def main(argv=None) -> None:
             rows += one_size(n, size, patch, num_procs, work, not args.no_train, caps)
         for n in filter(None, args.folders.split(",")):
             rows += folders_rows(int(n), 224, 16, work, num_procs[-1], caps)
+        for n in filter(None, args.blender.split(",")):
+            rows += blender_rows(int(n), 64, work, num_procs[-1], args.blender_samples)
     fits(rows)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (this machine may be shared: a load above its cores slows every figure)")
     if args.json:

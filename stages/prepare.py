@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     def draw():  # in a process of its own where the stage may use two (figure_alongside)
         from vitinspect.figures import gallery
 
-        return gallery(first_parts(firsts), p.classes, p.views)
+        return gallery(first_parts(firsts), p.classes, p.views, mask=p.source == "render" and p.renderer == "blender")
 
     # The gallery is drawn beside the chunks (forked before their workers start), not after them.
     with scratch_dir(args.out) as scratch, all_or_nothing(), figure_alongside(draw, args.gallery, background=num_proc > 1):

@@ -14,14 +14,19 @@ def _first_of_each(labels, classes):
     return [(c, int(np.flatnonzero(labels == c)[0])) for c in classes if (labels == c).any()]
 
 
-def gallery(cols: dict, classes, views) -> plt.Figure:
-    """One row per class (its first part), one column per view, defect box in red."""
+def gallery(cols: dict, classes, views, mask: bool = False) -> plt.Figure:
+    """One row per class (its first part), one column per view, defect box in red; with ``mask`` one more
+    column: the defect mask (data.renderer: blender draws it; the 2-D renderer's figure keeps its columns)."""
     rows = _first_of_each(cols["label"], classes)
-    fig, axes = plt.subplots(len(rows), len(views), figsize=(1.8 * len(views), 1.8 * len(rows)), squeeze=False)
+    n_cols = len(views) + bool(mask)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.8 * n_cols, 1.8 * len(rows)), squeeze=False)
     for r, (cls, i) in enumerate(rows):
-        for c, view in enumerate(views):
+        for c, view in enumerate(list(views) + (["mask"] if mask else [])):
             ax = axes[r, c]
-            ax.imshow(cols["views"][i, c], cmap="gray", vmin=0, vmax=255)
+            if view == "mask":
+                ax.imshow(cols["mask"][i], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(cols["views"][i, c], cmap="gray", vmin=0, vmax=255)
             x0, y0, x1, y1 = cols["bbox"][i]
             if x1 > x0 and view == "center":
                 ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="red", lw=1))

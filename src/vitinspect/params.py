@@ -30,6 +30,8 @@ HEAD_FUSIONS = ("mean", "max", "min")
 DATA_SOURCES = ("render", "folders")
 LAYOUTS = ("auto", "labels", "subfolders")
 ON_BAD_PART = ("error", "skip")
+RENDERERS = ("2d", "blender")
+BLENDER_DEVICES = ("auto", "cpu", "gpu")
 
 
 class ParamsError(VitinspectError):
@@ -209,6 +211,23 @@ class Folders:
     on_bad_part: str = _f("error", one_of(ON_BAD_PART))
 
 
+def _pair(v):
+    return None if all(abs(x) <= 100 for x in v) else f"must be [x, y] pitches within 100 of the grid centre, got {short(list(v))}"
+
+
+@dataclass(frozen=True)
+class Blender:
+    """``data.renderer: blender``: Cycles settings and the rig (see docs/blender.md)."""
+
+    samples: int = _f(8, positive)
+    denoise: bool = _f(False)
+    device: str = _f("auto", one_of(BLENDER_DEVICES))
+    threads: int = _f(1, positive)
+    angle: float = _f(20.0, lambda v: None if 0 < v <= 60 else f"must be in (0, 60] degrees, got {short(v)}")
+    aim: tuple[float, float] = _f((0.0, 0.0), _pair)
+    rotation: float = _f(1.0, lambda v: None if 0 <= v <= 10 else f"must be in [0, 10] degrees, got {short(v)}")
+
+
 @dataclass(frozen=True)
 class Data:
     source: str = _f("render", one_of(DATA_SOURCES))
@@ -227,6 +246,8 @@ class Data:
     lighting: float = _f(0.15, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     noise: float = _f(0.02, bounded(0.0, 1.0))  # the std of pixel noise, image in [0, 1]
     blur: float = _f(0.6, bounded(0.0, 32.0))  # px; a Gaussian kernel of 8 sigma per side
+    renderer: str = _f("2d", one_of(RENDERERS))
+    blender: Blender = field(default_factory=Blender)
     num_proc: object = _f("auto", auto_or_positive_int)
 
 
@@ -510,6 +531,8 @@ def _cross_checks(p: Params, source: str) -> None:
     for path in p.attention.extra_images:  # the attention stage opens them after DVC removed its outputs
         if "\n" in path or len(path) > 4096 or not Path(path).is_file():
             fail(f"attention.extra_images entry {short(path)} is missing or not a regular file")
+    if d.renderer == "blender" and d.source == "render":
+        _check_blender(d, fail)
     if d.image_size < 16:
         fail(f"data.image_size must be >= 16, got {d.image_size}")
     if d.jitter_px >= d.image_size / 4:
@@ -559,6 +582,17 @@ def _cross_checks(p: Params, source: str) -> None:
         fail(f"these params need about {need / 2**30:.1f} GiB of memory (data.n_images x data.image_size^2 x views, "
              f"model size, batch x tokens^2), more than the {have / 2**30:.1f} GiB here; lower data.n_images, "
              f"data.image_size or the model/batch sizes")
+
+
+def _check_blender(d: Data, fail) -> None:
+    """bpy importable, and every camera of data.views sees every post (geometry only, bpy not imported)."""
+    from vitinspect.blender_rig import INSTALL, bpy_available, check_cameras
+
+    if not bpy_available():
+        fail(INSTALL)
+    msg = check_cameras(d)
+    if msg:
+        fail(f"data.blender: {msg}")
 
 
 def _check_folder_path(value: str, key: str, fail) -> None:

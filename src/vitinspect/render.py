@@ -245,9 +245,14 @@ def render_parts(data_params, indices, labels) -> dict[str, np.ndarray | list]:
     gives the same bytes per part (each part draws from its own generator, seeded by (seed, 1, index)).
 
     Returns columns ``id``, ``label`` (class names), ``defect_terminal``, ``tilt``, ``retraction``,
-    ``bbox``, ``mask`` (n, S, S) uint8 and ``views`` (n, V, S, S) uint8.
+    ``bbox``, ``mask`` (n, S, S) uint8 and ``views`` (n, V, S, S) uint8. With ``data.renderer: blender``
+    Blender renders them (:func:`vitinspect.blender_scene.render_parts`, the same columns and draws).
     """
     p = data_params
+    if p.renderer == "blender":  # the same parts from Cycles (vitinspect.blender_scene)
+        from vitinspect.blender_scene import render_parts as blender_parts
+
+        return blender_parts(p, indices, labels)
     geom = Geometry(p.image_size, p.grid.rows, p.grid.cols)
     indices = [int(i) for i in indices]
     n, s, v = len(indices), p.image_size, len(p.views)
