@@ -109,6 +109,8 @@ def _reason(exc: BaseException, path) -> str:
 
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format PIL reads"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     text = str(exc).strip().splitlines()

@@ -337,7 +337,9 @@ def result_parts(path: str | Path) -> set[str]:
 
 
 def ends_in_newline(path: str | Path) -> bool:
-    """Is the file empty or its last byte a newline (no half-written row)?"""
+    """Is the file missing, empty, or its last byte a newline (no half-written row)?"""
+    if not os.path.isfile(path):
+        return True
     with open(path, "rb") as fh:
         fh.seek(0, os.SEEK_END)
         if fh.tell() == 0:

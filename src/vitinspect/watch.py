@@ -4,8 +4,8 @@ A part folder is judged once its files have stopped changing for ``settle`` seco
 modification times looked at every ``poll`` seconds). A part that is still incomplete then (a view missing,
 or a view that does not read: still being written) is looked at again whenever its files change; only when
 it has stayed that way for ``timeout`` seconds does it get an error row. A judged folder is judged again when
-its identity changes (device, inode, modification time: a name deleted and created again, or files added or
-removed). A restart reads the parts already in --out and does not judge them again. SIGINT or SIGTERM ends
+its identity changes (device, inode, modification or change time: a name deleted and created again, or
+files added or removed). A restart reads the parts already in --out and does not judge them again. SIGINT or SIGTERM ends
 the watch after the rows judged so far are written (exit 130 or 143).
 """
 
@@ -32,7 +32,9 @@ class Pending:
 
 
 def identity(st: os.stat_result) -> tuple:
-    return st.st_dev, st.st_ino, st.st_mtime_ns
+    """A folder's identity: device, inode, modification and change times (the change time cannot be set back:
+    a folder deleted and made again under the same name, even with its inode reused and its times copied, differs)."""
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
 def fingerprint(folder: Path) -> tuple | None:
