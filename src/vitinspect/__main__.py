@@ -308,6 +308,11 @@ def cmd_inspect(args) -> int:
     from vitinspect.part_folders import check_output, find_parts
 
     b = bundle_format.load(args.bundle)
+    if args.engine == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise VitinspectError("--engine torch needs torch, which is not installed here; use --engine onnx")
     if args.calibration_report:
         print(json.dumps({"operating_point": b.operating_point, "ood": b.report}, indent=2))
         return 0

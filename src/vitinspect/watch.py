@@ -37,6 +37,17 @@ def identity(st: os.stat_result) -> tuple:
     return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
+def state(folder: Path) -> tuple | None:
+    """What a judged folder is compared by on later looks: its identity, ("unreadable", errno) when it cannot
+    be looked at, None when it is gone. One stat, no listing."""
+    try:
+        return identity(os.stat(folder))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ("unreadable", exc.errno)
+
+
 def fingerprint(folder: Path) -> tuple | None:
     """(folder identity, its visible files' names, sizes and modification times); None when it is gone.
     A folder that cannot be read gives a fingerprint that stays the same while it stays unreadable."""
@@ -83,7 +94,7 @@ class Watcher:
         self.views, self.image_size, self.folder = views, image_size, folder
         self.poll, self.settle, self.timeout, self.max_parts = poll, settle, timeout, max_parts
         self.judge, self.write, self.show, self.cell = judge, write, show, cell
-        self.seen: dict[str, tuple | None] = {}  # name -> identity when its row was written
+        self.seen: dict[str, tuple | None] = {}  # name -> its state (see state()) when its row was written
         self.pending: dict[str, Pending] = {}
         self.done = 0
         self.failed = False
@@ -93,8 +104,7 @@ class Watcher:
         n = 0
         for d in self._folders():
             if self.cell(d) in cells or self.cell(Path(os.path.abspath(d))) in cells:
-                fp = fingerprint(d)
-                self.seen[d.name] = fp[0] if fp and isinstance(fp[0], tuple) else None
+                self.seen[d.name] = state(d)
                 n += 1
         return n
 
@@ -113,12 +123,15 @@ class Watcher:
         ready = []
         now = time.monotonic()
         for d in self._folders():
+            now_state = state(d)
+            if now_state is None:
+                self.pending.pop(d.name, None)
+                continue
+            if d.name in self.seen and self.seen[d.name] == now_state:
+                continue  # judged, unchanged: one stat, not a listing
             fp = fingerprint(d)
             if fp is None:
                 self.pending.pop(d.name, None)
-                continue
-            ident = fp[0] if isinstance(fp[0], tuple) else None
-            if d.name in self.seen and self.seen[d.name] == ident and ident is not None:
                 continue
             p = self.pending.get(d.name)
             if p is None or p.fingerprint != fp:
@@ -130,10 +143,10 @@ class Watcher:
                 views, p.error = read_part(d, self.views, self.image_size)
                 p.tried = True
                 if views is not None:
-                    ready.append((d, views, None, ident))
+                    ready.append((d, views, None, now_state))
                     continue
             if p.error and now - p.changed >= self.timeout:
-                ready.append((d, None, p.error, ident))
+                ready.append((d, None, p.error, now_state))
         return ready[:None if self.max_parts is None else self.max_parts - self.done]
 
     def run(self) -> int:
