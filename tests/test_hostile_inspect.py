@@ -573,6 +573,11 @@ def lot_cannot_be_listed(t):
     return ["inspect", "lot"]
 
 
+@case(2, "an empty path")
+def empty_part_path(t):
+    return ["inspect", ""]
+
+
 @case(2, "give at least one PART")
 def no_part(t):
     return ["inspect"]
@@ -598,6 +603,63 @@ def ctrl_c_in_a_lot_writes_nothing(t):
     t.mp.setattr(inspection, "judge", interrupted)
     t.check = lambda out, err: not (t.root / "r.csv").exists()
     return ["inspect", "lot", "--out", "r.csv"]
+
+
+@case(2, "cannot make the folder")
+def explain_under_a_file(t):
+    (t.root / "afile").write_text("mine")
+    return ["inspect", "lot", "--explain", "afile/why"]
+
+
+@case(2, "no such part folder")
+def part_is_a_symlink_loop(t):
+    (t.root / "loop").symlink_to(t.root / "loop")
+    return ["inspect", "loop"]
+
+
+@case(0, where="ok", changes=("r.csv",))
+def hidden_folders_in_a_lot_are_not_parts(t):
+    (t.lot / ".thumbnails").mkdir()
+    (t.lot / ".thumbnails" / "center.png").write_bytes(b"x")
+    t.check = lambda out, err: len(rows_csv(t.root / "r.csv")) == 4
+    return ["inspect", "lot", "--out", "r.csv"]
+
+
+@case(1, "missing view 'center'", where="rows", changes=("r.csv",))
+def a_folder_in_a_lot_that_is_no_part(t):
+    (t.lot / "notes").mkdir()
+    (t.lot / "notes" / "readme.txt").write_text("not a part")
+    t.check = lambda out, err: len(rows_csv(t.root / "r.csv")) == 5
+    return ["inspect", "lot", "--out", "r.csv"]
+
+
+@case(0, where="ok", changes=("r.csv",))
+def a_lot_and_one_of_its_parts(t):
+    t.check = lambda out, err: len(rows_csv(t.root / "r.csv")) == 4
+    return ["inspect", "lot", "lot/part-00002", "--out", "r.csv"]
+
+
+@case(2, "exists and is not a folder")
+def render_onto_a_fifo(t):
+    os.mkfifo(t.root / "lot2")
+    return ["render", "--n", "2", "--out", "lot2"]
+
+
+@case(0, where="ok")
+def render_force_into_a_new_folder(t):
+    return ["render", "--n", "2", "--out", "fresh", "--force"]
+
+
+@case(2, "--watch takes no PART")
+def watch_with_explain(t):
+    (t.root / "inbox").mkdir()
+    return ["inspect", "--watch", "inbox", "--explain", "why"]
+
+
+@case(2, "--watch takes no PART")
+def watch_with_a_part(t):
+    (t.root / "inbox").mkdir()
+    return ["inspect", "lot", "--watch", "inbox"]
 
 
 # ------------------------------------------------------------------ --watch arguments
@@ -882,7 +944,8 @@ def _env():
     return env
 
 
-def test_watch_sigint_keeps_every_row_and_exits_130(tiny_bundle, rendered, in_tmp):  # noqa: F811
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_watch_stopped_by_a_signal_keeps_every_row(tiny_bundle, rendered, in_tmp, sig, code):  # noqa: F811
     (in_tmp / "inbox").mkdir()
     shutil.copytree(part(rendered), in_tmp / "inbox" / "a")
     proc = subprocess.Popen([sys.executable, "-m", "vitinspect", *_watch(tiny_bundle)], cwd=in_tmp, env=_env(),
@@ -891,9 +954,9 @@ def test_watch_sigint_keeps_every_row_and_exits_130(tiny_bundle, rendered, in_tm
     while time.monotonic() < deadline and not (in_tmp / "line.csv").exists():
         time.sleep(0.1)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err  # "watching ..." and "watch stopped"
     assert [Path(r["part"]).name for r in rows_csv(in_tmp / "line.csv")] == ["a"]
 

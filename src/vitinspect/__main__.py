@@ -101,6 +101,8 @@ def _judge_each(b, engine, views) -> list:
     try:
         j = judge(b, engine, views)
         return [_one(j, k) for k in range(len(views))]
+    except VitinspectError:
+        raise  # the bundle's own checks: already one line naming the file
     except Exception as exc:  # noqa: BLE001 - isolated below
         first = _reason(exc)
     out = []
@@ -446,7 +448,7 @@ def main(argv=None) -> int:
         print(f"error: {_bounded_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing written", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         _quiet_stdout()

@@ -109,7 +109,10 @@ def find_parts(paths: list[str], views: list[str], classes: list[str] = ()) -> l
     at its root beside part folders) is a bad argument (VitinspectError, one line naming it).
     """
     parts, seen = [], set()
-    for p in map(Path, paths):
+    for text in paths:
+        if not str(text).strip():
+            raise VitinspectError(f"PART {str(text)!r}: an empty path (give a part folder or a lot)")
+        p = Path(text)
         try:
             found = _parts_of(p, views, classes)
         except OSError as exc:
