@@ -252,6 +252,8 @@ def print_rows(rows, b) -> bool:
     except BrokenPipeError:
         _quiet_stdout()
         return False
+    except OSError as exc:  # a full disk under `> file`, a closed terminal
+        raise VitinspectError(f"stdout: cannot write the rows ({exc.strerror or type(exc).__name__})") from None
     return True
 
 
@@ -427,6 +429,8 @@ def _one_line(exc: BaseException) -> str:
     """What main prints for an exception that is not a VitinspectError (as vitinspect.cli.run_stage does)."""
     if isinstance(exc, OSError) and exc.filename:
         return f"{safe_text(exc.filename)}: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
     if isinstance(exc, MemoryError):
         return "out of memory (a smaller lot, or fewer parts at once)"
     return f"unexpected {_reason(exc)} (a bug: please report it)"

@@ -77,9 +77,10 @@ def check_size(path, w: int, h: int, max_pixels: int = MAX_PIXELS) -> None:
     """A BadPart naming ``path`` when a header's size is empty or over the bounds (MAX_PIXELS, MAX_SIDE)."""
     if w < 1 or h < 1:
         raise BadPart(f"{path}: {w}x{h} px: an empty image")
-    if w * h > max_pixels or max(w, h) > MAX_SIDE:
-        raise BadPart(f"{path}: {w}x{h} px is over the {max_pixels:,} pixels (and {MAX_SIDE:,} px a side) a view may "
-                      "have (refused before decoding)")
+    if w * h > max_pixels:
+        raise BadPart(f"{path}: {w}x{h} px is over the {max_pixels:,} pixels a view may have (refused before decoding)")
+    if max(w, h) > MAX_SIDE:
+        raise BadPart(f"{path}: {w}x{h} px is over the {MAX_SIDE:,} px a side a view may have (refused before decoding)")
 
 
 def open_checked(path: Path, max_pixels: int = MAX_PIXELS):
