@@ -845,7 +845,7 @@ def test_review_out_and_comment_never_replace_a_folder(in_tmp, monkeypatch):
         assert {k: v for k, v in after.items() if k in before} == before
 
 
-def test_atomic_path_refuses_every_other_kind_and_keeps_it(tmp_path):
+def test_atomic_path_refuses_every_other_kind_and_keeps_it(tmp_path, monkeypatch):
     from vitinspect.storage import atomic_path, write_text
 
     (tmp_path / "d").mkdir()
@@ -863,6 +863,13 @@ def test_atomic_path_refuses_every_other_kind_and_keeps_it(tmp_path):
     assert (tmp_path / "link").is_symlink() and Path(tmp_path / "fifo").is_fifo()
     write_text(tmp_path / "f", "new")  # a regular file is what it writes: replaced
     assert (tmp_path / "f").read_text() == "new"
+    from vitinspect.cli import output_path
+
+    monkeypatch.chdir(tmp_path)
+    assert output_path("d") == "d" and output_path("f", file=True) == "f"  # a folder output, a file output
+    for name, kw in (("d", {"file": True}), ("link", {}), ("fifo", {})):
+        with pytest.raises(VitinspectError, match="left as it is"):
+            output_path(name, **kw)
     (tmp_path / ".f.abcdefgh.tmp").write_text("a user's file named like our temporaries")
     write_text(tmp_path / "f", "again")
     assert (tmp_path / ".f.abcdefgh.tmp").exists()
