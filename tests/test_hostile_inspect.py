@@ -919,16 +919,26 @@ def test_watch_restart_resumes_and_a_reused_name_is_judged_again(tiny_bundle, re
     assert cli_main(_watch(tiny_bundle, "--max-parts", "1")) == 0  # a restart: "a" is in line.csv already
     assert [Path(r["part"]).name for r in rows_csv(in_tmp / "line.csv")] == ["a", "b"]
 
-    def reuse():
+    shutil.rmtree(inbox / "b")
+
+    def reuse():  # once this run has judged "c", the name "a" is deleted and made again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(rows_csv(in_tmp / "line.csv")) < 3:
+            time.sleep(0.05)
         shutil.rmtree(inbox / "a")
-        time.sleep(0.05)
         shutil.copytree(part(rendered, 2), inbox / "a")
 
-    th = _later(reuse, 0.3)
-    assert cli_main(_watch(tiny_bundle, "--max-parts", "1")) == 0
+    shutil.copytree(part(rendered, 3), inbox / "c")
+    th = _later(reuse)
+    guard = threading.Timer(90, lambda: os.kill(os.getpid(), signal.SIGINT))  # never hang: the watch exits 130
+    guard.start()
+    try:
+        assert cli_main(_watch(tiny_bundle, "--max-parts", "2")) == 0
+    finally:
+        guard.cancel()
     th.join()
     rows = rows_csv(in_tmp / "line.csv")
-    assert [Path(r["part"]).name for r in rows] == ["a", "b", "a"]
+    assert [Path(r["part"]).name for r in rows] == ["a", "b", "c", "a"]
     assert list(csv.reader(open(in_tmp / "line.csv")))[0][0] == "part"  # one header
 
 
