@@ -281,7 +281,11 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     lot = tmp_path / "lot"
     assert cli_main(["render", "--n", "2", "--out", str(lot), "--bundle", str(tiny_bundle)]) == 0
     assert cli_main(["inspect", str(lot), "--explain", str(tmp_path / "why"), "--bundle", str(tiny_bundle)]) == 0
-    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["part-00000.png", "part-00001.png"]
+    from vitinspect.__main__ import explain_name  # <part>-<hash of its path>.png: unique per part path
+
+    names = sorted(p.name for p in (tmp_path / "why").iterdir())
+    assert names == sorted(explain_name(lot / f"part-0000{i}") for i in range(2))
+    assert [n.rsplit("-", 1)[0] for n in names] == ["part-00000", "part-00001"]
 
 
 def test_bundle_stage_is_in_the_pipeline(project):

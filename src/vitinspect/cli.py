@@ -27,13 +27,29 @@ def _no_progress_monitor() -> None:
 _no_progress_monitor()
 
 
-def output_path(value: str) -> str:
+def output_path(value: str, file: bool = False) -> str:
     """argparse type for an output: it must resolve inside the project (the working directory,
-    where dvc runs stages), so no stage writes elsewhere, whether by an absolute path or '..'."""
+    where dvc runs stages), so no stage writes elsewhere, whether by an absolute path or '..'; and nothing
+    but a file or a folder may be there (a symbolic link, a FIFO, a socket or a device is refused and left
+    alone: the atomic write, vitinspect.storage.check_replaceable, would replace it). Whether a file or a
+    folder may be replaced is the atomic write's to check, which knows which kind it writes; ``file=True`` (a
+    caller that writes a file there) refuses a folder at once, before any work."""
+    import stat
+
     root = Path.cwd().resolve()
     target = (root / value).resolve()
     if not value or (target != root and root not in target.parents):
         raise VitinspectError(f"output path {value!r} is outside the project ({root}); give a path inside it")
+    try:
+        mode = os.lstat(value).st_mode
+    except FileNotFoundError:
+        return value
+    except OSError as exc:
+        raise VitinspectError(f"output path {value!r}: cannot check it ({exc.strerror})") from None
+    if not (stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and not file)):
+        from vitinspect.storage import check_replaceable
+
+        check_replaceable(value)  # raises: names what is there
     return value
 
 

@@ -12,7 +12,9 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -33,18 +35,44 @@ def all_or_nothing():
     try:
         yield
         done, _pending = _pending, outer
-        for tmp, target, path in done:
-            _commit(tmp, target, path)
+        for tmp, target, path, is_dir in done:
+            _commit(tmp, target, path, is_dir)
     except BaseException:
-        for tmp, _, _ in _pending or []:
+        for tmp, *_ in _pending or []:
             shutil.rmtree(tmp, ignore_errors=True)
         _pending = outer
         raise
 
 
-def _commit(tmp: Path, target: Path, path: Path) -> None:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a device"
+
+
+def check_replaceable(path: str | Path, is_dir: bool = False) -> None:
+    """What an atomic write may replace at ``path``: nothing, or the kind of thing it writes itself (a regular
+    file for a file output, a real folder for a folder output). Anything else (a folder where a file goes, a
+    file where a folder goes, a symbolic link, a FIFO, a socket, a device) is refused with one line and left
+    as it is: renaming over it would delete the user's folder or break their link."""
     try:
-        if path.is_dir() and not path.is_symlink():
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
+    want = stat.S_ISDIR if is_dir else stat.S_ISREG
+    if not want(st.st_mode):
+        raise VitinspectError(f"{path}: is {_kind(st.st_mode)}, where {'a folder' if is_dir else 'a file'} is to be "
+                              "written; left as it is (remove it or give another path)")
+
+
+def _commit(tmp: Path, target: Path, path: Path, is_dir: bool = False) -> None:
+    try:
+        check_replaceable(path, is_dir)  # again: something may have appeared there while the output was written
+        if is_dir and path.is_dir():
             os.replace(path, tmp / (path.name + ".old"))  # a directory cannot be replaced in one rename
         os.replace(target, path)
     except OSError as exc:
@@ -53,19 +81,32 @@ def _commit(tmp: Path, target: Path, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _stale(path: Path, suffix: str):
+    """Temporaries beside ``path`` left by a killed run: folders named ``.<name>.<8 chars>.<suffix>`` as
+    tempfile.mkdtemp makes them (never those of "<name>.png" beside "<name>", never a user's file)."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(f".{suffix}"))
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.{suffix}"):
+        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            yield stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, is_dir: bool = False):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     On an exception the temporary is removed and ``path`` is left as it was. An OSError
     (disk full, read-only directory) becomes a one-line VitinspectError naming ``path``.
+
+    Only the kind of thing written may be replaced (:func:`check_replaceable`: a regular file, or a folder
+    with ``is_dir``), checked before the block runs and again at the rename; a folder, a link or a FIFO where a
+    file goes is refused and left intact.
     """
     path = Path(path)
+    check_replaceable(path, is_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
-            if "." not in stale.name[len(path.name) + 2:-4]:  # ours, not those of "<name>.png" beside "<name>"
-                shutil.rmtree(stale, ignore_errors=True)
+        for stale in _stale(path, "tmp"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
@@ -81,9 +122,9 @@ def atomic_path(path: str | Path, *, is_dir: bool = False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if _pending is not None:
-        _pending.append((tmp, target, path))
+        _pending.append((tmp, target, path, is_dir))
     else:
-        _commit(tmp, target, path)
+        _commit(tmp, target, path, is_dir)
 
 
 @contextlib.contextmanager
@@ -93,9 +134,8 @@ def scratch_dir(beside: str | Path):
     beside = Path(beside)
     try:
         beside.parent.mkdir(parents=True, exist_ok=True)
-        for stale in beside.parent.glob(f".{glob.escape(beside.name)}.*.chunks"):  # left by a killed run
-            if "." not in stale.name[len(beside.name) + 2:-7]:
-                shutil.rmtree(stale, ignore_errors=True)
+        for stale in _stale(beside, "chunks"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".chunks", dir=beside.parent))
     except OSError as exc:
         raise VitinspectError(f"{beside}: cannot write ({exc.strerror})") from None
