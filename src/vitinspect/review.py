@@ -37,22 +37,25 @@ CONFUSION = "metrics/confusion_matrix.json"
 PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 
 
-def _parse_json(text: str, where: str):
-    """A JSON object from ``text``; a malformed one is one line naming ``where`` (the file and the revision)."""
+def _parse_json(text: str, where: str, kinds: tuple = (dict,)):
+    """A JSON value of one of ``kinds`` (an object unless told) from ``text``; a malformed one is one line naming
+    ``where`` (the file and the revision)."""
     try:
         value = json.loads(text)
     except ValueError as exc:  # JSONDecodeError, and numbers too large for the parser
         raise VitinspectError(f"{where}: not valid JSON ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__}); "
                               "fix or regenerate the file (dvc repro)") from None
-    if not isinstance(value, dict):
-        raise VitinspectError(f"{where}: must be a JSON object, got {type(value).__name__}; fix or regenerate the file (dvc repro)")
+    if not isinstance(value, kinds):
+        what = " or ".join({dict: "a JSON object", list: "a JSON list"}[k] for k in kinds)
+        raise VitinspectError(f"{where}: must be {what}, got {type(value).__name__}; fix or regenerate the file (dvc repro)")
     return value
 
 
-def at_revision(rev: str, path: str):
-    """A JSON object as committed at ``rev``; None if it is not there; a malformed one is one line naming it."""
+def at_revision(rev: str, path: str, kinds: tuple = (dict,)):
+    """A JSON object (or one of ``kinds``) as committed at ``rev``; None if it is not there; a malformed one is one
+    line naming it."""
     text = run_command(["git", "show", f"{rev}:{path}"], check=False)
-    return _parse_json(text, f"{path} at revision {rev}") if text.strip() else None
+    return _parse_json(text, f"{path} at revision {rev}", kinds) if text.strip() else None
 
 
 def in_workspace(path: str):
@@ -403,6 +406,9 @@ def main(argv=None) -> None:
     ap.add_argument("--run-url", help="the workflow run (and its artifact), linked from the comment")
     ap.add_argument("--peer", action="store_true", help="print only the ViT vs RT+SVM table of the workspace and stop (for make show)")
     args = ap.parse_args(argv)
+    for option, path in (("--out", args.out), ("--comment", args.comment)):  # refused before any diff runs
+        if path and (Path(path).is_dir() or Path(path).is_symlink()):
+            raise VitinspectError(f"{option} {path}: is a folder or a link, not a file; give a file path (nothing was written)")
     if args.peer:
         print(peer_section(in_workspace(EVAL), in_workspace(PEER)) or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
         return

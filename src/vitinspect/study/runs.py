@@ -18,8 +18,9 @@ from vitinspect.study.plan import PREFIX, Experiment
 
 
 def json_at(rev: str, path: str):
-    """A JSON file as committed at ``rev``; None if it is not there. Every JSON read of the findings."""
-    return at_revision(rev, path)
+    """A JSON file (an object, or a list of records) as committed at ``rev``; None if it is not there. Every JSON
+    read of the findings."""
+    return at_revision(rev, path, (dict, list))
 
 
 def _dvc(*args: str, check: bool = True) -> str:
