@@ -106,3 +106,10 @@ def test_report_keeps_a_marked_block_whose_runs_it_does_not_hold(tmp_path):
     assert text.index("## The source's claims") < text.index("## F1")
     again = build_report({}, tmp_path, "study", {}, [], {PT_BEGIN: marked_block(text, PT_BEGIN, PT_END)})
     assert again.count(KEPT) == 1  # marked once, however often the report is rewritten
+
+
+def test_durations_of_a_one_at_a_time_queue():
+    from vitinspect.study.runs import durations
+
+    finished = {"a": 110.0, "b": 150.0, "c": 90.0, "old": 10.0}  # c finished first; old predates this run
+    assert durations(["a", "b", "c", "old", "failed"], finished, 60.0) == {"a": 20.0, "b": 40.0, "c": 30.0, "old": None, "failed": None}

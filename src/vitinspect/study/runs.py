@@ -31,8 +31,9 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> dict:
     """Queue every experiment (dropping earlier ones of the same name) and run the queue, one at a time.
 
     ``extra``: base overrides applied to every experiment (``study run --set``); an experiment's own
-    overrides win where both name a key. Returns the timing: the whole run's wall seconds and each
-    experiment's, from the queue's Running -> Success transitions (polled every 3 s).
+    overrides win where both name a key. Returns the timing: the whole run's wall seconds, and each
+    experiment's from the commit times DVC gives the finished experiments (the queue runs one at a time,
+    so an experiment took the time since the one before it finished, the first since the queue started).
     """
     t0 = time.time()
     for e in exps:
@@ -40,28 +41,45 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> dict:
         sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**extra, **e.overrides}.items()]
         _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
     queued = time.time()
-    _dvc("queue", "start", "-j", "1")
+    _dvc("queue", "start", "-j", "1")  # returns once its worker has drained the queue (the worker holds its stdout)
     deadline = time.time() + timeout_s
-    started, seconds = {}, {}
     while time.time() < deadline:
         status = queue_status()
-        now = time.time()
-        for name, state in status.items():
-            if state == "Running":
-                started.setdefault(name, now)
-            elif name in started and name not in seconds:
-                seconds[name] = round(now - started[name], 1)
         if not {"Queued", "Running"} & set(status.values()):
             break
         time.sleep(3)
     else:
         raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
     timing = {"experiments": len(exps), "queue_s": round(queued - t0, 1), "wall_s": round(time.time() - t0, 1),
-              "per_experiment_s": {e.name: seconds.get(e.name) for e in exps}, "set": extra}
+              "per_experiment_s": durations([e.name for e in exps], finished_at(), queued), "set": extra}
     failed = [name for name, state in status.items() if state == "Failed" and name in {e.name for e in exps}]
     if failed:
         raise VitinspectError(f"{len(failed)} study experiment(s) failed; see dvc queue logs {failed[0]}")
     return timing
+
+
+def finished_at() -> dict[str, float]:
+    """experiment name -> the POSIX time its commit was made (when it finished), from ``dvc exp show``."""
+    from datetime import datetime
+
+    out = {}
+    for base in json.loads(_dvc("exp", "show", "--json")):
+        for exp in base.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                stamp = (rev.get("data") or {}).get("timestamp")
+                if rev.get("name") and stamp:
+                    out[rev["name"]] = datetime.fromisoformat(stamp).timestamp()
+    return out
+
+
+def durations(names: list[str], finished: dict[str, float], start: float) -> dict[str, float | None]:
+    """Each experiment's seconds in a one-at-a-time queue: from the previous finish (or ``start``) to its own.
+    None for one that did not finish after ``start`` (failed, or an older run of the same name)."""
+    done = sorted((t, n) for n, t in finished.items() if n in set(names) and t >= start - 1)
+    out, previous = dict.fromkeys(names), start
+    for t, n in done:
+        out[n], previous = round(t - previous, 1), t
+    return out
 
 
 def queue_status() -> dict[str, str]:
