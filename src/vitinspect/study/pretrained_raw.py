@@ -66,8 +66,10 @@ def section_f4_raw(runs: Runs) -> tuple[list[str], list[tuple[str, str]]]:
               f"Full fine-tuning from the raw-pretrained start moves the blocks by {fmt(moved['ptraw-full'])} on average (relative change "
               f"‖W−W0‖/‖W0‖, seed 0) against {fmt(moved['base'])} from random weights: "
               + ("most of the pretrained encoder is kept." if moved["ptraw-full"] < 0.3 else "the pretrained encoder is still largely rewritten.")
-              + f" {BY_FINDING['F4'].finding}'s claim (all parameters trainable) holds by construction for full fine-tuning; head-only, "
-              "last_blocks and LoRA keep their frozen blocks at exactly 0. last_blocks and LoRA ran once (described, not judged).", ""]
+              + f" {BY_FINDING['F4'].finding}'s claim (all parameters trainable) holds by construction for full fine-tuning; the partial "
+              "strategies keep their frozen blocks at exactly 0."
+              + (" last_blocks and LoRA ran once (described, not judged)." if runs.has("ptraw-last_blocks") or runs.has("ptraw-lora")
+                 else " last_blocks and LoRA from this start are in the plan but were not run for this report."), ""]
     return lines, [(text, word) for text, word, _ in answers]
 
 
