@@ -58,12 +58,13 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> dict:
     return timing
 
 
-def finished_at() -> dict[str, float]:
-    """experiment name -> the POSIX time its commit was made (when it finished), from ``dvc exp show``."""
+def finished_at(all_commits: bool = False) -> dict[str, float]:
+    """experiment name -> the POSIX time its commit was made (when it finished), from ``dvc exp show``
+    (``-A``: also experiments based on earlier commits)."""
     from datetime import datetime
 
     out = {}
-    for base in json.loads(_dvc("exp", "show", "--json")):
+    for base in json.loads(_dvc("exp", "show", "--json", *(["-A"] if all_commits else []))):
         for exp in base.get("experiments") or []:
             for rev in exp.get("revs") or []:
                 stamp = (rev.get("data") or {}).get("timestamp")
