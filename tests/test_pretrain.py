@@ -200,7 +200,7 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
           "study-pt-full-s0": 0.93, "study-pt-lora-s0": 0.7, "study-frac0.1-s0": 0.5, "study-pt-frac0.1-s0": 0.7,
           "study-frac0.3-s0": 0.7, "study-pt-frac0.3-s0": 0.8, "study-pt-big-s0": 0.9}
     records = {n: _record(n, v) for n, v in f1.items()}
-    monkeypatch.setattr(study.runs, "at_revision", lambda rev, path: records[rev]["files"].get(path))
+    monkeypatch.setattr(study.runs, "at_revision", lambda rev, path, kinds=(dict,): records[rev]["files"].get(path))
     text = "\n".join(study.pretrained_sections(records, tmp_path, "fig"))
     assert "beats head-only from scratch by more than the seed spread" in text
     assert "0.810 ± 0.010 (n=2)" in text and "4 of 4 seed pairs" in text
