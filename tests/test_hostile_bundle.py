@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import load_stage, tiny_dict
 from test_inspect import tiny_bundle, trained_model  # noqa: F401  (session fixtures, shared with test_inspect)
+from test_params import with_value
 
 from vitinspect import bundle as bundle_format
 from vitinspect import review
@@ -341,21 +342,6 @@ EVAL_BASE = {"operating_point": {"class": "passed", "threshold": 0.4},
              "test": {"operating_point": {"macro_f1_defects": {"value": 0.9, "low": 0.85, "high": 0.94}}}}
 
 
-def with_base(keys: str, value) -> dict:
-    import copy
-
-    d = copy.deepcopy(EVAL_BASE)
-    *parents, leaf = keys.split(".")
-    node = d
-    for k in parents:
-        node = node[k]
-    if value == "~delete":
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return d
-
-
 # A base figure that is not a finite count: never significant, whatever the workspace says.
 NOT_COUNTS = [
     ("lot.operating_point.escape.k", math.nan),
@@ -377,7 +363,7 @@ NOT_COUNTS = [
 
 @pytest.mark.parametrize("keys, value", NOT_COUNTS, ids=[f"{k}={v!r}" for k, v in NOT_COUNTS])
 def test_a_base_figure_that_is_not_a_count_is_not_comparable(keys, value):
-    base = with_base(keys, value)
+    base = with_value(keys, value, EVAL_BASE)
     figure = {"escape": "escape rate on the lot", "false_reject": "false-reject rate on the lot",
               "macro_f1_defects": "defect macro-F1 on test"}.get(keys.split(".")[2])
     j = review.judge(base, EVAL_BASE)  # identical figures elsewhere

@@ -277,42 +277,19 @@ def render_parts(data_params, indices, labels) -> dict[str, np.ndarray | list]:
     any order or process, gives the same bytes per part on one machine."""
     from scipy import ndimage
 
-    from vitinspect.render import Geometry, draw_part, mask_box
+    from vitinspect.render import Geometry, render_batch
 
     p, b = data_params, data_params.blender
     geom = Geometry(p.image_size, p.grid.rows, p.grid.cols)  # the 2-D draws: jitter in px, tilt in pitches
     scene = scene_for(p)
-    indices = [int(i) for i in indices]
-    n, s, v = len(indices), p.image_size, len(p.views)
-    views = np.empty((n, v, s, s), dtype=np.uint8)
-    masks = np.empty((n, s, s), dtype=np.uint8)
-    terminals = np.empty(n, dtype=np.int32)
-    tilts = np.empty((n, 2), dtype=np.float32)
-    retractions = np.empty(n, dtype=np.float32)
-    boxes = np.empty((n, 4), dtype=np.int32)
-    for k, i in enumerate(indices):
-        rng = np.random.default_rng([p.seed, 1, i])
-        part = draw_part(labels[i], geom, rng, tilt_range=p.defect.tilt, retract_range=p.defect.retract,
-                         jitter_px=p.jitter_px, lighting=p.lighting)
+
+    def draw(part, rng):
         rotation = float(rng.uniform(-b.rotation, b.rotation)) if b.rotation > 0 else 0.0
         images, mask = scene.render(part, p.views, int(rng.integers(2 ** 31 - 1)), rotation)
         if p.noise > 0:
             images = np.clip(images / 255.0 + rng.normal(0.0, p.noise, images.shape), 0.0, 1.0)
             images = np.round(images * 255)
-        views[k] = images.astype(np.uint8)
         mask = ndimage.binary_dilation(mask, iterations=1) if mask.any() else mask
-        masks[k] = mask
-        boxes[k] = mask_box(mask)
-        terminals[k] = part.defect_terminal
-        tilts[k] = part.tilt
-        retractions[k] = part.retraction
-    return {
-        "id": [f"part-{i:05d}" for i in indices],
-        "label": [labels[i] for i in indices],
-        "defect_terminal": terminals,
-        "tilt": tilts,
-        "retraction": retractions,
-        "bbox": boxes,
-        "mask": masks,
-        "views": views,
-    }
+        return images.astype(np.uint8), mask
+
+    return render_batch(p, indices, labels, geom, draw)

@@ -254,6 +254,18 @@ def render_parts(data_params, indices, labels) -> dict[str, np.ndarray | list]:
 
         return blender_parts(p, indices, labels)
     geom = Geometry(p.image_size, p.grid.rows, p.grid.cols)
+
+    def draw(part, rng):
+        views = [np.round(render_view(geom, part, view, rng, p.noise, p.blur) * 255).astype(np.uint8) for view in p.views]
+        return np.stack(views), defect_mask(geom, part)
+
+    return render_batch(p, indices, labels, geom, draw)
+
+
+def render_batch(p, indices, labels, geom: "Geometry", draw) -> dict[str, np.ndarray | list]:
+    """The columns of a batch of parts: each part's draws (``draw_part``, from its own seeded generator), then
+    ``draw(part, rng)`` -> ((V, S, S) uint8 views, (S, S) mask), with the same generator, so a renderer that
+    draws more from it (Blender's rotation and noise) keeps the 2-D renderer's parts for a seed."""
     indices = [int(i) for i in indices]
     n, s, v = len(indices), p.image_size, len(p.views)
     views = np.empty((n, v, s, s), dtype=np.uint8)
@@ -266,10 +278,7 @@ def render_parts(data_params, indices, labels) -> dict[str, np.ndarray | list]:
         rng = np.random.default_rng([p.seed, 1, i])
         part = draw_part(labels[i], geom, rng, tilt_range=p.defect.tilt, retract_range=p.defect.retract,
                          jitter_px=p.jitter_px, lighting=p.lighting)
-        for j, view in enumerate(p.views):
-            img = render_view(geom, part, view, rng, p.noise, p.blur)
-            views[k, j] = np.round(img * 255).astype(np.uint8)
-        mask = defect_mask(geom, part)
+        views[k], mask = draw(part, rng)
         masks[k] = mask
         boxes[k] = mask_box(mask)
         terminals[k] = part.defect_terminal
