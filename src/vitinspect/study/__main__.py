@@ -21,7 +21,7 @@ from vitinspect.study.report import write_report
 from vitinspect.study.runs import record_run, run_plan
 
 
-PLANS = ("full", "toy", "f6", "pretrain", "pretrain-raw")
+PLANS = ("full", "toy", "f6", "pretrain", "pretrain-raw", "blender")
 
 
 def plans(value: str) -> list[str]:
@@ -48,7 +48,8 @@ def main(argv=None) -> None:
     ap.add_argument("action", choices=["run", "report"])
     ap.add_argument("--plan", type=plans, default="full", metavar="PLAN[,PLAN]",
                     help=f"one or more of {', '.join(PLANS)}, comma-separated; pretrain: F4/F5 of an NSOARTC-pretrained start and "
-                         "label efficiency (issue 17); pretrain-raw: the same from an encoder pretrained on raw views (issue 25)")
+                         "label efficiency (issue 17); pretrain-raw: the same from an encoder pretrained on raw views (issue 25); "
+                         "blender: F1-F3 and F6 on Blender parts (issue 26)")
     ap.add_argument("--only", choices=["F6", "pretrain"],
                     help="rewrite only this finding's section(s) of the report (the f6 and pretrain plans imply it)")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")

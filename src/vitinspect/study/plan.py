@@ -68,6 +68,8 @@ def plan(kind: str = "full", seeds: int = 3, pretrained: str | None = None) -> l
         return pretrain_plan(seeds)
     if kind == "pretrain-raw":
         return raw_pretrain_plan(seeds)
+    if kind in RENDERERS:
+        return renderer_plan(kind, seeds)
     settings = dict(SETTINGS)
     if pretrained:
         settings["pretrained"] = {"model.source": "pretrained", "model.name_or_path": pretrained}
@@ -133,3 +135,23 @@ def pretrain_plan(seeds: int = 2) -> list[Experiment]:
              *runs("pt-last_blocks", pt(**{"finetune.strategy": "last_blocks"})), *runs("pt-lora", pt(**{"finetune.strategy": "lora"})),
              *[r for r in runs("pt-full", pt()) if r[1] > 0], *frac, ("pt-big", 0, pt(**{"train.seed": 0, **BIG}))]
     return [Experiment(name, seed, overrides, PT_TARGETS) for name, seed, overrides in order]
+
+
+# Another renderer's parts (issue 26): F1, F2, F3 and F6 asked again, each setting with the baseline's seeds.
+# The experiments are named study-<renderer>-<setting>-s<seed>; the report sets their answers beside the 2-D ones.
+RENDERERS = {"blender": {"data.renderer": "blender"}}
+RENDERER_SETTINGS = ("epochs5", "ratio0.2", "raw")
+
+
+def renderer_plan(renderer: str, seeds: int = 3) -> list[Experiment]:
+    """The baseline and the settings F1-F3 and F6 judge, on ``renderer``'s parts, seed by seed: a queue cut
+    short has every setting at seed 0 first. The data of each passed ratio renders once (DVC's run cache)."""
+    settings = {"base": {}, **{k: SETTINGS[k] for k in RENDERER_SETTINGS}}
+    return [Experiment(f"{renderer}-{k}", s, {"train.seed": s, **RENDERERS[renderer], **o}, STUDY_TARGETS)
+            for s in range(seeds) for k, o in settings.items()]
+
+
+def renderer_of(name: str) -> str | None:
+    """The renderer an experiment's name says it ran on (``study-blender-base-s0`` -> "blender"); None for 2-D."""
+    head = name[len(PREFIX):].split("-", 1)[0]
+    return head if head in RENDERERS else None
