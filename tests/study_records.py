@@ -28,6 +28,12 @@ SETTINGS = {
     "ptraw-lora": (1, {}), "ptraw-big": (3, {"pretrain": {"input": "raw"}}),
 }
 
+# issue 26: the same settings on Blender parts (study run --plan blender), for the renderer section
+BLENDER = {f"blender-{k}": (3, {"data": {"renderer": "blender", **extra.get("data", {})}, **{s: v for s, v in extra.items() if s != "data"}})
+           for k, extra in (("base", {}), ("epochs5", {"train": {"epochs": 5}}), ("ratio0.2", {"data": {"passed_ratio": 0.2}}), ("raw", {}))}
+# The composite's defect contrast (metrics/data.json), fixed per renderer: not drawn, so the records above keep their values
+CONTRAST = {"2d": {"tilt_x": 2.94, "tilt_y": 3.49, "retracted": 2.07}, "blender": {"tilt_x": 3.02, "tilt_y": 1.67, "retracted": 1.29}}
+
 
 # A fixed author, committer and date: the same commits, so the same revs in the report's table of runs.
 GIT_ENV = {"GIT_AUTHOR_NAME": "study", "GIT_AUTHOR_EMAIL": "study@example.com", "GIT_AUTHOR_DATE": "2026-12-01T00:00:00Z",
@@ -40,7 +46,7 @@ def _git(repo: Path, *args: str) -> str:
                           env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
-def _files(name: str, rng) -> dict[str, object]:
+def _files(name: str, rng, contrast: bool = False) -> dict[str, object]:
     r = lambda lo=0.0, hi=1.0: round(float(rng.uniform(lo, hi)), 6)  # noqa: E731
     per = {c: {"recall": r(0.4), "f1": r(0.4)} for c in CLASSES}
     test = {"accuracy": r(0.6), "macro_f1": r(0.5), "escape": {"rate": r(0, 0.02)}, "false_reject": {"rate": r(0, 0.3)},
@@ -66,6 +72,8 @@ def _files(name: str, rng) -> dict[str, object]:
         "plots/baseline_confusion.json": [{"actual": t, "predicted": p} for t, p in zip(truth, peer)],
         "plots/predictions.csv": "id,label,predicted\n" + "".join(f"part-{i:05d},{t},{p}\n" for i, (t, p) in enumerate(zip(truth, vit))),
     }
+    if contrast:
+        files["metrics/data.json"] = {"defect_contrast": CONTRAST["blender" if name.startswith("study-blender-") else "2d"]}
     if name.startswith(("study-pt-full", "study-pt-big", "study-ptraw-full", "study-ptraw-big")):
         files["dvclive/pretrain/plots/metrics/reconstruction_loss.tsv"] = "step\treconstruction_loss\n" + "".join(
             f"{e}\t{r(0.04, 0.2)}\n" for e in range(5))
@@ -73,25 +81,27 @@ def _files(name: str, rng) -> dict[str, object]:
     return files
 
 
-def _params(setting: str) -> dict:
+def _params(setting: str, settings: dict) -> dict:
     p = {"data": {"n_images": 3000, "image_size": 64, "passed_ratio": 0.02, "split": {"train": 0.7}}, "train": {"epochs": 2},
          "model": {"source": "scratch"}, "pretrain": {"n_parts": 500, "input": "nsoartc", "epochs": 5, "mask_ratio": 0.75}}
-    for section, values in SETTINGS[setting][1].items():
+    for section, values in settings[setting][1].items():
         p[section] = {**p[section], **values}
     return p
 
 
-def committed_records(repo: Path) -> dict[str, dict]:
-    """name -> {rev, params, metrics}, as ``collect`` returns them, each rev a commit of ``repo`` holding its files."""
+def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = False) -> dict[str, dict]:
+    """name -> {rev, params, metrics}, as ``collect`` returns them, each rev a commit of ``repo`` holding its files.
+    ``settings``: SETTINGS, or e.g. {**SETTINGS, **BLENDER} (appended: the records before them keep their values);
+    ``contrast``: also commit metrics/data.json (then every rev differs from the golden report's)."""
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     rng = np.random.default_rng(27)
     records = {}
-    for setting, (seeds, _) in SETTINGS.items():
+    for setting, (seeds, _) in settings.items():
         for seed in range(seeds):
             name = f"study-{setting}-s{seed}"
             _git(repo, "rm", "-rq", "--ignore-unmatch", ".")
-            files = _files(name, rng)
+            files = _files(name, rng, contrast)
             for path, content in files.items():
                 f = repo / path
                 f.parent.mkdir(parents=True, exist_ok=True)
@@ -108,5 +118,5 @@ def committed_records(repo: Path) -> dict[str, dict]:
                        "metrics/audit.json": {"trainable_pct": 100.0 if "head" not in setting else 2.5,
                                               "total_parameters": 1_500_000 if "big" in setting else 150_787},
                        "metrics/lot.json": {"escapes_per_million": 120.0 + seed, "false_reject_rate": 0.05}}
-            records[name] = {"rev": _git(repo, "rev-parse", "HEAD"), "params": _params(setting), "metrics": metrics}
+            records[name] = {"rev": _git(repo, "rev-parse", "HEAD"), "params": _params(setting, settings), "metrics": metrics}
     return records

@@ -84,24 +84,79 @@ def test_toy_study_writes_every_section(toy_study):
     assert all(p["train"]["weight_decay"] == 0.01 for p in params.values())
 
 
-def test_report_bytes_from_fixed_runs_match_the_golden_report(tmp_path, monkeypatch):
-    """reports/study.md, rendered from a fixed set of collected runs (tests/study_records.py: each run a commit
-    of a throwaway repo, read back with `git show` as after `make study`), is byte for byte tests/golden/study.md
-    (first the report study.py wrote before it was split into the study package; regenerated once for issue 25's
-    claims table, seeds and sizes). Every section has numbers here, none says "Not run"; regenerate the golden
-    file only for a change meant to alter the report."""
-    from study_records import committed_records
+@pytest.fixture(scope="module")
+def fixed_report(tmp_path_factory):
+    """The report rendered from a fixed set of collected runs (tests/study_records.py: each run a commit of a
+    throwaway repo, read back with `git show` as after `make study`), the 2-D runs and the Blender ones:
+    (records, text, figure folder, the repo). Committed once for the tests below."""
+    import os
+
+    from study_records import BLENDER, SETTINGS, committed_records
 
     from vitinspect.study import build_report
 
-    records = committed_records(tmp_path / "repo")
-    monkeypatch.chdir(tmp_path / "repo")
-    figures = tmp_path / "study"
-    figures.mkdir()
-    text = build_report(records, figures, "study")
+    root = tmp_path_factory.mktemp("fixed")
+    records = committed_records(root / "repo", {**SETTINGS, **BLENDER}, contrast=True)
+    here = os.getcwd()
+    os.chdir(root / "repo")
+    try:
+        figures = root / "study"
+        figures.mkdir()
+        yield records, build_report(records, figures, "study"), figures, root
+    finally:
+        os.chdir(here)
+
+
+def test_report_bytes_from_fixed_runs_match_the_golden_report(fixed_report):
+    """reports/study.md from the fixed runs is byte for byte tests/golden/study.md (first the report study.py
+    wrote before it was split into the study package; regenerated for issue 25's claims table, seeds and sizes,
+    and for issue 26's Blender section). Every section has numbers here, none says "Not run"; regenerate the
+    golden file only for a change meant to alter the report."""
+    records, text, figures, _ = fixed_report
     golden = Path(__file__).parent / "golden" / "study.md"
     assert "Not run in this plan" not in text
     assert text.encode() == golden.read_bytes()
-    assert sorted(p.name for p in figures.iterdir()) == ["f1_confusion.png", "f2_ratio.png", "pt_label_efficiency.png",
+    assert sorted(p.name for p in figures.iterdir()) == ["blender_f1_confusion.png", "blender_f2_ratio.png", "f1_confusion.png",
+                                                         "f2_ratio.png", "pt_label_efficiency.png",
                                                          "pt_reconstruction_pt-big.png", "pt_reconstruction_pt-full.png",
                                                          "pt_reconstruction_ptraw-big.png", "pt_reconstruction_ptraw-full.png"]
+
+
+def test_blender_runs_get_their_own_section_and_leave_the_2d_findings_as_they_were(fixed_report, monkeypatch):
+    """Issue 26: `study run --plan blender` experiments (study-blender-<setting>-s<seed>) are judged as a study of
+    their own, after a table that sets each finding's answer on both renderers side by side. The 2-D findings
+    read none of them: without them the report down to its table of runs is the same but for the count."""
+    from vitinspect.study import build_report
+    from vitinspect.study.claims import BY_FINDING, answer, compare
+    from vitinspect.study.renderers import markers
+
+    records, text, _, root = fixed_report
+    monkeypatch.chdir(root / "repo")
+    begin, end = markers("blender")
+    head, rest = text.split(begin + "\n")
+    block, tail = rest.split(end + "\n")
+    flat_records = {n: r for n, r in records.items() if not n.startswith("study-blender-")}
+    (root / "flat").mkdir(exist_ok=True)
+    flat = build_report(flat_records, root / "flat", "flat").replace("](flat/", "](study/")
+    assert (head + tail.lstrip("\n")).split("## All runs")[0] == \
+        flat.split("## All runs")[0].replace(f"{len(flat_records)} experiments", f"{len(records)} experiments", 1)
+    assert "| study-blender-raw-s2 |" in tail
+
+    def answer_of(finding, prefix):
+        c = BY_FINDING[finding]
+        side = lambda ref: [figures_of(records[n])[c.metric + ("_" + ref.split(":")[1] if ":" in ref else "")]  # noqa: E731
+                            for n in records if n.startswith(f"study-{prefix}{ref.split(':')[0]}-s")]
+        return answer(compare(side(c.higher), side(c.lower)))
+
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in block.splitlines() if line.startswith("| F")}
+    assert sorted(rows) == ["F1", "F2", "F3", "F6"]
+    for finding in ("F1", "F2", "F3"):
+        two_d, blender = answer_of(finding, ""), answer_of(finding, "blender-")
+        assert rows[finding][4:6] == [two_d, blender], finding
+        expected = "cannot tell" if "not judged" in (two_d, blender) else "no" if two_d == blender else "**yes**"
+        assert rows[finding][6].startswith(expected), finding
+    assert "| defect contrast in the composite, tilt_y | 3.490 | 1.670 |" in block
+    assert "| training seeds of the baseline | 3 | 3 |" in block
+    for heading in ("### F1: does 10 epochs beat 5? (Blender parts)", "### F2", "### F3", "### F6"):
+        assert heading in block
+    assert "## F4" not in block

@@ -26,8 +26,8 @@ def fmt(x, pct=False) -> str:
 class Study:
     """The study's experiments grouped by setting, with the figures of each: what every finding reads."""
 
-    def __init__(self, records: dict[str, dict], figure_dir: Path, rel: str):
-        self.records, self.figure_dir, self.rel = records, figure_dir, rel
+    def __init__(self, records: dict[str, dict], figure_dir: Path, rel: str, prefix: str = ""):
+        self.records, self.figure_dir, self.rel, self.prefix = records, figure_dir, rel, prefix  # prefix: of its figures' names
         self.figs = {name: figures_of(r) for name, r in records.items()}
         self.by_setting = by_setting(records)
 
@@ -83,8 +83,8 @@ class Study:
         """Save a figure beside the report; return its markdown link path."""
         from vitinspect.storage import save_figure
 
-        save_figure(fig, self.figure_dir / name)
-        return f"{self.rel}/{name}"
+        save_figure(fig, self.figure_dir / f"{self.prefix}{name}")
+        return f"{self.rel}/{self.prefix}{name}"
 
 
 def f1_epochs(st: Study) -> list[str]:
@@ -177,8 +177,9 @@ def f3_raw_vs_nsoartc(st: Study) -> list[str]:
     for cls in ("tilt_x", "retracted"):
         png = bytes_at(st.first("base")["rev"], f"plots/attention/{cls}.png")
         if png:
-            (st.figure_dir / f"f3_{cls}.png").write_bytes(png)
-            lines += [f"![the NSOARTC-trained model (seed 0): {cls} parts, maps on the composite and on the raw view]({st.rel}/f3_{cls}.png)", ""]
+            (st.figure_dir / f"{st.prefix}f3_{cls}.png").write_bytes(png)
+            lines += [f"![the NSOARTC-trained model (seed 0): {cls} parts, maps on the composite and on the raw view]"
+                      f"({st.rel}/{st.prefix}f3_{cls}.png)", ""]
     return lines
 
 
@@ -276,8 +277,7 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
         for metric, key in (("accuracy", ""), ("macro-F1", "f1_")):
             if not paired:
                 continue
-            wins = sum(p[f"{key}low"] > 0 for _, p in paired)
-            losses = sum(p[f"{key}high"] < 0 for _, p in paired)
+            wins, losses = paired_wins([p for _, p in paired], key)
             detail = "; ".join(f"{n.rsplit('-', 1)[1]}: {p[f'{key}diff']:+.3f} [{p[f'{key}low']:+.3f}, {p[f'{key}high']:+.3f}]"
                                + (f" ({p['only_vit']} parts only the ViT gets right, {p['only_peer']} only the SVM)" if not key else "")
                                for n, p in paired)
@@ -287,6 +287,12 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
     lines += [f"- **{label}**: the ViT is ahead beyond the interval in {w} of {n} seeds, behind in {l_} of {n}. {detail}."
               for label, w, l_, n, detail in verdicts]
     return lines + ["", f6_answer(verdicts), ""]
+
+
+def paired_wins(paired: list[dict], key: str = "f1_") -> tuple[int, int]:
+    """Seeds where the ViT is ahead of / behind the peer beyond the 95 % interval of the paired difference
+    (``key`` "" for accuracy, "f1_" for macro-F1)."""
+    return sum(p[f"{key}low"] > 0 for p in paired), sum(p[f"{key}high"] < 0 for p in paired)
 
 
 def f6_answer(verdicts: list[tuple]) -> str:

@@ -9,9 +9,10 @@ import numpy as np
 from vitinspect.errors import VitinspectError
 from vitinspect.study.claims import claims_table
 from vitinspect.study.findings import FINDINGS, Study, fmt, f6_peer
-from vitinspect.study.plan import PREFIX
+from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
 from vitinspect.study.pretrained import PT_BEGIN, PT_END, pretrained_sections
 from vitinspect.study.pretrained_raw import RAW_BEGIN, RAW_END, raw_sections
+from vitinspect.study.renderers import markers, renderer_sections
 from vitinspect.study.runs import collect, recorded_overrides
 
 
@@ -94,6 +95,10 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str, overrides
     has_pt = any(n.startswith(f"{PREFIX}pt-") for n in records)
     lines += block if has_pt or not (kept or {}).get(PT_BEGIN) else [annotate_kept(kept[PT_BEGIN]), ""]
     lines += raw_sections(records, figure_dir, rel) or ([kept[RAW_BEGIN], ""] if (kept or {}).get(RAW_BEGIN) else [])
+    lines += renderer_sections(records, figure_dir, rel)
+    for renderer in RENDERERS:  # a renderer whose runs are not among these records keeps its earlier block
+        if not any(renderer_of(n) == renderer for n in records) and (kept or {}).get(markers(renderer)[0]):
+            lines += [kept[markers(renderer)[0]], ""]
     return "\n".join(lines + all_runs(st)) + "\n"
 
 
@@ -155,13 +160,17 @@ def write_report(out: Path, only: str | None = None, all_commits: bool = False) 
         return
     fig_dir = out.with_suffix("")
     old = out.read_text() if out.exists() else ""
-    kept = {b: marked_block(old, b, e) for b, e in ((PT_BEGIN, PT_END), (RAW_BEGIN, RAW_END))}
+    kept = {b: marked_block(old, b, e) for b, e in ((PT_BEGIN, PT_END), (RAW_BEGIN, RAW_END), *map(markers, RENDERERS))}
     log = out.with_suffix(".runs.json")
     timing = [r for r in (json_file(log) or {}).get("runs", []) if isinstance(r, dict)]
     with atomic_path(fig_dir, is_dir=True) as tmp:
         for name in ("pt_reconstruction_pt-full.png", "pt_reconstruction_pt-big.png", "pt_label_efficiency.png"):
             if kept[PT_BEGIN] and (fig_dir / name).is_file():  # the kept block's figures stay beside it
                 shutil.copy2(fig_dir / name, tmp / name)
+        for renderer in RENDERERS:
+            if kept[markers(renderer)[0]] and fig_dir.is_dir():
+                for png in fig_dir.glob(f"{renderer}_*.png"):
+                    shutil.copy2(png, tmp / png.name)
         text = build_report(records, tmp, fig_dir.name, recorded_overrides(log), timing, kept)
     write_text(out, text)
     print(f"study: {len(records)} experiments -> {out}")

@@ -1,0 +1,115 @@
+"""The findings on another renderer's parts (issue 26): F1-F3 and F6 asked again, set beside the 2-D answers.
+
+The experiments ``study-<renderer>-<setting>-s<seed>`` (``plan.renderer_plan``) are read as a study of
+their own by the same finding functions (headings one level down, figure names prefixed with the
+renderer), after a table that puts each finding's answer on both renderers side by side and says which
+changed. The block sits between markers: a report written without these runs keeps the previous block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vitinspect.study.claims import BY_FINDING, answer
+from vitinspect.study.findings import Study, f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f6_peer, fmt, paired_wins
+from vitinspect.study.paired import peer_of
+from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
+from vitinspect.study.runs import json_at
+
+LABELS = {"blender": "Blender"}
+COMPARED = {"F1": "macro-F1, 10 epochs against 5", "F2": "passed recall, passed ratio 0.2 against 0.02",
+            "F3": "relevance mass of the NSOARTC model's map, on the raw view against on the composite",
+            "F6": "the ViT against the RT+SVM peer on macro-F1, seeds ahead beyond the 95 % interval"}
+
+
+def markers(renderer: str) -> tuple[str, str]:
+    return f"<!-- {renderer} renderer sections: begin -->", f"<!-- {renderer} renderer sections: end -->"
+
+
+def of_renderer(records: dict[str, dict], renderer: str) -> dict[str, dict]:
+    """One renderer's experiments, named as the 2-D study names its own (study-blender-base-s0 -> study-base-s0)."""
+    cut = len(PREFIX) + len(renderer) + 1
+    return {PREFIX + n[cut:]: r for n, r in records.items() if renderer_of(n) == renderer}
+
+
+def summary(st: Study, finding: str) -> tuple[str, str]:
+    """A finding's figures and its answer word on one study, e.g. ("0.903 against 0.563, ±0.038", "yes")."""
+    if finding == "F6":
+        paired = [p for p in (peer_of(st.records[n]["rev"]).get("paired") for n in st.by_setting.get("base", [])) if p]
+        if not paired:
+            return "not run", "not judged"
+        wins, losses = paired_wins(paired)
+        n = len(paired)
+        word = ("yes" if wins == n else "no" if losses == n else "mostly yes" if wins > losses else "mostly no" if losses > wins
+                else "within noise")
+        return f"ahead in {wins} of {n} seeds, behind in {losses}", word
+    claim = BY_FINDING[finding]
+    c = st.compare(claim)
+    if not all(c["n"]):
+        return "not run", "not judged"
+    means = [float(np.mean([x for x in st.side(ref, claim.metric) if not np.isnan(x)])) for ref in (claim.higher, claim.lower)]
+    return f"{fmt(means[0])} against {fmt(means[1])}" + (f", ±{fmt(c['spread'])}" if not np.isnan(c["spread"]) else ""), answer(c)
+
+
+def changed(a: str, b: str) -> str:
+    if "not judged" in (a, b):
+        return "cannot tell"
+    return "no" if a == b else f"**yes**: {a} → {b}"
+
+
+def context_rows(sts: list[Study]) -> list[str]:
+    """What each renderer's baseline is: its size, whether the ViT learnt, the peer, the composite's contrast."""
+    def first(st, path):
+        return (json_at(st.first("base")["rev"], path) or {}) if st.has("base") else {}
+
+    def svm(st, key):
+        v = [(peer_of(st.records[n]["rev"]).get("svm") or {}).get(key) for n in st.by_setting.get("base", [])]
+        v = [float(x) for x in v if isinstance(x, (int, float))]
+        return fmt(float(np.mean(v))) if v else "n/a"
+
+    d = [st.first("base")["params"].get("data", {}) if st.has("base") else {} for st in sts]
+    contrast = [first(st, "metrics/data.json").get("defect_contrast") or {} for st in sts]
+    classes = sorted(set(contrast[0]) | set(contrast[1]))
+    rows = [("parts, image size", [f"{st.parts('base')}, {x.get('image_size', 'n/a')} px" for st, x in zip(sts, d)]),
+            ("training seeds of the baseline", [str(st.seeds("base")) for st in sts]),
+            ("Cycles samples", ["(2-D)", str((d[1].get("blender") or {}).get("samples", "n/a"))]),
+            ("ViT test accuracy, baseline", [st.cell("base", "accuracy") for st in sts]),
+            ("ViT test macro-F1, baseline", [st.cell("base", "macro_f1") for st in sts]),
+            ("RT+SVM peer test accuracy", [svm(st, "accuracy") for st in sts]),
+            *[(f"defect contrast in the composite, {c}", [fmt(x.get(c)) for x in contrast]) for c in classes]]
+    return [f"| {label} | {a} | {b} |" for label, (a, b) in rows]
+
+
+def renderer_sections(records: dict[str, dict], figure_dir: Path, rel: str) -> list[str]:
+    """Every renderer's block (between its markers), from the experiments of that renderer; [] when none ran."""
+    lines = []
+    base = Study({n: r for n, r in records.items() if renderer_of(n) is None}, figure_dir, rel)
+    for renderer in RENDERERS:
+        own = of_renderer(records, renderer)
+        if own:
+            lines += renderer_block(base, Study(own, figure_dir, rel, prefix=f"{renderer}_"), renderer)
+    return lines
+
+
+def renderer_block(flat: Study, st: Study, renderer: str) -> list[str]:
+    label = LABELS.get(renderer, renderer)
+    begin, end = markers(renderer)
+    lines = [begin, f"## The findings on {label} parts (`data.renderer: {renderer}`)", "",
+             f"`study run --plan {renderer}` runs the baseline and the settings F1, F2, F3 and F6 judge on {label} parts, each with "
+             f"the baseline's training seeds ({len(st.records)} experiments, `dvc exp show` names `{PREFIX}{renderer}-*`); the data seed "
+             "is the same, so both renderers draw the same classes, defects and nuisances for a part. Every other param is the 2-D "
+             "study's. The answers side by side:", "",
+             f"| finding | compared | 2-D renderer | {label} | answer, 2-D | answer, {label} | changes with the renderer? |",
+             "|---|---|---|---|---|---|---|"]
+    for finding, what in COMPARED.items():
+        (a, wa), (b, wb) = summary(flat, finding), summary(st, finding)
+        lines.append(f"| {finding} | {what} | {a} | {b} | {wa} | {wb} | {changed(wa, wb)} |")
+    lines += ["", "F1-F3: *yes*, *no*, *within noise* and *not judged* as in the claims table above. F6 counts seeds: *yes* (or "
+              "*no*) when every seed is beyond the interval that way, *mostly yes* (*mostly no*) when more seeds are, *within noise* "
+              "otherwise. What each renderer's baseline is:", "", f"| | 2-D renderer | {label} |", "|---|---:|---:|",
+              *context_rows([flat, st]), ""]
+    for section in (f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f6_peer):
+        lines += [f"#{line} ({label} parts)" if line.startswith("## ") else line for line in section(st)]
+    return lines + [end, ""]
