@@ -364,7 +364,8 @@ def bench_inspect(bundle_dir: Path, work: Path, repeats: int = 7):
     import subprocess
 
     from vitinspect import bundle as bundle_format
-    from vitinspect.__main__ import judge_folders, main as cli_main
+    from vitinspect.__main__ import main as cli_main
+    from vitinspect.results import judge_folders
     from vitinspect.inspection import OnnxEngine, TorchEngine, composite
 
     b = bundle_format.load(bundle_dir)

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 from test_inspect import tiny_bundle, trained_model  # noqa: F401 - the session fixtures (built once)
 
-from vitinspect.__main__ import explain_name
+from vitinspect.results import explain_name
 from vitinspect.__main__ import main as cli_main
 from vitinspect.errors import VitinspectError
 

@@ -281,7 +281,7 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     lot = tmp_path / "lot"
     assert cli_main(["render", "--n", "2", "--out", str(lot), "--bundle", str(tiny_bundle)]) == 0
     assert cli_main(["inspect", str(lot), "--explain", str(tmp_path / "why"), "--bundle", str(tiny_bundle)]) == 0
-    from vitinspect.__main__ import explain_name  # <part>-<hash of its path>.png: unique per part path
+    from vitinspect.results import explain_name  # <part>-<hash of its path>.png: unique per part path
 
     names = sorted(p.name for p in (tmp_path / "why").iterdir())
     assert names == sorted(explain_name(lot / f"part-0000{i}") for i in range(2))

@@ -13,7 +13,7 @@ import numpy as np
 
 from vitinspect.cli import run_command
 from vitinspect.errors import VitinspectError
-from vitinspect.review import at_revision
+from vitinspect.revisions import at_revision
 from vitinspect.study.plan import PREFIX, Experiment
 
 
