@@ -63,8 +63,9 @@ show: $(STAMP)
 
 # The source's five findings as dvc experiments, and reports/study.md. STUDY_ARGS e.g. for a GPU:
 #   make study STUDY_ARGS="--seeds 5 --set data.n_images=20000 --set train.epochs=30"
+# On Blender parts (bpy installed by BLENDER=1): make study BLENDER=1 STUDY_ARGS="--plan blender"
 STUDY_ARGS ?=
-study: $(STAMP)
+study: $(STAMP) $(EXTRAS)
 	$(BIN)/python -m vitinspect.study run $(STUDY_ARGS)
 
 # dvc_plots/index.html that renders offline, wherever it is written: vega, vega-lite and vega-embed

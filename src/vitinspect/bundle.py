@@ -19,7 +19,8 @@ problem is one line naming the file and the value. (The engines' own checks, ONN
 the check parts, are in :mod:`vitinspect.inspection`.)
 
 This module reads and writes that format and imports no torch, so the ONNX engine can load a
-bundle on a machine without it.
+bundle on a machine without it. It is a little over 400 lines on purpose: the format's writer and the
+schema that checks it change together, so they stay in one file.
 """
 
 from __future__ import annotations

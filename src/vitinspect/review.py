@@ -15,7 +15,9 @@ is called out above the verdict. Works offline, from git and the files stage out
 
 With ``--comment``, also the body of the pull-request comment that
 .github/workflows/pr-comment.yml posts (see ``comment_body``): the report behind a hidden
-marker that finds the comment again on the next push, its images linked by absolute URL.
+marker that finds the comment again on the next push, its images linked by absolute URL. (About 400
+lines: the report and the comment made from it change together. Reading files at a revision is in
+:mod:`vitinspect.revisions`.)
 """
 
 from __future__ import annotations
