@@ -249,13 +249,13 @@ def one_size(n: int, size: int, patch: int, num_procs: list, work: Path, train: 
                                "--checkpoints", "ck", "--live", "live", "--metrics", "train.json", "--run-info", "run.json"]
             outs["train"] = [d / "vit", d / "vit_init"]
             # evaluate reads the val and test splits (and the lot, made at lot.n_parts whatever the data size)
-            stages["lot"] = [py, str(st / "lot.py"), "--params", str(params), "--unit-space", "data/unit.npz", "--out", "data/lot",
-                             "--summary", "lot.json"]
+            stages["lot"] = [py, str(st / "lot.py"), "--params", str(params), "--unit-space", "data/unit.npz", "--out", "data/lot"]
             outs["lot"] = [d / "data/lot"]
             stages["evaluate"] = [py, str(st / "evaluate.py"), "--params", str(params), "--data", "data/nsoartc", "--lot", "data/lot",
                                   "--model", "vit", "--operating-point", "op.json", "--metrics", "eval.json", "--lot-metrics", "lotm.json",
                                   "--report", "evaluation.json", "--confusion-matrix", "cm.json", "--confusion-records", "cr.json",
-                                  "--predictions", "pred.csv", "--figure", "cm.png", "--roc", "roc.json", "--pr", "pr.json"]
+                                  "--predictions", "pred.csv", "--figure", "cm.png", "--roc", "roc.json", "--pr", "pr.json",
+                                  "--lot-summary", "lot.json"]
             outs["evaluate"] = [d / "pred.csv", d / "evaluation.json"]
         for name, cmd in stages.items():
             r = run_stage(cmd, d, (caps or {}).get(name))

@@ -37,6 +37,8 @@ def main(argv=None) -> None:
     ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the confusion matrix with counts (test, operating point)")
     ap.add_argument("--roc", required=True, type=cli.output_path, help="JSON: ROC of defect detection on the lot, for dvc plots")
     ap.add_argument("--pr", required=True, type=cli.output_path, help="JSON: precision-recall of defect detection on the lot")
+    ap.add_argument("--lot-summary", required=True, type=cli.output_path,
+                    help="JSON: the lot's size, seed and class counts, as the lot stage recorded them with its parts")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -101,6 +103,7 @@ def main(argv=None) -> None:
                                  "operating_point": op, **detail})
         write_json(args.lot_metrics, summary_of(detail["lot"]) if lot_scored else unscored_summary(detail["lot"]))
         write_json(args.metrics, summary_of(detail["test"]))
+        write_json(args.lot_summary, lot_meta.get("summary") or {"note": "the lot stage recorded no summary; run dvc repro lot"})
     lo = detail["lot"]["operating_point"]
     esc, fr, rej = lo["escape"], lo["false_reject"], lo["rejected"]
     lot_line = (f"{esc['k']} of {esc['n']} defective parts escaped, {fr['k']} of {fr['n']} good parts rejected" if lot_scored

@@ -18,7 +18,7 @@ from vitinspect.lot import NO_RENDERED_LOT, counts, folder_lot_chunk, lot_chunk
 from vitinspect.nsoartc import UnitSpace
 from vitinspect.params import load_params, resolve_workers
 from vitinspect.render import plan
-from vitinspect.storage import all_or_nothing, save_dataset, scratch_dir, write_json
+from vitinspect.storage import save_dataset, scratch_dir
 
 LOT = "lot"  # the one split of data/lot
 
@@ -35,7 +35,6 @@ def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--unit-space", required=True, help=".npz of the unit-space mean and std (nsoartc stage)")
     ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory of the lot")
-    ap.add_argument("--summary", required=True, type=cli.output_path, help="JSON: the lot's size, seed and class counts")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -84,9 +83,9 @@ def main(argv=None) -> None:
             record = {**summary, "n_parts": n_parts, "counts": counts(kept, data.classes) if summary["scored"] else None,
                       "skipped": skipped}
         meta = {} if lot.source == "render" and data.source == "render" else {"note": summary.get("note", "")}
-        with all_or_nothing():
-            write_json(args.summary, record)
-            save_dataset(datasets.DatasetDict({LOT: ds}), args.out, **meta)  # one split, so readers check its rows like any other
+        # The summary travels with the parts (evaluate writes it to reports/lot.json): an uncached out here would
+        # keep DVC's run cache from serving this stage, and a rendered lot can take minutes (Blender).
+        save_dataset(datasets.DatasetDict({LOT: ds}), args.out, summary=record, **meta)  # one split, so readers check its rows like any other
     if lot.source == "render" and data.source == "render":
         print(f"lot: {len(labels)} parts, {int((labels == 'passed').sum())} passed, seed {lot.seed}, {num_proc} processes -> {args.out}")
     else:

@@ -19,7 +19,7 @@ def _data_stages(d: Path, **data) -> dict[str, bytes]:
         load_stage("prepare").main(["--params", str(params), "--out", "parts", "--gallery", "samples.png"])
         load_stage("nsoartc").main(["--params", str(params), "--parts", "parts", "--out", "nsoartc", "--unit-space", "unit.npz",
                                     "--metrics", "data.json", "--figure", "nsoartc.png"])
-        load_stage("lot").main(["--params", str(params), "--unit-space", "unit.npz", "--out", "lot", "--summary", "lot.json"])
+        load_stage("lot").main(["--params", str(params), "--unit-space", "unit.npz", "--out", "lot"])
     finally:
         os.chdir(old)
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.name != "params.yaml"}
