@@ -188,56 +188,6 @@ def test_saved_splits_are_save_to_disk_byte_for_byte_in_every_layout(tmp_path, m
         assert datasets.load_from_disk(str(ours / "train"))["id"] == ds["train"]["id"]
 
 
-def _rss_file() -> int:
-    """This process's resident pages that belong to mapped files, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssFile in /proc/self/status")
-
-
-def test_reading_a_mapped_split_holds_a_bounded_share_of_it_and_release_keeps_its_bytes(tmp_path, monkeypatch):
-    import pytest
-
-    if not Path("/proc/self/status").exists():
-        pytest.skip("needs Linux's /proc")
-    from vitinspect import storage
-    from vitinspect.dataset import MappedImages
-
-    (tmp_path / "chunks").mkdir()
-    split = _chunked_split(tmp_path / "chunks", 2048, 256, size=64)  # 16 MiB of views, 8 KiB a row
-    storage.save_dataset_dict(__import__("datasets").DatasetDict({"train": split}), tmp_path / "saved")
-    ds = __import__("datasets").load_from_disk(str(tmp_path / "saved"))["train"]
-    size = 2048 * 2 * 64 * 64
-
-    monkeypatch.setattr(storage, "RELEASE_EVERY", 1 << 40)  # never: every page read stays
-    images = MappedImages(ds, "views")
-    before = _rss_file()
-    whole = np.concatenate([images[a:a + 256] for a in range(0, 2048, 256)])
-    held = _rss_file() - before
-    assert held > 0.8 * size
-    assert storage.release_pages(images.files) >= size
-    assert _rss_file() - before < 0.2 * size
-    assert np.array_equal(images[:], whole)  # mapped again from the page cache: same bytes
-    storage.release_pages(images.files)
-
-    monkeypatch.setattr(storage, "RELEASE_EVERY", 1 << 20)  # every MiB read
-    before = _rss_file()
-    peak = 0
-    order = np.random.default_rng(0).permutation(2048)
-    for a in range(0, 2048, 16):  # shuffled batches, as training reads them
-        assert np.array_equal(images[order[a:a + 16]], whole[order[a:a + 16]])
-        peak = max(peak, _rss_file() - before)
-    assert peak < 0.5 * size
-    # Scanning the blocks to hash them releases as it goes too.
-    before = _rss_file()
-    peak = 0
-    for block in images.blocks():
-        block.sum()
-        peak = max(peak, _rss_file() - before)
-    assert peak < 0.5 * size
-
-
 def test_no_progress_monitor_thread_lives_when_a_stage_forks(tmp_path):
     """datasets' progress bars would start tqdm's monitor thread; a process forked while it holds tqdm's lock
     hangs. Stages import vitinspect.cli first, which keeps the thread from starting."""

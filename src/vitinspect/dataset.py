@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.errors import VitinspectError
-from vitinspect.storage import hash_file, mapped_files, note_read
+from vitinspect.storage import hash_file
 
 SPLITS = ("train", "val", "test")
 
@@ -260,9 +260,8 @@ class MappedImages:
     """A fixed-shape image column (Array2D/Array3D) of a memory-mapped split as numpy views of its Arrow
     buffers: no copy and no per-row Python; ``images[idx]`` gathers rows (uint8) for one batch.
 
-    Pages are read from the file as rows are touched, and released whenever this process's resident file
-    pages have grown by :data:`vitinspect.storage.RELEASE_EVERY` (:func:`vitinspect.storage.note_read`),
-    so memory does not grow with the split.
+    Pages are read from the file as rows are touched: page cache, which the kernel reclaims when memory is
+    short (docs/scale.md: the stages pass under memory caps near their anonymous peaks).
     """
 
     def __init__(self, ds, name: str):
@@ -287,7 +286,6 @@ class MappedImages:
             starts.append(starts[-1] + len(chunk))
         self.starts = np.asarray(starts)
         self.shape = (len(self),) + self.row_shape
-        self.files = mapped_files(ds)  # whose pages are released as rows are read (note_read)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -303,17 +301,11 @@ class MappedImages:
         for c in np.unique(which):
             rows = which == c
             out[rows] = self.chunks[c][idx[rows] - self.starts[c]]
-        if self.files:
-            note_read(self.files)
         return out
 
     def blocks(self):
-        """The column's Arrow chunks as arrays, in order (to hash or scan it without a copy); the pages of
-        those already scanned are released as it goes."""
-        for block in self.chunks:
-            yield block
-            if self.files:
-                note_read(self.files)
+        """The column's Arrow chunks as arrays, in order (to hash or scan it without a copy)."""
+        yield from self.chunks
 
 
 def label_names(ds) -> list[str]:

@@ -7,7 +7,6 @@ killed stage leaves either the old output or none, never half of one.
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import json
 import math
@@ -238,88 +237,7 @@ def hash_file(digest, path) -> None:
             digest.update(block)
 
 
-# ------------------------------------------------------------------ memory-mapped pages
-
-RELEASE_EVERY = 64 << 20  # growth of this process's resident file pages, in bytes, past which mapped pages are released
-_MADV_DONTNEED = 4
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_read: set = set()  # the file sets note_read was told about
-_baseline: list = []  # resident file bytes after the last release
-
-
-@functools.lru_cache(maxsize=1)
-def _madvise():
-    import ctypes
-
-    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL is held during the call (see release_pages)
-    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    libc.madvise.restype = ctypes.c_int
-    return libc.madvise
-
-
-def release_pages(files) -> int:
-    """Drop this process's resident pages of its read-only memory maps of ``files`` (Arrow files that
-    ``datasets`` maps); the bytes of those mappings, 0 where there are none (or off Linux).
-
-    A mapped file's pages stay in a process's resident set once touched, so a stage that reads a split
-    through its map grows with the split. After ``madvise(MADV_DONTNEED)`` the kernel maps them again
-    from the page cache when they are next touched: nothing is lost or reread from disk. Only read-only
-    mappings of exactly these files are advised (found in /proc/self/maps), never other memory.
-    """
-    import gc
-
-    names = {os.path.realpath(f) for f in files}
-    # Between reading the maps and advising them no mapping may be freed and its addresses reused: the
-    # collector is off (it could free a Dataset in any thread) and madvise runs holding the GIL.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with open("/proc/self/maps") as fh:
-            lines = fh.readlines()
-        done = 0
-        for line in lines:
-            fields = line.split(maxsplit=5)
-            if len(fields) < 6 or fields[5].rstrip("\n") not in names or "w" in fields[1]:
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if _madvise()(start, end - start, _MADV_DONTNEED) == 0:
-                done += end - start
-        return done
-    except OSError:
-        return 0
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _file_resident() -> int | None:
-    """This process's resident pages of files and shared memory, in bytes (the third field of
-    /proc/self/statm); None where there is no /proc."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[2]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def note_read(files: tuple) -> None:
-    """Say that rows were just read through the maps of ``files``. Once this process's resident file pages
-    have grown by :data:`RELEASE_EVERY` since the last release, the pages of every file set read so far are
-    released, so what a reader holds stays bounded however large the files are.
-
-    Growth is measured, not estimated from the bytes read: the kernel maps a file's cached pages around a
-    fault in windows or whole folios, so a shuffled batch of small rows can map many times its own size.
-    """
-    now = _file_resident()
-    if now is None:
-        return
-    _read.add(files)
-    if not _baseline:
-        _baseline.append(now)
-    if now - _baseline[0] >= RELEASE_EVERY:
-        release_pages(f for group in _read for f in group)
-        _baseline[0] = _file_resident()
-
+# ------------------------------------------------------------------ memory-mapped files
 
 def mapped_files(ds) -> tuple:
     """The Arrow files a ``datasets.Dataset`` is memory-mapped from (empty for an in-memory one)."""
@@ -330,15 +248,13 @@ def mapped_files(ds) -> tuple:
 
 def _save_split(ds, path: Path) -> None:
     """``ds.save_to_disk(path)`` for a local directory and the same files, byte for byte (a test holds it to
-    that), written as ``datasets`` writes them, shard by shard and batch by batch, except that this process's
-    pages of the split's mapped files are released after every batch. ``save_to_disk`` itself keeps every
-    page it has read resident until it returns: a stage saving 30,000 parts held the whole split."""
+    that), written as ``datasets`` writes them, shard by shard and batch by batch."""
     from datasets import config
     from datasets.arrow_writer import ArrowWriter, get_writer_batch_size_from_data_size
     from datasets.utils.py_utils import asdict, convert_file_size_to_int
 
     files = mapped_files(ds)
-    if not files or not len(ds) or ds.list_indexes():  # nothing mapped to release: datasets' own path
+    if not files or not len(ds) or ds.list_indexes():  # in memory, empty or indexed: datasets' own path
         ds.save_to_disk(str(path))
         return
     nbytes = ds._estimate_nbytes()
@@ -354,7 +270,6 @@ def _save_split(ds, path: Path) -> None:
         try:
             for table in shard.with_format("arrow").iter(batch):
                 writer.write_table(table)
-                release_pages(files)
             writer.finalize()
         finally:
             writer.close()
