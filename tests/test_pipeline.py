@@ -124,13 +124,14 @@ def test_exp_run_show_diff_apply_report_and_checkout(project):
 def test_the_run_cache_serves_the_renders_when_a_params_value_comes_back(project):
     """DVC leaves a stage out of its run cache when it has an uncached out that is neither a metric nor a plot
     (dvc/stage/__init__.py, ``no_cache_outs``). prepare and lot, the renders (minutes with Blender), have none:
-    a data value set and set back (as between two `dvc exp run`s) restores them instead of rendering again."""
+    a value set and set back (as between two `dvc exp run`s) restores them instead of rendering again. Asked of
+    the lot through dvc (the cheaper render); prepare keeps no such out either (the loop below), as DVC requires."""
     original = (project / "params.yaml").read_text()
-    set_param(project, "data.seed", 5)
-    assert {"prepare", "lot"} <= ran(run("dvc repro lot", project).stdout)
+    set_param(project, "lot.seed", 7)
+    assert ran(run("dvc repro lot", project).stdout) == {"validate", "lot"}
     (project / "params.yaml").write_text(original)
     out = run("dvc repro lot", project).stdout
-    assert "Stage 'prepare' is cached" in out and "Stage 'lot' is cached" in out, out
+    assert "Stage 'lot' is cached" in out and ran(out) == {"validate"}, out
     assert "up to date" in run("dvc status lot", project).stdout
     for stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values():
         if "stages/prepare.py" in stage["cmd"] or "stages/lot.py" in stage["cmd"]:
