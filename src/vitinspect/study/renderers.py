@@ -76,6 +76,7 @@ def context_rows(sts: list[Study]) -> list[str]:
             ("training seeds of the baseline", [str(st.seeds("base")) for st in sts]),
             ("Cycles samples", ["(2-D)", str((d[1].get("blender") or {}).get("samples", "n/a"))]),
             ("ViT test accuracy, baseline", [st.cell("base", "accuracy") for st in sts]),
+            ("the same, seed by seed", [", ".join(fmt(x) for x in st.values("base", "accuracy")) for st in sts]),
             ("ViT test macro-F1, baseline", [st.cell("base", "macro_f1") for st in sts]),
             ("RT+SVM peer test accuracy", [svm(st, "accuracy") for st in sts]),
             *[(f"defect contrast in the composite, {c}", [fmt(x.get(c)) for x in contrast]) for c in classes]]
@@ -97,15 +98,20 @@ def renderer_block(flat: Study, st: Study, renderer: str) -> list[str]:
     label = LABELS.get(renderer, renderer)
     begin, end = markers(renderer)
     lines = [begin, f"## The findings on {label} parts (`data.renderer: {renderer}`)", "",
-             f"`study run --plan {renderer}` runs the baseline and the settings F1, F2, F3 and F6 judge on {label} parts, each with "
-             f"the baseline's training seeds ({len(st.records)} experiments, `dvc exp show` names `{PREFIX}{renderer}-*`); the data seed "
-             "is the same, so both renderers draw the same classes, defects and nuisances for a part. Every other param is the 2-D "
-             "study's. The answers side by side:", "",
+             f"`study run --plan {renderer}` runs the baseline and the settings F1, F2, F3 and F6 judge on {label} parts "
+             f"({len(st.records)} experiments, `dvc exp show` names `{PREFIX}{renderer}-*`; training seeds: "
+             + ", ".join(f"{k} {st.seeds(k)}" for k in st.by_setting) + "). The data seed is the same, so both renderers draw the "
+             "same classes, defects and nuisances for a part; every other param is the 2-D study's. The answers side by side:", "",
              f"| finding | compared | 2-D renderer | {label} | answer, 2-D | answer, {label} | changes with the renderer? |",
              "|---|---|---|---|---|---|---|"]
+    moved = {}
     for finding, what in COMPARED.items():
         (a, wa), (b, wb) = summary(flat, finding), summary(st, finding)
         lines.append(f"| {finding} | {what} | {a} | {b} | {wa} | {wb} | {changed(wa, wb)} |")
+        moved.setdefault(changed(wa, wb).split(":")[0].strip("*"), []).append(finding)
+    lines += ["", "**Which findings change with the renderer:** " + "; ".join(
+        f"{word} for {', '.join(fs)}" for word, fs in (("changed", moved.get("yes")), ("unchanged", moved.get("no")),
+                                                        ("cannot tell", moved.get("cannot tell"))) if fs) + "."]
     lines += ["", "F1-F3: *yes*, *no*, *within noise* and *not judged* as in the claims table above. F6 counts seeds: *yes* (or "
               "*no*) when every seed is beyond the interval that way, *mostly yes* (*mostly no*) when more seeds are, *within noise* "
               "otherwise. What each renderer's baseline is:", "", f"| | 2-D renderer | {label} |", "|---|---:|---:|",
