@@ -256,12 +256,11 @@ def check_output(path: str | Path, label: str, columns: list[str] | None = None)
     if not parent.is_dir():
         raise VitinspectError(f"{where}: its folder {parent} does not exist" if not parent.exists()
                               else f"{where}: {parent} is not a folder")
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    from vitinspect.storage import lstat_or_none
+
+    st = lstat_or_none(path, f"{where}: cannot check it")
+    if st is None:
         return
-    except OSError as exc:
-        raise VitinspectError(f"{where}: cannot check it ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise VitinspectError(f"{where}: is {_kind(st.st_mode)}, not a results file; left as it is (remove it or give "
                               "another path)")

@@ -51,17 +51,24 @@ def _kind(mode: int) -> str:
     return "a device"
 
 
+def lstat_or_none(path: str | Path, what: str) -> os.stat_result | None:
+    """``os.lstat(path)``, or None when nothing is there; any other failure is one line, ``<what> (<reason>)``."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise VitinspectError(f"{what} ({exc.strerror})") from None
+
+
 def check_replaceable(path: str | Path, is_dir: bool = False) -> None:
     """What an atomic write may replace at ``path``: nothing, or the kind of thing it writes itself (a regular
     file for a file output, a real folder for a folder output). Anything else (a folder where a file goes, a
     file where a folder goes, a symbolic link, a FIFO, a socket, a device) is refused with one line and left
     as it is: renaming over it would delete the user's folder or break their link."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    st = lstat_or_none(path, f"{path}: cannot write")
+    if st is None:
         return
-    except OSError as exc:
-        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
     want = stat.S_ISDIR if is_dir else stat.S_ISREG
     if not want(st.st_mode):
         raise VitinspectError(f"{path}: is {_kind(st.st_mode)}, where {'a folder' if is_dir else 'a file'} is to be "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from vitinspect.cli import run_command
@@ -47,8 +49,10 @@ def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2
             "f1_high": float(np.percentile(boot, 97.5))}
 
 
+@functools.lru_cache(maxsize=None)
 def peer_of(rev: str) -> dict:
-    """The peer's figures and the per-part predictions of both machines in one experiment."""
+    """The peer's figures and the per-part predictions of both machines in one experiment (read once per commit:
+    a commit's files never change, and F6 and the renderer sections both ask). Read it, never change it."""
     import io
 
     import pandas as pd

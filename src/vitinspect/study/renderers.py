@@ -8,8 +8,6 @@ changed. The block sits between markers: a report written without these runs kee
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from vitinspect.study.claims import BY_FINDING, answer
@@ -83,14 +81,14 @@ def context_rows(sts: list[Study]) -> list[str]:
     return [f"| {label} | {a} | {b} |" for label, (a, b) in rows]
 
 
-def renderer_sections(records: dict[str, dict], figure_dir: Path, rel: str) -> list[str]:
-    """Every renderer's block (between its markers), from the experiments of that renderer; [] when none ran."""
+def renderer_sections(st: Study) -> list[str]:
+    """Every renderer's block (between its markers), from the experiments of that renderer; [] when none ran.
+    ``st``: the report's study of every run, whose settings (``base``, ``epochs5`` ...) are the 2-D runs'."""
     lines = []
-    base = Study({n: r for n, r in records.items() if renderer_of(n) is None}, figure_dir, rel)
     for renderer in RENDERERS:
-        own = of_renderer(records, renderer)
+        own = of_renderer(st.records, renderer)
         if own:
-            lines += renderer_block(base, Study(own, figure_dir, rel, prefix=f"{renderer}_"), renderer)
+            lines += renderer_block(st, Study(own, st.figure_dir, st.rel, prefix=f"{renderer}_"), renderer)
     return lines
 
 

@@ -95,7 +95,7 @@ def build_report(records: dict[str, dict], figure_dir: Path, rel: str, overrides
     has_pt = any(n.startswith(f"{PREFIX}pt-") for n in records)
     lines += block if has_pt or not (kept or {}).get(PT_BEGIN) else [annotate_kept(kept[PT_BEGIN]), ""]
     lines += raw_sections(records, figure_dir, rel) or ([kept[RAW_BEGIN], ""] if (kept or {}).get(RAW_BEGIN) else [])
-    lines += renderer_sections(records, figure_dir, rel)
+    lines += renderer_sections(st)
     for renderer in RENDERERS:  # a renderer whose runs are not among these records keeps its earlier block
         if not any(renderer_of(n) == renderer for n in records) and (kept or {}).get(markers(renderer)[0]):
             lines += [kept[markers(renderer)[0]], ""]
