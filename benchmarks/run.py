@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import load_stage  # noqa: E402
-from vitinspect.dataset import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
-from vitinspect.inference import to_pixel_values  # noqa: E402
-from vitinspect.model import InputSpec, build_scratch  # noqa: E402
-from vitinspect.params import Params, load_params  # noqa: E402
-from vitinspect.render import generate  # noqa: E402
-from vitinspect.storage import load_dataset_dir, save_dataset  # noqa: E402
-from vitinspect.training import PixelDataset, make_trainer  # noqa: E402
+from vitinspect.data.arrow import SPLITS, columns, label_names, nsoartc_features, parts_features, to_dataset_dict  # noqa: E402
+from vitinspect.model.prediction import to_pixel_values  # noqa: E402
+from vitinspect.model.vit import InputSpec, build_scratch  # noqa: E402
+from vitinspect.config.params import Params, load_params  # noqa: E402
+from vitinspect.data.synthetic import generate  # noqa: E402
+from vitinspect.core.storage import load_dataset_dir, save_dataset  # noqa: E402
+from vitinspect.model.training import PixelDataset, make_trainer  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -121,8 +121,8 @@ def bench_train(params: Params, data_dir: Path, work: Path, repeats: int = 5):
     mapped Arrow file (what the train stage does), and a 1024^3 fp32 matmul in the same process."""
     import functools
 
-    from vitinspect.dataset import MappedImages
-    from vitinspect.training import ImageDataset
+    from vitinspect.data.arrow import MappedImages
+    from vitinspect.model.training import ImageDataset
 
     t = dataclasses.replace(params.train, epochs=1, device="cpu")
     ds = load_dataset_dir(data_dir)
@@ -190,7 +190,7 @@ def bench_train(params: Params, data_dir: Path, work: Path, repeats: int = 5):
 
 def bench_pretrain(params: Params, data_dir: Path, work: Path, repeats: int = 3):
     """Pretraining (ViTMAE, pretrain.* and model.*) and fine-tuning (train.*), paired: A B A B ..."""
-    from vitinspect.pretrain import ImageDataset, build_mae, mae_config, make_mae_trainer
+    from vitinspect.model.pretraining import ImageDataset, build_mae, mae_config, make_mae_trainer
 
     ds = load_dataset_dir(data_dir)
     classes = label_names(ds["train"])
@@ -260,9 +260,9 @@ def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
     """Per-part predict latency, SVM vs ViT, from the raw views of one part to class probabilities."""
     import json
 
-    from vitinspect.nsoartc import UnitSpace, double_eye, to_image
-    from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, load_peer
-    from vitinspect.peer import predict_proba as peer_proba
+    from vitinspect.composite.nsoartc import UnitSpace, double_eye, to_image
+    from vitinspect.evaluation.rt_peer import CellUnitSpace, cell_boxes, cell_features, load_peer
+    from vitinspect.evaluation.rt_peer import predict_proba as peer_proba
 
     pfile = work / "params.yaml"
     stage = load_stage("baseline")
@@ -312,8 +312,8 @@ def bench_peer(params: Params, work: Path, parts: int = 40, repeats: int = 5):
 
 def bench_evaluate(params: Params, data_dir: Path, work: Path, repeats: int = 3):
     """evaluate's whole main() against predict_proba over the images it predicts (val, test, lot), alternating."""
-    from vitinspect.inference import predict_proba
-    from vitinspect.model import load_trained
+    from vitinspect.model.prediction import predict_proba
+    from vitinspect.model.vit import load_trained
 
     pfile = work / "params.yaml"
     _, t_lot = timed(load_stage("lot").main, ["--params", str(pfile), "--unit-space", str(work / "u.npz"), "--out", str(work / "lot")])
@@ -363,16 +363,16 @@ def _paired(fns: dict, repeats: int) -> dict[str, tuple[float, float, float]]:
 def bench_inspect(bundle_dir: Path, work: Path, repeats: int = 7):
     import subprocess
 
-    from vitinspect import bundle as bundle_format
+    from vitinspect.deploy import bundle as bundle_format
     from vitinspect.__main__ import main as cli_main
-    from vitinspect.results import judge_folders
-    from vitinspect.inspection import OnnxEngine, TorchEngine, composite
+    from vitinspect.app.results import judge_folders
+    from vitinspect.deploy.engine import OnnxEngine, TorchEngine, composite
 
     b = bundle_format.load(bundle_dir)
     lot = work / "bench_lot"
     cli_main(["render", "--n", "64", "--out", str(lot), "--bundle", str(bundle_dir)])
     folders = sorted(d for d in lot.iterdir() if d.is_dir())
-    from vitinspect.part_folders import read_part
+    from vitinspect.app.lot_reader import read_part
 
     views = np.stack([read_part(f, b.views, b.image_size)[0] for f in folders])
     images, _ = composite(b, views)

@@ -44,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vitinspect.params import defaults_dict  # noqa: E402
+from vitinspect.config.params import defaults_dict  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -1,4 +1,4 @@
-"""The start every stage script shares: ``from _boot import cli, stage_parser`` is its first import.
+"""The start every stage script shares: ``from _boot import runtime, stage_parser`` is its first import.
 
 ``python stages/<name>.py`` puts stages/ first on sys.path, so this file is found without the package.
 It imports nothing but the standard library before vitinspect, so a Python that lacks the package (dvc
@@ -12,17 +12,17 @@ import argparse
 import sys
 
 try:
-    from vitinspect import cli
+    from vitinspect.core import runtime
 except ModuleNotFoundError:
     sys.exit(f"error: {sys.executable} cannot import vitinspect; run `source .venv/bin/activate` first (or `make repro`)")
 
 
 def stage_parser(description: str | None) -> argparse.ArgumentParser:
     """The stage's argument parser, holding the arguments every stage takes (``--params``). Outputs are
-    the stage's own arguments, each with ``type=cli.output_path`` (inside the project)."""
+    the stage's own arguments, each with ``type=runtime.output_path`` (inside the project)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--params", default="params.yaml")
     return ap
 
 
-__all__ = ["cli", "stage_parser"]
+__all__ = ["runtime", "stage_parser"]

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect.errors import VitinspectError
-from vitinspect.explain import compute_maps, headline_scores, high_norm_tokens, mean_scores, score_maps, upsample
-from vitinspect.figures import attention_panels, photo_panels
-from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
-from vitinspect.params import load_params
-from vitinspect.storage import all_or_nothing, atomic_path, save_figure, write_json
+from vitinspect.core.errors import VitinspectError
+from vitinspect.explain.maps import compute_maps, headline_scores, high_norm_tokens, mean_scores, score_maps, upsample
+from vitinspect.visualization.figures import attention_panels, photo_panels
+from vitinspect.model.prediction import model_and_test_split, predict_proba, to_pixel_values
+from vitinspect.config.params import load_params
+from vitinspect.core.storage import all_or_nothing, atomic_path, save_figure, write_json
 
 INPUTS = ("raw", "nsoartc")
 
@@ -51,14 +51,14 @@ def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline, relevance mass per method on the model's input")
-    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: every score per method x input x class, with the baseline")
-    ap.add_argument("--figures", required=True, type=cli.output_path, help="directory of PNG panels")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: headline, relevance mass per method on the model's input")
+    ap.add_argument("--report", required=True, type=runtime.output_path, help="JSON: every score per method x input x class, with the baseline")
+    ap.add_argument("--figures", required=True, type=runtime.output_path, help="directory of PNG panels")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     p = params.attention
-    cli.set_threads(params.train.threads)
+    runtime.set_threads(params.train.threads)
     model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
     good = params.data.good_class
     if good not in classes:
@@ -113,4 +113,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

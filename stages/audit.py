@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
-from vitinspect.audit import by_group, count_parameters, headline, reference_table, weight_change
-from vitinspect.figures import change_bars
-from vitinspect.finetune import apply_strategy
-from vitinspect.model import load_trained, load_weights
-from vitinspect.params import STRATEGIES, load_params
-from vitinspect.reports import audit_markdown, audit_sentence
-from vitinspect.storage import all_or_nothing, save_figure, write_json, write_text
+from vitinspect.explain.audit import by_group, count_parameters, headline, reference_table, weight_change
+from vitinspect.visualization.figures import change_bars
+from vitinspect.model.strategies import apply_strategy
+from vitinspect.model.vit import load_trained, load_weights
+from vitinspect.config.params import STRATEGIES, load_params
+from vitinspect.explain.audit_report import audit_markdown, audit_sentence
+from vitinspect.core.storage import all_or_nothing, save_figure, write_json, write_text
 
 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--init", required=True, help="initial weights directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline (strategy, total, trainable share)")
-    ap.add_argument("--details", required=True, type=cli.output_path, help="JSON: counts, change per group, reference table")
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: relative change per block")
-    ap.add_argument("--report", required=True, type=cli.output_path, help="Markdown tables")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: headline (strategy, total, trainable share)")
+    ap.add_argument("--details", required=True, type=runtime.output_path, help="JSON: counts, change per group, reference table")
+    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: relative change per block")
+    ap.add_argument("--report", required=True, type=runtime.output_path, help="Markdown tables")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -46,4 +46,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

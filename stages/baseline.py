@@ -11,18 +11,18 @@ from __future__ import annotations
 import time
 from itertools import product
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect.dataset import SPLITS, columns, label_names
-from vitinspect.errors import VitinspectError
-from vitinspect.figures import confusion_figure
-from vitinspect.decision import decide, evaluation_summary, operating_point
-from vitinspect.metrics import confusion
-from vitinspect.params import load_params
-from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, choose, make_logistic, make_svm, predict_proba, save_peer
-from vitinspect.storage import atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
+from vitinspect.data.arrow import SPLITS, columns, label_names
+from vitinspect.core.errors import VitinspectError
+from vitinspect.visualization.figures import confusion_figure
+from vitinspect.evaluation.decision import decide, evaluation_summary, operating_point
+from vitinspect.evaluation.metrics import confusion
+from vitinspect.config.params import load_params
+from vitinspect.evaluation.rt_peer import CellUnitSpace, cell_boxes, cell_features, choose, make_logistic, make_svm, predict_proba, save_peer
+from vitinspect.core.storage import atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
 
 INPUT = "rt_cells"  # what the peer sees, in the place of eval.json's "input"
 FOREIGN_CELLS = ("data.grid rows x cols cells over the whole frame: these parts are not our renderer's, so the cells "
@@ -32,12 +32,12 @@ FOREIGN_CELLS = ("data.grid rows x cols cells over the whole frame: these parts 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory")
-    ap.add_argument("--model", required=True, type=cli.output_path, help="directory: svm.joblib, logistic.joblib")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: the SVM on the test split, eval.json's keys")
-    ap.add_argument("--confusion-records", required=True, type=cli.output_path, help="JSON: one {actual, predicted} per sample")
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the SVM's confusion matrix")
-    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: choices, logistic regression, hashes (same bytes every run)")
-    ap.add_argument("--run-info", type=cli.output_path,
+    ap.add_argument("--model", required=True, type=runtime.output_path, help="directory: svm.joblib, logistic.joblib")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: the SVM on the test split, eval.json's keys")
+    ap.add_argument("--confusion-records", required=True, type=runtime.output_path, help="JSON: one {actual, predicted} per sample")
+    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: the SVM's confusion matrix")
+    ap.add_argument("--report", required=True, type=runtime.output_path, help="JSON: choices, logistic regression, hashes (same bytes every run)")
+    ap.add_argument("--run-info", type=runtime.output_path,
                     help="JSON: feature, fit and predict times (vary run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
@@ -126,4 +126,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

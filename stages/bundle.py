@@ -6,21 +6,21 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect import bundle as bundle_format
-from vitinspect.dataset import SPLITS, columns, label_names
-from vitinspect.errors import VitinspectError
-from vitinspect.inspection import OnnxEngine, composite, judge, ood_scores, verify_engine
-from vitinspect.inspection_net import InspectionNet, export_onnx, run
-from vitinspect.model import check_compatible, load_trained, trained_input
-from vitinspect.nsoartc import UnitSpace
-from vitinspect.ood import FeatureSpace, calibrate, rate
-from vitinspect.params import defaults_dict, load_params
-from vitinspect.probes import ood_probes
-from vitinspect.storage import atomic_path, load_dataset_dir, write_json
+from vitinspect.deploy import bundle as bundle_format
+from vitinspect.data.arrow import SPLITS, columns, label_names
+from vitinspect.core.errors import VitinspectError
+from vitinspect.deploy.engine import OnnxEngine, composite, judge, ood_scores, verify_engine
+from vitinspect.deploy.exported_net import InspectionNet, export_onnx, run
+from vitinspect.model.vit import check_compatible, load_trained, trained_input
+from vitinspect.composite.nsoartc import UnitSpace
+from vitinspect.deploy.ood_guard import FeatureSpace, calibrate, rate
+from vitinspect.config.params import defaults_dict, load_params
+from vitinspect.deploy.probes import ood_probes
+from vitinspect.core.storage import atomic_path, load_dataset_dir, write_json
 
 CHUNK = 256
 CHECK_PER_CLASS = 2  # check parts: the first test parts of each class (8 parts of 4 classes)
@@ -55,9 +55,9 @@ def main(argv=None) -> None:
     ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz)")
     ap.add_argument("--model", required=True, help="trained model directory")
     ap.add_argument("--operating-point", default=None, help="evaluate's operating point JSON; argmax when absent")
-    ap.add_argument("--out", required=True, type=cli.output_path, help="bundle directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: OOD headline figures")
-    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: OOD figures per probe kind")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="bundle directory")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: OOD headline figures")
+    ap.add_argument("--report", required=True, type=runtime.output_path, help="JSON: OOD figures per probe kind")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -119,4 +119,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

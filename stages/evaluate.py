@@ -7,43 +7,43 @@ decision.evaluation_summary; every rate with k of n and its 95 % Wilson interval
 
 from __future__ import annotations
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 import pandas as pd
 
-from vitinspect.dataset import MappedImages, columns, label_names
-from vitinspect.decision import (UNSCORED, curves, decide, evaluation_detail, operating_point, summary_of, unscored_detail,
+from vitinspect.data.arrow import MappedImages, columns, label_names
+from vitinspect.evaluation.decision import (UNSCORED, curves, decide, evaluation_detail, operating_point, summary_of, unscored_detail,
                                  unscored_summary)
-from vitinspect.errors import VitinspectError
-from vitinspect.figures import confusion_figure
-from vitinspect.inference import model_and_test_split, predict_images
-from vitinspect.metrics import confusion
-from vitinspect.params import load_params
-from vitinspect.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
+from vitinspect.core.errors import VitinspectError
+from vitinspect.visualization.figures import confusion_figure
+from vitinspect.model.prediction import model_and_test_split, predict_images
+from vitinspect.evaluation.metrics import confusion
+from vitinspect.config.params import load_params
+from vitinspect.core.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory (val and test splits)")
     ap.add_argument("--lot", required=True, help="the lot stage's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
-    ap.add_argument("--operating-point", required=True, type=cli.output_path, help="JSON: the threshold deployed with the model")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: headline figures on the test split")
-    ap.add_argument("--lot-metrics", required=True, type=cli.output_path, help="JSON: headline figures on the lot")
-    ap.add_argument("--report", required=True, type=cli.output_path, help="JSON: every figure with k of n and a 95%% interval (val, test, lot)")
-    ap.add_argument("--confusion-matrix", required=True, type=cli.output_path, help="JSON: labels, counts, row-normalised (test, operating point)")
-    ap.add_argument("--confusion-records", required=True, type=cli.output_path, help="JSON: one {actual, predicted} per test part, for dvc plots")
-    ap.add_argument("--predictions", required=True, type=cli.output_path, help="CSV: id, label, predicted, probabilities (test)")
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: the confusion matrix with counts (test, operating point)")
-    ap.add_argument("--roc", required=True, type=cli.output_path, help="JSON: ROC of defect detection on the lot, for dvc plots")
-    ap.add_argument("--pr", required=True, type=cli.output_path, help="JSON: precision-recall of defect detection on the lot")
-    ap.add_argument("--lot-summary", required=True, type=cli.output_path,
+    ap.add_argument("--operating-point", required=True, type=runtime.output_path, help="JSON: the threshold deployed with the model")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: headline figures on the test split")
+    ap.add_argument("--lot-metrics", required=True, type=runtime.output_path, help="JSON: headline figures on the lot")
+    ap.add_argument("--report", required=True, type=runtime.output_path, help="JSON: every figure with k of n and a 95%% interval (val, test, lot)")
+    ap.add_argument("--confusion-matrix", required=True, type=runtime.output_path, help="JSON: labels, counts, row-normalised (test, operating point)")
+    ap.add_argument("--confusion-records", required=True, type=runtime.output_path, help="JSON: one {actual, predicted} per test part, for dvc plots")
+    ap.add_argument("--predictions", required=True, type=runtime.output_path, help="CSV: id, label, predicted, probabilities (test)")
+    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: the confusion matrix with counts (test, operating point)")
+    ap.add_argument("--roc", required=True, type=runtime.output_path, help="JSON: ROC of defect detection on the lot, for dvc plots")
+    ap.add_argument("--pr", required=True, type=runtime.output_path, help="JSON: precision-recall of defect detection on the lot")
+    ap.add_argument("--lot-summary", required=True, type=runtime.output_path,
                     help="JSON: the lot's size, seed and class counts, as the lot stage recorded them with its parts")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     p = params.evaluate
-    cli.set_threads(params.train.threads)
+    runtime.set_threads(params.train.threads)
     # Images stay in the memory-mapped Arrow files (uint8); each batch is converted on its own.
     model, input_name, spec, classes, cols = model_and_test_split(args.data, args.model, ["id", "label"], mapped=True)
     val_ds = load_dataset_dir(args.data)["val"]
@@ -113,4 +113,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect.dataset import chunk_ranges, chunk_size, from_chunks, lot_features, run_chunks
-from vitinspect.errors import VitinspectError
-from vitinspect.lot import NO_RENDERED_LOT, counts, folder_lot_chunk, lot_chunk
-from vitinspect.nsoartc import UnitSpace
-from vitinspect.params import load_params, resolve_workers
-from vitinspect.render import plan
-from vitinspect.storage import save_dataset, scratch_dir
+from vitinspect.data.arrow import chunk_ranges, chunk_size, from_chunks, lot_features, run_chunks
+from vitinspect.core.errors import VitinspectError
+from vitinspect.composite.lot import NO_RENDERED_LOT, counts, folder_lot_chunk, lot_chunk
+from vitinspect.composite.nsoartc import UnitSpace
+from vitinspect.config.params import load_params, resolve_workers
+from vitinspect.data.geometry import plan
+from vitinspect.core.storage import save_dataset, scratch_dir
 
 LOT = "lot"  # the one split of data/lot
 
@@ -34,7 +34,7 @@ def load_unit_space(path) -> UnitSpace:
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--unit-space", required=True, help=".npz of the unit-space mean and std (nsoartc stage)")
-    ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory of the lot")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="dataset directory of the lot")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     features = lot_features(data.classes, data.image_size)
     summary = {"source": lot.source}
     if lot.source == "folders":
-        from vitinspect.folders import scan
+        from vitinspect.data.user_parts import scan
 
         found = scan(lot.folders.path, list(data.views), list(data.classes), on_bad_part=data.folders.on_bad_part, labelled=False)
         parts = found.parts
@@ -94,4 +94,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect.dataset import (SPLITS, Rows, chunk_ranges, chunk_size, columns, from_chunks, imap_ordered, label_names,
+from vitinspect.data.arrow import (SPLITS, Rows, chunk_ranges, chunk_size, columns, from_chunks, imap_ordered, label_names,
                                 nsoartc_features, read_rows, run_chunks, run_job)
-from vitinspect.errors import VitinspectError
-from vitinspect.nsoartc import UnitSpaceSums, composite, composite_chunk, passed_channels
-from vitinspect.params import load_params, resolve_workers
-from vitinspect.storage import (all_or_nothing, atomic_path, dataset_meta, figure_alongside, load_dataset_dir, save_dataset,
+from vitinspect.core.errors import VitinspectError
+from vitinspect.composite.nsoartc import UnitSpaceSums, composite, composite_chunk, passed_channels
+from vitinspect.config.params import load_params, resolve_workers
+from vitinspect.core.storage import (all_or_nothing, atomic_path, dataset_meta, figure_alongside, load_dataset_dir, save_dataset,
                                 scratch_dir, write_json)
 
 RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask")
@@ -20,10 +20,10 @@ RECORD = ("id", "label", "defect_terminal", "tilt", "retraction", "bbox", "mask"
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory")
-    ap.add_argument("--out", required=True, type=cli.output_path, help="NSOARTC dataset directory")
-    ap.add_argument("--unit-space", required=True, type=cli.output_path, help=".npz of the unit-space mean and std")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: class counts and defect contrast")
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: raw vs NSOARTC per class")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="NSOARTC dataset directory")
+    ap.add_argument("--unit-space", required=True, type=runtime.output_path, help=".npz of the unit-space mean and std")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: class counts and defect contrast")
+    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: raw vs NSOARTC per class")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     rows = [read_rows(Rows(args.parts, *first[c], first[c][1] + 1, ("views", "mask"))) for c in shown]  # here, not in the fork
 
     def draw():
-        from vitinspect.figures import raw_vs_composite
+        from vitinspect.visualization.figures import raw_vs_composite
 
         v = np.concatenate([r["views"] for r in rows])
         comp = composite(v, views, space, p.window, p.gain, p.eps)
@@ -110,4 +110,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

@@ -1,22 +1,23 @@
 """Stage `prepare`: the parts data set and a gallery of it: rendered (``data.source: render``) or read from
-the user's image folders (``data.source: folders``, vitinspect.folders)."""
+the user's image folders (``data.source: folders``, vitinspect.data.user_parts)."""
 
 from __future__ import annotations
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import numpy as np
 
-from vitinspect.dataset import SPLITS, chunk_ranges, chunk_size, from_chunks, parts_features, run_chunks
-from vitinspect.params import load_params, resolve_workers
-from vitinspect.render import plan, render_parts
-from vitinspect.storage import all_or_nothing, figure_alongside, save_dataset, scratch_dir
+from vitinspect.data.arrow import SPLITS, chunk_ranges, chunk_size, from_chunks, parts_features, run_chunks
+from vitinspect.config.params import load_params, resolve_workers
+from vitinspect.data.geometry import plan
+from vitinspect.data.synthetic import render_parts
+from vitinspect.core.storage import all_or_nothing, figure_alongside, save_dataset, scratch_dir
 
 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
-    ap.add_argument("--out", required=True, type=cli.output_path, help="dataset directory")
-    ap.add_argument("--gallery", required=True, type=cli.output_path, help="PNG: one row per class, every view")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="dataset directory")
+    ap.add_argument("--gallery", required=True, type=runtime.output_path, help="PNG: one row per class, every view")
     args = ap.parse_args(argv)
 
     p = load_params(args.params).data
@@ -25,8 +26,8 @@ def main(argv=None) -> None:
     features = parts_features(p.classes, p.views, p.image_size)
     meta = {}
     if p.source == "folders":
-        from vitinspect.folders import plan as folder_plan
-        from vitinspect.folders import read_parts
+        from vitinspect.data.user_parts import plan as folder_plan
+        from vitinspect.data.user_parts import read_parts
 
         scanned = folder_plan(p)
         parts = scanned.parts
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     firsts = [int(np.flatnonzero(labels == c)[0]) for c in p.classes if (labels == c).any()]
 
     def draw():  # in a process of its own where the stage may use two (figure_alongside)
-        from vitinspect.figures import gallery
+        from vitinspect.visualization.figures import gallery
 
         return gallery(first_parts(firsts), p.classes, p.views, mask=p.source == "render" and p.renderer == "blender")
 
@@ -76,4 +77,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

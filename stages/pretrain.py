@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
-from vitinspect.errors import VitinspectError
-from vitinspect.params import load_params
-from vitinspect.storage import all_or_nothing, atomic_path, write_json
+from vitinspect.core.errors import VitinspectError
+from vitinspect.config.params import load_params
+from vitinspect.core.storage import all_or_nothing, atomic_path, write_json
 
 PLACEHOLDER = "placeholder.json"
 NOTE = {"pretrained": False, "why": "model.source is not 'pretrain': nothing was pretrained (set model.source: pretrain)"}
@@ -51,12 +51,12 @@ def load_unit_space(path: str):
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz): the composites train sees")
-    ap.add_argument("--out", required=True, type=cli.output_path, help="pretrained encoder (save_pretrained ViTModel)")
-    ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory: reconstruction loss per epoch")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="pretrained encoder (save_pretrained ViTModel)")
+    ap.add_argument("--live", required=True, type=runtime.output_path, help="dvclive directory: reconstruction loss per epoch")
     # dvclive/pretrain is a cached out (not cache: false): DVC saves no run cache for a stage with an uncached
     # output that is not a plot or metric, and the run cache is what lets every fine-tuning experiment reuse one pretraining.
-    ap.add_argument("--figure", required=True, type=cli.output_path, help="PNG: masked inputs and reconstructions")
-    ap.add_argument("--run-info", required=True, type=cli.output_path,
+    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: masked inputs and reconstructions")
+    ap.add_argument("--run-info", required=True, type=runtime.output_path,
                     help="JSON: images/s, wall time, device (varies run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
@@ -71,10 +71,10 @@ def main(argv=None) -> None:
 
     from dvclive import Live
 
-    from vitinspect.figures import mae_panels
-    from vitinspect.inference import to_pixel_values
-    from vitinspect.model import InputSpec
-    from vitinspect.pretrain import (
+    from vitinspect.visualization.figures import mae_panels
+    from vitinspect.model.prediction import to_pixel_values
+    from vitinspect.model.vit import InputSpec
+    from vitinspect.model.pretraining import (
         ImageDataset,
         LossLog,
         as_representation,
@@ -85,7 +85,7 @@ def main(argv=None) -> None:
         reconstruct,
         unlabeled_views,
     )
-    from vitinspect.storage import save_figure
+    from vitinspect.core.storage import save_figure
 
     q, d = params.pretrain, params.data
     mean, std = load_unit_space(args.unit_space) if q.input == "nsoartc" else (None, None)
@@ -131,4 +131,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

@@ -13,18 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 import torch
 
-from vitinspect.dataset import MappedImages, columns, label_names, labelled_subset
-from vitinspect.errors import VitinspectError
-from vitinspect.finetune import apply_strategy, count_trainable, plain_model
-from vitinspect.inference import to_pixel_values
-from vitinspect.model import InputSpec, build_scratch, load_pretrained, save_model
-from vitinspect.params import load_params
-from vitinspect.storage import all_or_nothing, load_dataset_dir, write_json
-from vitinspect.training import (
+from vitinspect.data.arrow import MappedImages, columns, label_names, labelled_subset
+from vitinspect.core.errors import VitinspectError
+from vitinspect.model.strategies import apply_strategy, count_trainable, plain_model
+from vitinspect.model.prediction import to_pixel_values
+from vitinspect.model.vit import InputSpec, build_scratch, load_pretrained, save_model
+from vitinspect.config.params import load_params
+from vitinspect.core.storage import all_or_nothing, load_dataset_dir, write_json
+from vitinspect.model.training import (
     EpochLog,
     ImageDataset,
     balanced_weights,
@@ -46,19 +46,19 @@ def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--pretrained", default="models/pretrain", help="the pretrain stage's encoder (read when model.source is pretrain)")
-    ap.add_argument("--out", required=True, type=cli.output_path, help="trained model directory (save_pretrained)")
-    ap.add_argument("--init", required=True, type=cli.output_path, help="initial weights directory, for the audit")
-    ap.add_argument("--checkpoints", required=True, type=cli.output_path,
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="trained model directory (save_pretrained)")
+    ap.add_argument("--init", required=True, type=runtime.output_path, help="initial weights directory, for the audit")
+    ap.add_argument("--checkpoints", required=True, type=runtime.output_path,
                     help="per-epoch checkpoints of an unfinished run, for resume (not a DVC out; removed once the run is saved)")
-    ap.add_argument("--live", required=True, type=cli.output_path, help="dvclive directory")
-    ap.add_argument("--metrics", required=True, type=cli.output_path, help="JSON: final-epoch figures (deterministic on CPU)")
-    ap.add_argument("--run-info", required=True, type=cli.output_path,
+    ap.add_argument("--live", required=True, type=runtime.output_path, help="dvclive directory")
+    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: final-epoch figures (deterministic on CPU)")
+    ap.add_argument("--run-info", required=True, type=runtime.output_path,
                     help="JSON: images/s, wall time, device, resumed (varies run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     t, m = params.train, params.model
-    threads = cli.set_threads(t.threads)
+    threads = runtime.set_threads(t.threads)
     ds = load_dataset_dir(args.data)
     classes = label_names(ds["train"])
     column = "nsoartc" if t.input == "nsoartc" else "raw"
@@ -153,4 +153,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

@@ -12,17 +12,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _boot import cli, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
+from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
-from vitinspect.errors import VitinspectError
-from vitinspect.params import load_params
-from vitinspect.storage import write_text
+from vitinspect.core.errors import VitinspectError
+from vitinspect.config.params import load_params
+from vitinspect.core.storage import write_text
 
 
 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
-    ap.add_argument("--out", required=True, type=cli.output_path, help="a small file whose bytes never change (the others' dependency)")
+    ap.add_argument("--out", required=True, type=runtime.output_path, help="a small file whose bytes never change (the others' dependency)")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     # The user's folders are checked here too (headers only, no pixel decoded): a bad part stops the run
     # before DVC reaches prepare and removes its outputs.
     if params.data.source == "folders":
-        from vitinspect.folders import plan
+        from vitinspect.data.user_parts import plan
 
         found = plan(params.data)
         good = sum(q.split == "train" and q.label == params.data.good_class for q in found.parts)
@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         print(f"validate: {len(found.parts)} parts in {params.data.folders.path} ({found.layout} layout"
               + (f", {len(found.skipped)} skipped" if found.skipped else "") + ")")
     if params.lot.source == "folders":
-        from vitinspect.folders import scan
+        from vitinspect.data.user_parts import scan
 
         lot = scan(params.lot.folders.path, list(params.data.views), list(params.data.classes),
                    on_bad_part=params.data.folders.on_bad_part, labelled=False)
@@ -57,4 +57,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    cli.run_stage(main)
+    runtime.run_stage(main)

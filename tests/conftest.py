@@ -58,7 +58,7 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def tiny_dict(**override) -> dict:
-    from vitinspect.params import defaults_dict
+    from vitinspect.config.params import defaults_dict
 
     return merge(merge(defaults_dict(), TINY), override)
 
@@ -73,7 +73,7 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_params():
     """The tiny Params object (validated)."""
-    from vitinspect.params import params_from_dict
+    from vitinspect.config.params import params_from_dict
 
     return params_from_dict(tiny_dict())
 
@@ -399,3 +399,18 @@ def trained(tiny_data, tmp_path_factory):
             os.chdir(old)
 
     return lambda strategy: shared(tmp_path_factory, f"trained_{strategy}", train_in)
+
+
+# TEMP: record each test's subprocess commands (classification of e2e tests)
+import json as _json
+_REC = os.environ.get("VITINSPECT_RECORD_CMDS")
+if _REC:
+    _orig_popen_init = subprocess.Popen.__init__
+
+    def _popen_init(self, args, *a, **k):
+        tid = os.environ.get("PYTEST_CURRENT_TEST", "-")
+        with open(_REC, "a") as fh:
+            fh.write(_json.dumps({"test": tid, "cmd": args if isinstance(args, str) else [str(x) for x in args]}) + "\n")
+        return _orig_popen_init(self, args, *a, **k)
+
+    subprocess.Popen.__init__ = _popen_init

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vitinspect.audit import by_group, count_parameters, group_of, meta_model, reference_config, weight_change
-from vitinspect.finetune import apply_strategy
-from vitinspect.params import Params
+from vitinspect.explain.audit import by_group, count_parameters, group_of, meta_model, reference_config, weight_change
+from vitinspect.model.strategies import apply_strategy
+from vitinspect.config.params import Params
 
 
 @pytest.mark.parametrize("name,published", [("google/vit-base-patch16-224", 86_567_656), ("google/vit-large-patch16-224", 304_326_632)])

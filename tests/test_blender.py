@@ -9,9 +9,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vitinspect import blender_rig
-from vitinspect.blender_rig import HEIGHT, PITCH, Rig, posts_in_view, project
-from vitinspect.params import ParamsError, defaults_dict, params_from_dict
+from vitinspect.data import blender_rig
+from vitinspect.data.blender_rig import HEIGHT, PITCH, Rig, posts_in_view, project
+from vitinspect.config.params import ParamsError, defaults_dict, params_from_dict
 
 
 def blender_params(**changes) -> dict:
@@ -102,14 +102,14 @@ def test_the_validate_stage_says_it_in_one_line_and_writes_nothing(monkeypatch, 
     import yaml
 
     from conftest import load_stage
-    from vitinspect import cli
+    from vitinspect.core import runtime
 
     monkeypatch.setattr(blender_rig, "bpy_available", lambda: bool(change))
     monkeypatch.chdir(tmp_path)  # the project: outputs must lie inside it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(blender_params(**change), sort_keys=False))
     out = tmp_path / "data" / "ok.json"
     with pytest.raises(SystemExit) as exit_:
-        cli.run_stage(load_stage("validate").main, ["--params", "params.yaml", "--out", "data/ok.json"])
+        runtime.run_stage(load_stage("validate").main, ["--params", "params.yaml", "--out", "data/ok.json"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and fragment in err and len(err.splitlines()) == 1 and not out.exists()
 
@@ -126,7 +126,7 @@ def test_every_camera_sees_every_post_at_the_defaults():
 def test_centre_camera_maps_the_grid_like_the_2d_renderer():
     """Grid centre in the image centre, row-major posts left to right and top to bottom, the frame 1.25
     x max(rows, cols, 3) pitches wide at the housing top."""
-    from vitinspect.render import Geometry
+    from vitinspect.data.geometry import Geometry
 
     rig = Rig(2, 6, ("center",), 20.0, (0.0, 0.0))
     uv = project(rig, "center", rig.bases(), 64)
@@ -157,7 +157,8 @@ def _data(**changes):
 
 def test_same_seed_same_bytes_and_the_2d_columns():
     pytest.importorskip("bpy")
-    from vitinspect.render import plan, render_parts
+    from vitinspect.data.geometry import plan
+    from vitinspect.data.synthetic import render_parts
 
     d = _data(n_images=40, passed_ratio=0.1)
     labels, _ = plan(d)
@@ -185,7 +186,8 @@ def test_same_seed_same_bytes_and_the_2d_columns():
 
 def test_another_seed_other_bytes():
     pytest.importorskip("bpy")
-    from vitinspect.render import plan, render_parts
+    from vitinspect.data.geometry import plan
+    from vitinspect.data.synthetic import render_parts
 
     d = _data(n_images=12)
     labels, _ = plan(d)
@@ -195,7 +197,7 @@ def test_another_seed_other_bytes():
 
 
 def _render_in_child(data, labels, queue):
-    from vitinspect.render import render_parts
+    from vitinspect.data.synthetic import render_parts
 
     try:
         render_parts(data, [0], labels)
@@ -208,7 +210,8 @@ def test_a_process_forked_after_blender_started_says_so_instead_of_hanging():
     pytest.importorskip("bpy")
     import multiprocessing
 
-    from vitinspect.render import plan, render_parts
+    from vitinspect.data.geometry import plan
+    from vitinspect.data.synthetic import render_parts
 
     d = _data(n_images=12)
     labels, _ = plan(d)

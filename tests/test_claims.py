@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from vitinspect.study import CLAIMS, Study, compare, verdict
+from vitinspect.study.claims import CLAIMS, compare, verdict
+
+from vitinspect.study.findings import Study
 from vitinspect.study.claims import BY_FINDING, answer
 from vitinspect.study.findings import f1_epochs, f3_raw_vs_nsoartc
 

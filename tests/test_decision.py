@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitinspect.decision import (
+from vitinspect.evaluation.decision import (
     choose_threshold,
     compare_intervals,
     compare_rates,
@@ -16,7 +16,7 @@ from vitinspect.decision import (
     two_proportion_p,
     wilson,
 )
-from vitinspect.review import build_report, degenerate, judge
+from vitinspect.review.pr_report import build_report, degenerate, judge
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
@@ -168,7 +168,7 @@ def test_summary_has_the_headline_keys_and_the_curves_mark_the_point():
 def test_macro_f1_interval_value_matches_sklearn_and_brackets_it():
     from sklearn.metrics import f1_score
 
-    from vitinspect.decision import macro_f1_interval
+    from vitinspect.evaluation.decision import macro_f1_interval
 
     labels, proba = model_outputs(50, 150, 5, 4, 7)
     preds = decide(proba, CLASSES, 0.5)
@@ -178,7 +178,7 @@ def test_macro_f1_interval_value_matches_sklearn_and_brackets_it():
 
 
 def test_operating_point_auto_and_fixed_on_the_hand_table():
-    from vitinspect.decision import operating_point
+    from vitinspect.evaluation.decision import operating_point
 
     scores, is_passed = hand_table()
     auto = operating_point(scores, is_passed, "auto", 0.1, CLASSES)
@@ -192,7 +192,7 @@ def test_operating_point_auto_and_fixed_on_the_hand_table():
 def test_inspection_block_agrees_with_sklearn():
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support
 
-    from vitinspect.decision import inspection_block
+    from vitinspect.evaluation.decision import inspection_block
 
     labels, proba = model_outputs(30, 90, 5, 4, 11)
     labels[:3] = 3  # a few more retracted parts
@@ -215,7 +215,7 @@ def test_class_scores_and_epoch_metrics_are_sklearns_floats_bit_for_bit():
     floats, also where a class is never predicted, never present, or the only one."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    from vitinspect.metrics import class_scores, confusion, confusion_counts, epoch_metrics
+    from vitinspect.evaluation.metrics import class_scores, confusion, confusion_counts, epoch_metrics
 
     rng = np.random.default_rng(3)
     for trial in range(300):
@@ -245,7 +245,7 @@ def test_class_scores_and_epoch_metrics_are_sklearns_floats_bit_for_bit():
 
 
 def test_class_indices_outside_the_classes_are_refused_not_miscounted():
-    from vitinspect.metrics import confusion_counts, epoch_metrics
+    from vitinspect.evaluation.metrics import confusion_counts, epoch_metrics
 
     for labels, preds in (([0, 1, 2], [0, 1, -1]), ([0, 1, 2], [0, 1, 3]), ([0, 5], [0, 1])):
         with pytest.raises(ValueError, match="outside 0..2"):

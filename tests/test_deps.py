@@ -50,7 +50,7 @@ def _imports_of(path: str, mtime_ns: int) -> frozenset[str]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from vitinspect import cli`
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from vitinspect.core import runtime`
     found = set()
     for name in names:
         parts = name.split(".")
@@ -122,11 +122,11 @@ def test_the_check_catches_a_wrong_dvc_yaml():
     good = load_dvc()
     stage = good["stages"]["evaluate"]
     missing = copy.deepcopy(good)
-    missing["stages"]["evaluate"]["deps"] = [d for d in stage["deps"] if d != "src/vitinspect/metrics.py"]
-    assert "evaluate: imports src/vitinspect/metrics.py but does not list it" in check_stage_deps(missing)
+    missing["stages"]["evaluate"]["deps"] = [d for d in stage["deps"] if d != "src/vitinspect/evaluation/metrics.py"]
+    assert "evaluate: imports src/vitinspect/evaluation/metrics.py but does not list it" in check_stage_deps(missing)
     extra = copy.deepcopy(good)
-    extra["stages"]["evaluate"]["deps"] = [*stage["deps"], "src/vitinspect/render.py"]
-    assert "evaluate: lists src/vitinspect/render.py but does not import it" in check_stage_deps(extra)
+    extra["stages"]["evaluate"]["deps"] = [*stage["deps"], "src/vitinspect/data/render2d.py"]
+    assert "evaluate: lists src/vitinspect/data/render2d.py but does not import it" in check_stage_deps(extra)
     params = copy.deepcopy(good)
     params["stages"]["train"]["params"] = [k for k in good["stages"]["train"]["params"] if not str(k).startswith("train")]
     assert "train: reads params section 'train' but does not declare it" in check_stage_deps(params)
@@ -137,9 +137,9 @@ def test_the_check_catches_a_wrong_dvc_yaml():
 
 def test_transitive_imports_are_followed(tmp_path):
     # train imports training, which imports metrics: metrics must be found though train.py never names it.
-    assert "src/vitinspect/metrics.py" in project_imports(ROOT / "stages/train.py")
+    assert "src/vitinspect/evaluation/metrics.py" in project_imports(ROOT / "stages/train.py")
     assert "src/vitinspect/__init__.py" in project_imports(ROOT / "stages/prepare.py")
-    assert "src/vitinspect/render.py" not in project_imports(ROOT / "stages/evaluate.py")
+    assert "src/vitinspect/data/render2d.py" not in project_imports(ROOT / "stages/evaluate.py")
 
 
 def _first_import_is_the_package(script: Path) -> bool:
@@ -154,7 +154,7 @@ def _first_import_is_the_package(script: Path) -> bool:
                 return _first_import_is_the_package(script.parent / "_boot.py")
             if any(m.split(".")[0] not in sys.stdlib_module_names for m in mods):
                 return all(m.split(".")[0] == PACKAGE for m in mods)
-        if isinstance(node, ast.Try):  # the guarded `from vitinspect import cli`
+        if isinstance(node, ast.Try):  # the guarded `from vitinspect.core import runtime`
             inner = [n for n in node.body if isinstance(n, (ast.Import, ast.ImportFrom))]
             return bool(inner) and all((n.module or "").startswith(PACKAGE) for n in inner if isinstance(n, ast.ImportFrom))
     return False
@@ -171,13 +171,13 @@ def test_every_stage_starts_from_the_shared_boot_and_the_check_sees_its_deps(tmp
     dvc = load_dvc()
     for name in dvc["stages"]:
         script = (ROOT / "stages" / f"{name}.py").read_text()
-        assert "from _boot import cli, stage_parser" in script and "except ModuleNotFoundError" not in script, name
+        assert "from _boot import runtime, stage_parser" in script and "except ModuleNotFoundError" not in script, name
         assert "stages/_boot.py" in project_imports(ROOT / "stages" / f"{name}.py")
     dropped = copy.deepcopy(dvc)
     dropped["stages"]["lot"]["deps"] = [d for d in dvc["stages"]["lot"]["deps"] if d != "stages/_boot.py"]
     assert "lot: imports stages/_boot.py but does not list it" in check_stage_deps(dropped)
-    (tmp_path / "_boot.py").write_text("import numpy\nfrom vitinspect import cli\n")
-    (tmp_path / "s.py").write_text("from __future__ import annotations\n\nfrom _boot import cli\n")
+    (tmp_path / "_boot.py").write_text("import numpy\nfrom vitinspect.core import runtime\n")
+    (tmp_path / "s.py").write_text("from __future__ import annotations\n\nfrom _boot import runtime\n")
     assert not _first_import_is_the_package(tmp_path / "s.py")
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitinspect import explain
-from vitinspect.model import build_scratch
+from vitinspect.explain import maps as explain
+from vitinspect.model.vit import build_scratch
 
 
 def random_attentions(b=2, heads=3, g=3, layers=4, seed=0):

@@ -17,7 +17,7 @@ import yaml
 from safetensors.torch import save_file
 
 from conftest import copy_project, load_stage, run, train_args, write_params
-from vitinspect.errors import VitinspectError
+from vitinspect.core.errors import VitinspectError
 
 TESTS = Path(__file__).parent
 
@@ -38,7 +38,7 @@ def fake_checkpoint(path: Path, *, state=True, weights=True, optimizer=True) -> 
 
 
 def test_resume_point_removes_incomplete_checkpoints_highest_first(tmp_path):
-    from vitinspect.training import resume_point
+    from vitinspect.model.training import resume_point
 
     good = fake_checkpoint(tmp_path / "checkpoint-6")
     cut = [fake_checkpoint(tmp_path / "checkpoint-12", state=False),  # killed before trainer_state.json
@@ -53,7 +53,7 @@ def test_resume_point_removes_incomplete_checkpoints_highest_first(tmp_path):
 
 
 def test_a_planted_pickle_in_the_checkpoint_is_refused_in_one_line(tmp_path):
-    from vitinspect.training import resume_point
+    from vitinspect.model.training import resume_point
 
     class Planted:
         def __reduce__(self):
@@ -67,7 +67,7 @@ def test_a_planted_pickle_in_the_checkpoint_is_refused_in_one_line(tmp_path):
 
 
 def test_write_json_refuses_nan_and_inf_naming_the_figure(in_tmp):
-    from vitinspect.storage import write_json
+    from vitinspect.core.storage import write_json
 
     with pytest.raises(VitinspectError, match=r"m.json: defect_contrast.tilt_x is nan \(not a finite number\); check nsoartc.eps"):
         write_json("m.json", {"defect_contrast": {"tilt_x": float("nan")}}, hint="check nsoartc.eps")
@@ -77,7 +77,7 @@ def test_write_json_refuses_nan_and_inf_naming_the_figure(in_tmp):
 
 
 def test_all_or_nothing_renames_every_output_or_none(in_tmp):
-    from vitinspect.storage import all_or_nothing, write_json, write_text
+    from vitinspect.core.storage import all_or_nothing, write_json, write_text
 
     write_text("a.txt", "old a")
     write_text("b.txt", "old b")
@@ -95,16 +95,16 @@ def test_all_or_nothing_renames_every_output_or_none(in_tmp):
 
 
 def test_a_finished_stage_exits_0_with_its_exit_handlers_run_and_a_call_from_python_returns(tmp_path):
-    """A stage run as a script ends without the interpreter's teardown (cli.exit_finished), yet with its exit
+    """A stage run as a script ends without the interpreter's teardown (runtime.exit_finished), yet with its exit
     handlers run and its output flushed; a call of run_stage from Python (a test, a notebook) just returns."""
-    from vitinspect import cli
+    from vitinspect.core import runtime
 
     done = []
-    cli.run_stage(lambda argv: done.append(argv), ["x"])
+    runtime.run_stage(lambda argv: done.append(argv), ["x"])
     assert done == [["x"]]
     marker = tmp_path / "atexit.txt"
     code = ("import atexit, sys, threading\n"
-            "from vitinspect.cli import run_stage\n"
+            "from vitinspect.core.runtime import run_stage\n"
             f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
             "def main(argv):\n"
             "    sys.stdout.write('unflushed output')\n"
@@ -115,14 +115,14 @@ def test_a_finished_stage_exits_0_with_its_exit_handlers_run_and_a_call_from_pyt
 
 
 def test_catch_all_prints_one_line_and_exits_2(capsys, monkeypatch):
-    from vitinspect import cli
+    from vitinspect.core import runtime
 
     def boom(argv):
         raise KeyError("x" * 1000)
 
     monkeypatch.delenv("VITINSPECT_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exc:
-        cli.run_stage(boom, [])
+        runtime.run_stage(boom, [])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and len(err) < 400
     assert err.startswith("error: unexpected KeyError") and "run with VITINSPECT_DEBUG=1 for the traceback" in err
@@ -131,15 +131,15 @@ def test_catch_all_prints_one_line_and_exits_2(capsys, monkeypatch):
         open("/nonexistent/file.bin")
 
     with pytest.raises(SystemExit):
-        cli.run_stage(missing, [])
+        runtime.run_stage(missing, [])
     assert capsys.readouterr().err.startswith("error: /nonexistent/file.bin: No such file or directory; run with")
     monkeypatch.setenv("VITINSPECT_DEBUG", "1")
     with pytest.raises(KeyError):
-        cli.run_stage(boom, [])
+        runtime.run_stage(boom, [])
 
 
 def test_review_refuses_an_output_outside_the_project(in_tmp):
-    from vitinspect import review
+    from vitinspect.review import pr_report as review
 
     with pytest.raises(VitinspectError, match="is outside the project"):
         review.main(["--out", "../pr.md"])

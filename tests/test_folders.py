@@ -1,4 +1,4 @@
-"""`data.source: folders`: the user's own parts, read from image folders (vitinspect.folders), through DVC.
+"""`data.source: folders`: the user's own parts, read from image folders (vitinspect.data.user_parts), through DVC.
 
 - the pixel rules (16-bit, float, colour, palette; pad and resize) and both layouts, as units;
 - a round trip: `vitinspect render` output read back as folders gives the render source's composites and
@@ -24,8 +24,9 @@ import yaml
 from PIL import Image, ImageDraw
 
 from conftest import _build_project, _needs, make_project, run, shared, tiny_dict
-from vitinspect import folders, images
-from vitinspect.errors import VitinspectError
+from vitinspect.data import user_parts as folders
+from vitinspect.data import images
+from vitinspect.core.errors import VitinspectError
 
 FOREIGN_CLASSES = ["ok", "bent", "missing_pin"]
 FOREIGN_VIEWS = ["center", "left", "right", "top"]

@@ -1,6 +1,6 @@
 """A seeded fuzz of `read_part`: valid views in every format PIL writes here, their bytes mutated (flipped,
 truncated, inserted, header fields overwritten, chunks spliced); no exception may escape, each case returns
-the part's views or one line of error naming the file; the view reader under it (vitinspect.images.load_grey)
+the part's views or one line of error naming the file; the view reader under it (vitinspect.data.images.load_grey)
 raises nothing but its own BadPart."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from vitinspect.images import BadPart, load_grey
-from vitinspect.part_folders import read_part
+from vitinspect.data.images import BadPart, load_grey
+from vitinspect.app.lot_reader import read_part
 
 SEED = 28
 MUTATIONS_PER_BASE = 40

@@ -20,10 +20,10 @@ from conftest import load_stage, tiny_dict
 from test_inspect import tiny_bundle, trained_model  # noqa: F401  (session fixtures, shared with test_inspect)
 from test_params import with_value
 
-from vitinspect import bundle as bundle_format
-from vitinspect import review
+from vitinspect.deploy import bundle as bundle_format
+from vitinspect.review import pr_report as review
 from vitinspect.__main__ import main as cli_main
-from vitinspect.cli import run_stage
+from vitinspect.core.runtime import run_stage
 
 # --------------------------------------------------------------------------- helpers
 
@@ -328,7 +328,7 @@ def test_export_into_a_tampered_bundle_is_refused_and_a_good_one_stays_proven(ti
     (d / "model.onnx").unlink()  # export rewrites a missing graph, proves it, and records its hash
     assert cli_main(["export", "--bundle", str(d), "--opset", "17"]) == 0
     b = bundle_format.load(d)
-    from vitinspect.inspection import make_engine
+    from vitinspect.deploy.engine import make_engine
 
     make_engine(b, "onnx")
 

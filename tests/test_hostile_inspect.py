@@ -26,9 +26,9 @@ import pytest
 from PIL import Image
 from test_inspect import tiny_bundle, trained_model  # noqa: F401 - the session fixtures (built once)
 
-from vitinspect.results import explain_name
+from vitinspect.app.results import explain_name
 from vitinspect.__main__ import main as cli_main
-from vitinspect.errors import VitinspectError
+from vitinspect.core.errors import VitinspectError
 
 VIEWS = ("center", "left", "right")
 
@@ -368,7 +368,7 @@ def missing_view(t):
 
 @case(1, "out of memory", where="rows", changes=("r.csv",))
 def memory_error_while_decoding(t):
-    import vitinspect.images as images
+    import vitinspect.data.images as images
 
     real = images._to_uint8
 
@@ -427,7 +427,7 @@ def permission_denied_on_a_part(t):
 
 @case(1, "FileNotFoundError", where="rows", changes=("r.csv", "lot/part-00003"))
 def part_folder_removed_mid_lot(t):
-    import vitinspect.images as images
+    import vitinspect.data.images as images
 
     real = images.load_grey
 
@@ -595,7 +595,7 @@ def bad_engine(t):
 
 @case(130, "interrupted", where="line")
 def ctrl_c_in_a_lot_writes_nothing(t):
-    import vitinspect.inspection as inspection
+    import vitinspect.deploy.engine as inspection
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
@@ -767,7 +767,7 @@ def test_the_table_is_large_enough():
 # ------------------------------------------------------------------ beyond the table
 
 def test_three_huge_views_are_refused_from_their_headers_in_well_under_a_second(tmp_path):
-    from vitinspect.part_folders import read_part
+    from vitinspect.app.lot_reader import read_part
 
     data = big_black_png(13_370)
     assert len(data) < 1_000_000
@@ -782,7 +782,7 @@ def test_three_huge_views_are_refused_from_their_headers_in_well_under_a_second(
 
 
 def test_sixteen_bit_and_float_views_are_scaled_not_clipped(tmp_path):
-    from vitinspect.images import load_grey
+    from vitinspect.data.images import load_grey
 
     ramp = np.linspace(0, 1, 64 * 32, dtype=np.float64).reshape(32, 64)
     cases = {"i16.png": (ramp * 65535).astype(np.uint16), "i32.tif": (ramp * 1_000_000).astype(np.int32),
@@ -828,7 +828,7 @@ def test_non_utf8_names_are_escaped_alike_in_csv_and_json(tiny_bundle, rendered,
 
 def test_review_out_and_comment_never_replace_a_folder(in_tmp, monkeypatch):
     """review's outputs go through the same atomic write: a folder at --out or --comment is refused, intact."""
-    from vitinspect import review
+    from vitinspect.review import pr_report as review
 
     monkeypatch.setattr(review, "run_command", lambda cmd, check=True: "0" * 40 if "rev-parse" in cmd else "")
     for flag in ("--out", "--comment"):
@@ -846,7 +846,7 @@ def test_review_out_and_comment_never_replace_a_folder(in_tmp, monkeypatch):
 
 
 def test_atomic_path_refuses_every_other_kind_and_keeps_it(tmp_path, monkeypatch):
-    from vitinspect.storage import atomic_path, write_text
+    from vitinspect.core.storage import atomic_path, write_text
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("keep")
@@ -863,7 +863,7 @@ def test_atomic_path_refuses_every_other_kind_and_keeps_it(tmp_path, monkeypatch
     assert (tmp_path / "link").is_symlink() and Path(tmp_path / "fifo").is_fifo()
     write_text(tmp_path / "f", "new")  # a regular file is what it writes: replaced
     assert (tmp_path / "f").read_text() == "new"
-    from vitinspect.cli import output_path
+    from vitinspect.core.runtime import output_path
 
     monkeypatch.chdir(tmp_path)
     assert output_path("d") == "d" and output_path("f", file=True) == "f"  # a folder output, a file output

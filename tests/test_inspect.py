@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import load_stage, shared, train_args
 
-from vitinspect import bundle as bundle_format
+from vitinspect.deploy import bundle as bundle_format
 from vitinspect.__main__ import main as cli_main
 
 
@@ -58,15 +58,15 @@ def tiny_bundle(trained_model, tmp_path_factory):
 
 
 def _test_split(d: Path):
-    from vitinspect.dataset import columns
-    from vitinspect.storage import load_dataset_dir
+    from vitinspect.data.arrow import columns
+    from vitinspect.core.storage import load_dataset_dir
 
     cols = columns(load_dataset_dir(d / "parts")["test"], ["views", "label"])
     return {"views": cols["views"].astype(np.uint8), "label": cols["label"].astype(int)}
 
 
 def _wilson(k, n):
-    from vitinspect.ood import rate
+    from vitinspect.deploy.ood_guard import rate
 
     r = rate(k, n)
     return r["low"], r["high"]
@@ -87,7 +87,7 @@ def test_bundle_holds_every_piece_and_pipeline_still_loads_the_vit(tiny_bundle, 
     clf = pipeline("image-classification", model=str(tiny_bundle / "vit"))
     from PIL import Image
 
-    from vitinspect.inspection import composite
+    from vitinspect.deploy.engine import composite
 
     images, _ = composite(b, _test_split(tiny_data)["views"][:2])
     out = clf(Image.fromarray(images[0]))
@@ -95,7 +95,7 @@ def test_bundle_holds_every_piece_and_pipeline_still_loads_the_vit(tiny_bundle, 
 
 
 def test_operating_point_threshold_decides_passed(trained_model, tmp_path):
-    from vitinspect.inspection import decide_class
+    from vitinspect.deploy.engine import decide_class
 
     proba = np.array([[0.30, 0.50, 0.10, 0.10], [0.10, 0.20, 0.60, 0.10], [0.70, 0.1, 0.1, 0.1]])
     classes = ["passed", "tilt_x", "tilt_y", "retracted"]
@@ -108,14 +108,14 @@ def test_operating_point_threshold_decides_passed(trained_model, tmp_path):
     stage = load_stage("bundle")
     assert stage.read_operating_point(str(op), classes)["threshold"] == 0.4
     op.write_text(json.dumps({"class": "passed", "threshold": 1.5}))
-    from vitinspect.errors import VitinspectError
+    from vitinspect.core.errors import VitinspectError
 
     with pytest.raises(VitinspectError, match="operating_point.json"):
         stage.read_operating_point(str(op), classes)
 
 
 def test_onnx_matches_torch_on_the_test_split(tiny_bundle, tiny_data):
-    from vitinspect.inspection import OnnxEngine, TorchEngine, judge
+    from vitinspect.deploy.engine import OnnxEngine, TorchEngine, judge
 
     b = bundle_format.load(tiny_bundle)
     views = _test_split(tiny_data)["views"]
@@ -138,13 +138,13 @@ def test_inspect_from_files_matches_evaluate_on_the_test_split(tiny_bundle, trai
     """The test split's own views, written as part folders, get evaluate's probabilities back (PNG is lossless)."""
     from PIL import Image
 
-    from vitinspect.inference import model_and_test_split, predict_proba, to_pixel_values
+    from vitinspect.model.prediction import model_and_test_split, predict_proba, to_pixel_values
 
     d, model_dir = trained_model
     model, input_name, spec, classes, cols = model_and_test_split(d / "nsoartc", model_dir, ["id"])
     expected = predict_proba(model, to_pixel_values(cols[input_name], spec))
-    from vitinspect.dataset import columns
-    from vitinspect.storage import load_dataset_dir
+    from vitinspect.data.arrow import columns
+    from vitinspect.core.storage import load_dataset_dir
 
     parts = columns(load_dataset_dir(d / "parts")["test"], ["id", "views"])
     assert list(parts["id"]) == list(cols["id"])
@@ -162,7 +162,7 @@ def test_inspect_from_files_matches_evaluate_on_the_test_split(tiny_bundle, trai
 
 def test_render_then_inspect_agrees_with_truth_as_the_test_split_says(tiny_bundle, tiny_data, tmp_path, capsys):
     """The lot's accuracy and the model's test-split accuracy: each inside the other's 95 % interval."""
-    from vitinspect.inspection import OnnxEngine, judge
+    from vitinspect.deploy.engine import OnnxEngine, judge
 
     lot, results = tmp_path / "lot", tmp_path / "results.csv"
     assert cli_main(["render", "--n", "60", "--out", str(lot), "--seed", "7", "--bundle", str(tiny_bundle)]) == 0
@@ -238,9 +238,9 @@ def test_corrupt_bundle_is_exit_2(tiny_bundle, tmp_path):
 
 def test_ood_guard_flags_probes_and_spares_in_distribution_parts(tiny_bundle, tiny_data):
     """The promise (>= 95 % of probes flagged, <= 1 % of test parts) measured on the set the stage builds."""
-    from vitinspect.inspection import OnnxEngine, judge
-    from vitinspect.params import load_params
-    from vitinspect.probes import ood_probes
+    from vitinspect.deploy.engine import OnnxEngine, judge
+    from vitinspect.config.params import load_params
+    from vitinspect.deploy.probes import ood_probes
 
     b = bundle_format.load(tiny_bundle)
     p = load_params(tiny_data / "params.yaml")
@@ -281,7 +281,7 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     lot = tmp_path / "lot"
     assert cli_main(["render", "--n", "2", "--out", str(lot), "--bundle", str(tiny_bundle)]) == 0
     assert cli_main(["inspect", str(lot), "--explain", str(tmp_path / "why"), "--bundle", str(tiny_bundle)]) == 0
-    from vitinspect.results import explain_name  # <part>-<hash of its path>.png: unique per part path
+    from vitinspect.app.results import explain_name  # <part>-<hash of its path>.png: unique per part path
 
     names = sorted(p.name for p in (tmp_path / "why").iterdir())
     assert names == sorted(explain_name(lot / f"part-0000{i}") for i in range(2))
@@ -304,7 +304,7 @@ def test_bundle_stage_is_in_the_pipeline(project):
     ("missing_unit_space", "not a unit space"),
 ])
 def test_bundle_stage_bad_input_one_line_nothing_written(trained_model, tmp_path, monkeypatch, breakage, fragment):
-    from vitinspect.errors import VitinspectError
+    from vitinspect.core.errors import VitinspectError
 
     d, model = trained_model
     monkeypatch.chdir(tmp_path)

@@ -10,16 +10,16 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from conftest import replace
-from vitinspect.errors import VitinspectError
-from vitinspect.finetune import apply_strategy, count_trainable, plain_model
-from vitinspect.inference import to_pixel_values
-from vitinspect.model import InputSpec, build_scratch, load_pretrained
+from vitinspect.core.errors import VitinspectError
+from vitinspect.model.strategies import apply_strategy, count_trainable, plain_model
+from vitinspect.model.prediction import to_pixel_values
+from vitinspect.model.vit import InputSpec, build_scratch, load_pretrained
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
 
 def test_default_model_is_about_150k_parameters():
-    from vitinspect.params import Params
+    from vitinspect.config.params import Params
 
     p = Params()
     model = build_scratch(p.model, p.data.image_size, CLASSES, seed=0)

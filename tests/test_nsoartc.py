@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitinspect.nsoartc import UnitSpace, defect_contrast, double_eye, rt_maps, to_image
+from vitinspect.composite.nsoartc import UnitSpace, defect_contrast, double_eye, rt_maps, to_image
 
 
 def direct_rt(x, m, w, eps):

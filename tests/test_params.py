@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vitinspect.params import ParamsError, defaults_dict, load_params, params_from_dict
+from vitinspect.config.params import ParamsError, defaults_dict, load_params, params_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((Path(__file__).parent / "bad_params.yaml").read_text())
@@ -103,7 +103,7 @@ def test_alias_bomb_is_refused_at_once(tmp_path):
 
 
 def test_huge_values_are_shown_bounded():
-    from vitinspect.params import short
+    from vitinspect.core.text import short
 
     assert len(short(list(range(10**6)))) <= 80
     assert len(short("x" * 10**6)) <= 80
@@ -116,21 +116,21 @@ def test_huge_values_are_shown_bounded():
 def test_split_counts_are_what_prepare_makes(tiny_params):
     import numpy as np
 
-    from vitinspect import render
-    from vitinspect.params import split_counts
+    from vitinspect.data import geometry, render2d, synthetic
+    from vitinspect.config.params import split_counts
 
-    cols = render.generate(tiny_params.data)
+    cols = synthetic.generate(tiny_params.data)
     labels, splits = np.asarray(cols["label"]), np.asarray(cols["split"])
     expected = split_counts(tiny_params.data)
     for s, by_class in expected.items():
         for c, n in by_class.items():
             assert ((labels == c) & (splits == s)).sum() == n, (s, c)
-    assert render.class_counts(tiny_params.data.n_images, tiny_params.data.classes, tiny_params.data.passed_ratio) == {
+    assert geometry.class_counts(tiny_params.data.n_images, tiny_params.data.classes, tiny_params.data.passed_ratio) == {
         c: sum(expected[s][c] for s in expected) for c in tiny_params.data.classes}
 
 
 def test_memory_check_uses_the_machine(monkeypatch):
-    import vitinspect.params as params_module
+    import vitinspect.config.params as params_module
 
     params_from_dict(defaults_dict())
     monkeypatch.setattr(params_module, "available_memory", lambda: 2**28)  # 256 MiB

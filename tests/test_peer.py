@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_stage, tiny_dict, write_params
-from vitinspect.errors import VitinspectError
-from vitinspect.peer import CellUnitSpace, cell_boxes, cell_features, feature_names, load_peer, rt_window, save_peer
-from vitinspect.render import Geometry
+from vitinspect.core.errors import VitinspectError
+from vitinspect.evaluation.rt_peer import CellUnitSpace, cell_boxes, cell_features, feature_names, load_peer, rt_window, save_peer
+from vitinspect.data.geometry import Geometry
 
 
 def brute_force_rt(x_cell: np.ndarray, m_cell: np.ndarray, eps: float) -> tuple[float, float]:
@@ -141,7 +141,7 @@ def test_a_planted_model_file_makes_a_loader_fail_with_one_line(baseline_run, tm
     original = planted.read_bytes()
     try:
         planted.write_bytes(original[:-1] + b"\x00")
-        code = ("import sys; from vitinspect.cli import run_stage; from vitinspect.peer import load_peer\n"
+        code = ("import sys; from vitinspect.core.runtime import run_stage; from vitinspect.evaluation.rt_peer import load_peer\n"
                 f"run_stage(lambda argv: load_peer({str(planted)!r}, {report['models']['svm']['sha256']!r}))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     finally:
@@ -152,7 +152,7 @@ def test_a_planted_model_file_makes_a_loader_fail_with_one_line(baseline_run, tm
 
 
 def test_baseline_params_are_validated():
-    from vitinspect.params import ParamsError, params_from_dict
+    from vitinspect.config.params import ParamsError, params_from_dict
 
     with pytest.raises(ParamsError, match="baseline.grid.C must hold positive numbers"):
         params_from_dict(tiny_dict(baseline={"grid": {"C": [1.0, -1.0], "gamma": [0.1]}}))
@@ -228,7 +228,9 @@ def test_baseline_params_rerun_baseline_alone_and_train_params_never_rerun_it(pr
 
 
 def test_f6_pieces_paired_interval_answer_and_splice():
-    from vitinspect.study import f6_answer, paired_accuracy, splice_section
+    from vitinspect.study.findings import f6_answer
+    from vitinspect.study.paired import paired_accuracy
+    from vitinspect.study.report import splice_section
 
     truth = ["a"] * 50 + ["b"] * 50
     vit = list(truth)
@@ -253,7 +255,7 @@ def test_f6_pieces_paired_interval_answer_and_splice():
 
 
 def test_review_peer_section_names_who_is_ahead():
-    from vitinspect.review import peer_section
+    from vitinspect.review.pr_report import peer_section
 
     vit = {"accuracy": 0.9, "macro_f1": 0.8, "macro_f1_defects": 0.85, "escapes_per_million": 100.0,
            "false_reject_rate": 0.3, "threshold": 0.3}

@@ -69,9 +69,9 @@ def test_what_each_edit_reruns(project):
         set_param(project, key, value)
         assert would_run(project) == {"validate"} | expected, key  # validate checks every params change, alone
         (project / "params.yaml").write_text(original)
-    for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain.py", {"attention"}),
-                           # validate too: it scans data.source folders with vitinspect.folders, which splits as render.py does
-                           ("src/vitinspect/render.py", {"validate", "prepare", "lot", "baseline", "bundle", "pretrain"})):
+    for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain/maps.py", {"attention"}),
+                           # validate too: it scans data.source folders with vitinspect.data.user_parts, which splits as render.py does
+                           ("src/vitinspect/data/render2d.py", {"validate", "prepare", "lot", "baseline", "bundle", "pretrain"})):
         code = (project / path).read_text()
         (project / path).write_text(code + "\n# a code change\n")
         assert would_run(project) == expected, path
@@ -204,7 +204,7 @@ def test_plots_page_renders_offline_wherever_it_is_written(project, tmp_path):
             pytest.fail("CI must provide chromium and .vega (see .ci/run)")
         pytest.skip("needs Debian's chromium and `make vega`")
     template = tmp_path / "offline.html"
-    run([sys.executable, "-m", "vitinspect.plots_page", "--vega", str(vega), "--out", "offline.html"], tmp_path)
+    run([sys.executable, "-m", "vitinspect.visualization.plots_page", "--vega", str(vega), "--out", "offline.html"], tmp_path)
     written = tmp_path / "elsewhere" / "plots"  # outside the project
     run(["dvc", "plots", "show", "--html-template", str(template), "-o", str(written)], project)
     moved = tmp_path / "moved"

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from conftest import ROOT, load_stage, run, tiny_dict, train_args, would_run, write_params
-from vitinspect.params import ParamsError, params_from_dict
+from vitinspect.config.params import ParamsError, params_from_dict
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
@@ -28,9 +28,9 @@ def test_pretrain_seed_must_differ_from_the_data_seed():
 
 def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp_path, tiny_params):
     """A few steps of the real Trainer loop; then the pretrained path loads each encoder tensor, bit for bit."""
-    from vitinspect.inference import to_pixel_values
-    from vitinspect.model import InputSpec, load_pretrained
-    from vitinspect.pretrain import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
+    from vitinspect.model.prediction import to_pixel_values
+    from vitinspect.model.vit import InputSpec, load_pretrained
+    from vitinspect.model.pretraining import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
 
     q = tiny_params.pretrain
     views = unlabeled_views(tiny_params.data, 64, q.seed)
@@ -64,9 +64,9 @@ def test_mae_starts_with_positions_and_learns_more_than_the_mean_pixel(tiny_para
     """transformers 5 leaves ViTMAE's position tables at zero when built from a config; without them every
     masked patch gets the same prediction. build_mae sets the sin-cos tables, and the loss on held-out parts
     then falls below what the best position-blind prediction (the mean pixel of each image) scores."""
-    from vitinspect.inference import to_pixel_values
-    from vitinspect.model import InputSpec
-    from vitinspect.pretrain import ImageDataset, build_mae, make_mae_trainer, mae_config, reconstruct, sincos_table, unlabeled_views
+    from vitinspect.model.prediction import to_pixel_values
+    from vitinspect.model.vit import InputSpec
+    from vitinspect.model.pretraining import ImageDataset, build_mae, make_mae_trainer, mae_config, reconstruct, sincos_table, unlabeled_views
 
     q = tiny_params.pretrain
     mae = build_mae(mae_config(tiny_params.model, 32, q), q.seed)
@@ -86,7 +86,7 @@ def test_mae_starts_with_positions_and_learns_more_than_the_mean_pixel(tiny_para
 
 
 def test_encoder_copy_refuses_a_mismatch(tiny_params):
-    from vitinspect.pretrain import build_mae, encoder_as_vit, mae_config
+    from vitinspect.model.pretraining import build_mae, encoder_as_vit, mae_config
 
     mae = build_mae(mae_config(tiny_params.model, 32, tiny_params.pretrain), 0)
     mae.vit.layers[0].mlp.fc1 = torch.nn.Linear(tiny_params.model.hidden_size, 8)  # a different shape
@@ -135,7 +135,7 @@ def test_stage_pretrains_and_train_starts_from_it(tiny_data, tmp_path, monkeypat
 
     load_stage("train").main(["--pretrained", str(tmp_path / "pretrain")] + train_args(tiny_data, tmp_path, p))
     init = load_file(tmp_path / "vit_init/model.safetensors")
-    from vitinspect.model import load_trained
+    from vitinspect.model.vit import load_trained
 
     started = load_trained(tmp_path / "vit_init").state_dict()
     assert len(init) == len(started)
@@ -145,7 +145,7 @@ def test_stage_pretrains_and_train_starts_from_it(tiny_data, tmp_path, monkeypat
 
 
 def test_labelled_subset_is_stratified_and_seeded():
-    from vitinspect.dataset import labelled_subset
+    from vitinspect.data.arrow import labelled_subset
 
     labels = np.array([0] * 5 + [1] * 100 + [2] * 95)
     keep = labelled_subset(labels, 0.1, seed=3)
@@ -217,8 +217,8 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
 
 def test_label_fraction_trains_on_a_stratified_share(tiny_data, tmp_path, monkeypatch):
     """train.label_fraction gathers its share of the mapped training images; the Trainer sees exactly those parts."""
-    from vitinspect.dataset import columns, labelled_subset
-    from vitinspect.storage import load_dataset_dir
+    from vitinspect.data.arrow import columns, labelled_subset
+    from vitinspect.core.storage import load_dataset_dir
 
     monkeypatch.chdir(tmp_path)
     p = write_params(tmp_path / "params.yaml", train={"epochs": 1, "label_fraction": 0.5})

@@ -167,7 +167,7 @@ def run_in_process(cmd: str) -> None:
     """Run `python stages/<x>.py ARGS` as the stage's own entry point would, in this process."""
     argv = shlex.split(cmd)
     assert argv[0] == "python" and argv[1].startswith("stages/"), cmd
-    from vitinspect.cli import run_stage
+    from vitinspect.core.runtime import run_stage
 
     run_stage(load_stage(Path(argv[1]).stem).main, argv[2:])
 

@@ -1,4 +1,4 @@
-"""The pull-request comment: `vitinspect.review --comment` as pr-metrics.yml runs it, on a two-commit repo."""
+"""The pull-request comment: `python -m vitinspect.review --comment` as pr-metrics.yml runs it, on a two-commit repo."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, run, tiny_dict
-from vitinspect.review import COMMENT_MARKER, comment_body
+from vitinspect.review.pr_report import COMMENT_MARKER, comment_body
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE_BASE = f"https://raw.githubusercontent.com/acme/vitinspect/pr-reports/pr-7/{SHA}"
@@ -65,8 +65,8 @@ def test_comment_body_is_cut_to_fit_a_comment_and_closes_details():
 
 
 def test_an_image_url_that_is_not_https_is_one_clear_error(in_tmp):
-    from vitinspect.errors import VitinspectError
-    from vitinspect.review import main
+    from vitinspect.core.errors import VitinspectError
+    from vitinspect.review.pr_report import main
 
     with pytest.raises(VitinspectError, match=r"--image-url-base must be an https:// URL \(got 'http://x'\)"):
         main(["--base", "main", "--comment", "c.md", "--image-url-base", "http://x"])
@@ -87,7 +87,7 @@ def _metrics(project: Path, escape: float, macro_f1: float, counts: list[list[in
 def _evaluation(project: Path, lot_escapes: int, lot_rejects: int, f1: tuple[float, float, float]) -> None:
     """reports/evaluation.json as evaluate writes it, reduced to what the verdict reads: a lot of 200 defective
     and 1,800 good parts, a 40-part test split."""
-    from vitinspect.decision import rate
+    from vitinspect.evaluation.decision import rate
 
     def block(n, esc, fr, f1_value):
         return {"n": n, "escape": esc, "false_reject": fr, "rejected": rate(fr["k"] + esc["n"] - esc["k"], n),

@@ -26,10 +26,10 @@ def _data_stages(d: Path, **data) -> dict[str, bytes]:
 
 
 def test_data_stage_bytes_do_not_depend_on_num_proc_and_match_the_in_memory_path(tmp_path, monkeypatch, tiny_params):
-    from vitinspect import dataset
-    from vitinspect.dataset import parts_features, to_dataset_dict
-    from vitinspect.nsoartc import UnitSpace, double_eye
-    from vitinspect.render import generate
+    from vitinspect.data import arrow as dataset
+    from vitinspect.data.arrow import parts_features, to_dataset_dict
+    from vitinspect.composite.nsoartc import UnitSpace, double_eye
+    from vitinspect.data.synthetic import generate
 
     monkeypatch.setattr(dataset, "chunk_size", lambda size: 16)  # several chunks per split, merged in order
     (tmp_path / "one").mkdir()
@@ -63,11 +63,11 @@ def test_mapped_images_are_the_stored_uint8_rows_and_batches_convert_like_the_wh
     import datasets
     import torch
 
-    from vitinspect.dataset import MappedImages
-    from vitinspect.inference import predict_images, predict_proba, to_pixel_values
-    from vitinspect.model import InputSpec, build_scratch
-    from vitinspect.params import params_from_dict
-    from vitinspect.training import ImageDataset, PixelDataset, collate
+    from vitinspect.data.arrow import MappedImages
+    from vitinspect.model.prediction import predict_images, predict_proba, to_pixel_values
+    from vitinspect.model.vit import InputSpec, build_scratch
+    from vitinspect.config.params import params_from_dict
+    from vitinspect.model.training import ImageDataset, PixelDataset, collate
 
     from conftest import tiny_dict
 
@@ -99,20 +99,20 @@ def test_mapped_images_are_the_stored_uint8_rows_and_batches_convert_like_the_wh
 def test_threads_auto_share_the_cores_among_dvc_queue_workers(monkeypatch):
     import torch
 
-    from vitinspect import cli
+    from vitinspect.core import runtime
 
     before = torch.get_num_threads()
     try:
         monkeypatch.setattr(cli, "cores", lambda: 8)
         monkeypatch.setattr(cli, "queue_workers", lambda: 3)
-        assert cli.set_threads("auto") == 2 == torch.get_num_threads()
-        assert cli.set_threads(1.0) == 1 == torch.get_num_threads()
+        assert runtime.set_threads("auto") == 2 == torch.get_num_threads()
+        assert runtime.set_threads(1.0) == 1 == torch.get_num_threads()
         monkeypatch.setattr(cli, "queue_workers", lambda: 16)
-        assert cli.set_threads("auto") == 1
+        assert runtime.set_threads("auto") == 1
     finally:
         torch.set_num_threads(before)
     monkeypatch.undo()
-    assert cli.queue_workers() >= 1
+    assert runtime.queue_workers() >= 1
 
 
 def test_rows_are_read_from_the_folder_there_now_not_one_read_before_under_the_same_name(tmp_path, monkeypatch):
@@ -120,7 +120,7 @@ def test_rows_are_read_from_the_folder_there_now_not_one_read_before_under_the_s
     replaced it: each read sees the folder there now, whatever name it was given."""
     import datasets
 
-    from vitinspect.dataset import Rows, read_rows
+    from vitinspect.data.arrow import Rows, read_rows
 
     def save(folder: Path, value: int) -> None:
         datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": [value] * 4})}).save_to_disk(str(folder / "parts"))
@@ -141,7 +141,7 @@ def test_rows_are_read_from_the_folder_there_now_not_one_read_before_under_the_s
 
 def _chunked_split(d: Path, rows: int, chunk: int, size: int = 8, seed: int = 0):
     """A split of ``rows`` parts-like rows written as chunk files of ``chunk`` rows, joined as prepare joins them."""
-    from vitinspect.dataset import from_chunks, parts_features, write_chunk
+    from vitinspect.data.arrow import from_chunks, parts_features, write_chunk
 
     rng = np.random.default_rng(seed)
     features = parts_features(["passed", "tilt_x"], ["c", "l"], size)
@@ -165,7 +165,7 @@ def test_saved_splits_are_save_to_disk_byte_for_byte_in_every_layout(tmp_path, m
     import datasets
     from datasets import config
 
-    from vitinspect.storage import save_dataset_dict
+    from vitinspect.core.storage import save_dataset_dict
 
     (tmp_path / "chunks").mkdir()
     ds = datasets.DatasetDict({
@@ -190,14 +190,14 @@ def test_saved_splits_are_save_to_disk_byte_for_byte_in_every_layout(tmp_path, m
 
 def test_no_progress_monitor_thread_lives_when_a_stage_forks(tmp_path):
     """datasets' progress bars would start tqdm's monitor thread; a process forked while it holds tqdm's lock
-    hangs. Stages import vitinspect.cli first, which keeps the thread from starting."""
+    hangs. Stages import vitinspect.core.runtime first, which keeps the thread from starting."""
     import subprocess
     import sys
 
     import datasets
 
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": [1, 2]})}).save_to_disk(str(tmp_path / "d"))
-    code = ("import threading, vitinspect.cli, datasets\n"
+    code = ("import threading, vitinspect.core.runtime, datasets\n"
             f"datasets.load_from_disk({str(tmp_path / 'd')!r})\n"
             "print(sorted(t.name for t in threading.enumerate()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

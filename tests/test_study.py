@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import BIN
-from vitinspect.study import compare, figures_of, plan, spread
+from vitinspect.study.claims import compare
+from vitinspect.study.findings import spread
+from vitinspect.study.plan import plan
+from vitinspect.study.runs import figures_of
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +50,7 @@ def test_spread_and_judgement():
 
 
 def test_study_panels_give_each_rate_its_own_axis_and_draw_the_seed_range():
-    from vitinspect.figures import study_panels
+    from vitinspect.visualization.figures import study_panels
 
     fig = study_panels([0.02, 0.2], {"passed_recall": [[0.5, 0.6, 0.7], [0.99]], "escape_rate": [[0.001, 0.003], [0.008]]},
                        "passed ratio", percent={"escape_rate"})
@@ -93,7 +96,7 @@ def fixed_report(tmp_path_factory):
 
     from study_records import BLENDER, SETTINGS, committed_records
 
-    from vitinspect.study import build_report
+    from vitinspect.study.report import build_report
 
     root = tmp_path_factory.mktemp("fixed")
     records = committed_records(root / "repo", {**SETTINGS, **BLENDER}, contrast=True)
@@ -126,7 +129,7 @@ def test_blender_runs_get_their_own_section_and_leave_the_2d_findings_as_they_we
     """Issue 26: `study run --plan blender` experiments (study-blender-<setting>-s<seed>) are judged as a study of
     their own, after a table that sets each finding's answer on both renderers side by side. The 2-D findings
     read none of them: without them the report down to its table of runs is the same but for the count."""
-    from vitinspect.study import build_report
+    from vitinspect.study.report import build_report
     from vitinspect.study.claims import BY_FINDING, answer, compare
     from vitinspect.study.renderers import markers
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vitinspect.errors import VitinspectError
+from vitinspect.core.errors import VitinspectError
 from vitinspect.study.plan import plan
 from vitinspect.study.report import write_report
 from vitinspect.study.runs import record_run, run_plan
@@ -68,6 +68,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from vitinspect.cli import run_stage
+    from vitinspect.core.runtime import run_stage
 
     run_stage(main, sys.argv[1:])

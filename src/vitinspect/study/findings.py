@@ -81,14 +81,14 @@ class Study:
 
     def figure(self, fig, name: str) -> str:
         """Save a figure beside the report; return its markdown link path."""
-        from vitinspect.storage import save_figure
+        from vitinspect.core.storage import save_figure
 
         save_figure(fig, self.figure_dir / f"{self.prefix}{name}")
         return f"{self.rel}/{self.prefix}{name}"
 
 
 def f1_epochs(st: Study) -> list[str]:
-    from vitinspect.figures import confusion_pair
+    from vitinspect.visualization.figures import confusion_pair
 
     lines = ["## F1: does 10 epochs beat 5?", ""]
     if not st.has("base", "epochs5"):
@@ -111,7 +111,7 @@ def f1_epochs(st: Study) -> list[str]:
 
 
 def f2_passed_ratio(st: Study) -> list[str]:
-    from vitinspect.figures import study_panels
+    from vitinspect.visualization.figures import study_panels
 
     lines = ["## F2: how much does a rare passed class hurt?", ""]
     base_ratio = st.param("base", "data", "passed_ratio") if st.has("base") else None

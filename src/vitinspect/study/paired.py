@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from vitinspect.cli import run_command
+from vitinspect.core.runtime import run_command
 from vitinspect.study.runs import json_at
 
 PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (

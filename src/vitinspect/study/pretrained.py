@@ -169,8 +169,8 @@ def _probe_verdict(pt: list[float], sc: list[float], what: str) -> list[str]:
 
 def section_label_efficiency(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
     """Full fine-tuning from scratch and from the pretrained start on 10 %, 30 % and all labelled parts."""
-    from vitinspect.figures import study_panels
-    from vitinspect.storage import save_figure
+    from vitinspect.visualization.figures import study_panels
+    from vitinspect.core.storage import save_figure
 
     lines = ["## Label efficiency: does the pretrained start need fewer labelled parts?", ""]
     rows = [(f, f"frac{f}", f"pt-frac{f}") for f in FRACTIONS] + [(1.0, "base", "pt-full")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitinspect.errors import VitinspectError
+from vitinspect.core.errors import VitinspectError
 from vitinspect.study.claims import claims_table
 from vitinspect.study.findings import FINDINGS, Study, fmt, f6_peer
 from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
@@ -133,7 +133,7 @@ def splice_marked(old: str, block: list[str], begin: str = PT_BEGIN, end: str = 
 def write_report(out: Path, only: str | None = None, all_commits: bool = False) -> None:
     import shutil
 
-    from vitinspect.storage import atomic_path, write_text
+    from vitinspect.core.storage import atomic_path, write_text
 
     records = collect(all_commits)
     if not records:

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from vitinspect.cli import run_command
-from vitinspect.errors import VitinspectError
-from vitinspect.revisions import at_revision
+from vitinspect.core.runtime import run_command
+from vitinspect.core.errors import VitinspectError
+from vitinspect.review.revisions import at_revision
 from vitinspect.study.plan import PREFIX, Experiment
 
 
@@ -194,7 +194,7 @@ def record_run(path, plans: list[str], seeds: int, timing: dict) -> None:
     set of plans: the report names the overrides and the README quotes the times."""
     from pathlib import Path
 
-    from vitinspect.storage import write_text
+    from vitinspect.core.storage import write_text
 
     path = Path(path)
     try:

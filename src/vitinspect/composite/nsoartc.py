@@ -1,0 +1,230 @@
+"""NSOARTC composite images with Taguchi's RT method.
+
+Per pixel, a w x w window of a side view ``x`` is compared with the same window
+of the centre view ``m`` (the standard): the sensitivity beta (how much of the
+standard the side view reproduces) and the noise Y2 (what it does not). The
+Double-Eye composition contrasts opposite side views, and a unit space of passed
+parts turns the three raw channels into z-scores, so a normal part is mid-grey
+and a defect stands out.
+
+All functions are pure numpy; images are float arrays, (H, W) or (N, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from vitinspect.data.views import VIEW_PAIRS
+
+INPUTS = ("nsoartc", "raw")  # what a model may be trained on: this composite, or the raw views stacked
+
+
+def _window_sum(a: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the w x w window around every pixel, reflect padding (``d c b a | a b c d``).
+
+    Separable running means (scipy's uniform_filter): O(1) per pixel in w.
+    """
+    size = (1,) * (a.ndim - 2) + (window, window)
+    return ndimage.uniform_filter(a, size=size, mode="reflect") * (window * window)
+
+
+def rt_maps(x: np.ndarray, m: np.ndarray, window: int, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel RT sensitivity and noise of ``x`` against the standard ``m``.
+
+    For the k = w*w values of each window: r = sum(m^2) + eps, L = sum(m*x),
+    beta = L / r, S_e = max(sum(x^2) - L^2 / r, 0), V_e = S_e / (k - 1),
+    Y2 = sqrt(V_e). ``eps`` keeps dark, flat windows (r ~ 0) finite.
+
+    x, m: float arrays of the same shape, (H, W) or (N, H, W).
+    Returns (beta, y2), each of the input's shape, float64.
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"window must be an odd integer >= 3, got {window}")
+    x = np.asarray(x, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    if x.shape != m.shape or x.ndim not in (2, 3):
+        raise ValueError(f"x and m must share a shape (H, W) or (N, H, W), got {x.shape} and {m.shape}")
+    r = _window_sum(m * m, window) + eps
+    L = _window_sum(m * x, window)
+    st = _window_sum(x * x, window)
+    beta = L / r
+    se = np.maximum(st - L * L / r, 0.0)
+    y2 = np.sqrt(se / (window * window - 1))
+    return beta, y2
+
+
+def double_eye(views: dict[str, np.ndarray], window: int, eps: float = 1e-6) -> np.ndarray:
+    """Raw composite channels of parts seen by a centre camera and opposite side cameras.
+
+    views: name -> (N, H, W) float images in [0, 1]; must hold ``center`` and at
+    least one opposite pair (left/right, top/bottom).
+    For a pair (a, b): d1 = beta_a - beta_b, d2 = Y2_a - Y2_b, d3 = Y2_a + Y2_b,
+    each against the centre view; with two pairs, their mean.
+    Returns (N, 3, H, W) float32.
+    """
+    centre = views["center"]
+    pairs = [(a, b) for a, b in VIEW_PAIRS if a in views and b in views]
+    if not pairs:
+        raise ValueError("need an opposite pair of side views (left+right or top+bottom)")
+    out = np.zeros((len(centre), 3) + centre.shape[1:], dtype=np.float64)
+    for a, b in pairs:
+        beta_a, y2_a = rt_maps(views[a], centre, window, eps)
+        beta_b, y2_b = rt_maps(views[b], centre, window, eps)
+        out[:, 0] += beta_a - beta_b
+        out[:, 1] += y2_a - y2_b
+        out[:, 2] += y2_a + y2_b
+    return (out / len(pairs)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations (float64) of channels, per pixel: what a unit space needs,
+    merged chunk by chunk (Chan et al.'s parallel form of Welford's update) instead of stacking every part."""
+
+    n: int
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, channels: np.ndarray) -> "Moments":
+        """channels: (N, 3, H, W); the same two-pass arithmetic as numpy's mean and std."""
+        c = np.asarray(channels, dtype=np.float64)
+        if len(c) == 0:
+            return cls(0)
+        mean = c.sum(axis=0) / len(c)
+        return cls(len(c), mean, ((c - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta * delta * (self.n * other.n / n))
+
+
+@dataclass(frozen=True)
+class UnitSpace:
+    """Per-pixel mean and standard deviation of the raw channels over passed parts.
+
+    mean, std: (3, H, W) float32; n: how many parts it was built from.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    n: int
+
+    @classmethod
+    def fit(cls, channels: np.ndarray) -> "UnitSpace":
+        """channels: (N, 3, H, W) raw composite channels of normal parts."""
+        c = np.asarray(channels, dtype=np.float64)
+        return cls(c.mean(axis=0).astype(np.float32), c.std(axis=0).astype(np.float32), len(c))
+
+    def zscore(self, channels: np.ndarray, eps: float) -> np.ndarray:
+        """(N, 3, H, W) -> (N, 3, H, W) z = (d - mean) / (std + eps), float32."""
+        return ((channels - self.mean) / (self.std + eps)).astype(np.float32)
+
+
+def to_image(z: np.ndarray, gain: float) -> np.ndarray:
+    """(N, 3, H, W) z-scores -> (N, H, W, 3) uint8 RGB, clip(128 + gain * z, 0, 255)."""
+    img = np.clip(np.round(128.0 + gain * z), 0, 255).astype(np.uint8)
+    return np.moveaxis(img, 1, -1)
+
+
+def defect_contrast(z: np.ndarray, masks: np.ndarray) -> float:
+    """Mean |z| inside the defect masks over mean |z| outside them.
+
+    z: (N, 3, H, W); masks: (N, H, W) bool. Above 1 means the composite lights
+    up where the defect is. NaN when there is no mask pixel.
+    """
+    a = np.abs(z).mean(axis=1)  # (N, H, W)
+    masks = masks.astype(bool)
+    if not masks.any():
+        return float("nan")
+    return float(a[masks].mean() / a[~masks].mean())
+
+
+def passed_channels(cols: dict, view_names: list[str], passed: int, window: int, eps: float) -> np.ndarray:
+    """Raw channels (k, 3, H, W) float32 of the passed parts (``label == passed``) among ``cols`` (``views``
+    (n, V, H, W) uint8 and ``label``)."""
+    keep = np.asarray(cols["label"]) == passed
+    v = cols["views"][keep].astype(np.float32) / 255.0
+    if not len(v):
+        size = cols["views"].shape[-1]
+        return np.zeros((0, 3, size, size), dtype=np.float32)
+    return double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+
+
+class UnitSpaceSums:
+    """A unit space accumulated chunk by chunk in one float64 pass: the per-pixel sum row after row (the
+    order numpy's mean adds them in, so the same mean bytes as fitting the stacked array) and the squared
+    deviations by merging each chunk's :class:`Moments`."""
+
+    def __init__(self):
+        self.total = None
+        self.moments = Moments(0)
+
+    def add(self, channels: np.ndarray) -> None:
+        c = np.asarray(channels, dtype=np.float64)
+        if not len(c):
+            return
+        if self.total is None:
+            self.total = np.zeros(c.shape[1:])
+        for row in c:
+            self.total += row
+        self.moments = self.moments.merge(Moments.of(c))
+
+    @property
+    def n(self) -> int:
+        return self.moments.n
+
+    def space(self) -> UnitSpace:
+        m = self.moments
+        return UnitSpace((self.total / m.n).astype(np.float32), np.sqrt(m.m2 / m.n).astype(np.float32), m.n)
+
+
+def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window: int, gain: float, eps: float,
+                    n_classes: int) -> tuple[dict, dict]:
+    """The NSOARTC record of a chunk of parts and what the stage's summary needs from it.
+
+    cols: ``views`` (n, V, H, W) uint8, ``label`` (n,) class indices, ``mask`` (n, H, W), the other
+    record columns passed through. Returns (columns with ``raw`` (centre view) and ``nsoartc`` (n, H, W, 3)
+    uint8 added and ``views`` dropped, summary): per class the parts, and the sums and pixel counts of mean |z|
+    inside and outside the defect masks (float64).
+    """
+    v = cols["views"].astype(np.float32) / 255.0
+    z = space.zscore(double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps), eps)
+    out = {k: a for k, a in cols.items() if k != "views"}
+    out["raw"] = cols["views"][:, view_names.index("center")]
+    out["nsoartc"] = to_image(z, gain)
+    labels = np.asarray(cols["label"])
+    masks = cols["mask"].astype(bool)
+    a = np.abs(z).mean(axis=1)
+    summary = {"count": np.bincount(labels, minlength=n_classes), "in": np.zeros(n_classes), "n_in": np.zeros(n_classes, np.int64),
+               "out": np.zeros(n_classes), "n_out": np.zeros(n_classes, np.int64)}
+    for c in np.unique(labels):
+        rows = labels == c
+        ac, mc = a[rows], masks[rows]
+        summary["in"][c], summary["n_in"][c] = ac[mc].sum(dtype=np.float64), mc.sum()
+        summary["out"][c], summary["n_out"][c] = ac[~mc].sum(dtype=np.float64), (~mc).sum()
+    return out, summary
+
+
+def composite(views: np.ndarray, view_names: list[str], space: UnitSpace, window: int, gain: float,
+              eps: float = 1e-6, chunk: int = 512) -> np.ndarray:
+    """uint8 views (N, V, H, W) -> NSOARTC composites (N, H, W, 3) uint8 against a fitted unit space.
+
+    The same arithmetic as the nsoartc stage (double_eye, z-score, to_image), in chunks of parts
+    so a large lot needs little memory.
+    """
+    out = []
+    for i in range(0, len(views), chunk):
+        v = views[i:i + chunk].astype(np.float32) / 255.0
+        channels = double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+        out.append(to_image(space.zscore(channels, eps), gain))
+    size = views.shape[-1]
+    return np.concatenate(out) if out else np.zeros((0, size, size, 3), dtype=np.uint8)

@@ -1,0 +1,408 @@
+"""The inspection bundle: one directory a user copies to a line PC to judge new parts.
+
+Layout (``bundle.json`` says which files belong to it)::
+
+    bundle.json        views, classes, image size, NSOARTC settings, operating point, OOD calibration,
+                       the data settings (for `vitinspect render`), the OOD figures measured when it was built
+    unit_space.npz     per-pixel mean/std of the raw RT channels over passed training parts
+    features.npz       class means and shared precision of the model's pooled features (OOD guard)
+    check_parts.npz    a few test parts' views with the probabilities and OOD scores the bundle gave them
+                       when it was built: each engine must give them back when the bundle is opened
+    vit/               the trained ViT (save_pretrained + image processor): transformers.pipeline() loads it
+    model.onnx         the same network for onnxruntime: composite (N, H, W, 3) 0..255 -> (proba, features)
+    manifest.json      the SHA-256 of every other file
+
+The bundle proves itself before anything is judged (:func:`load`): every value of bundle.json and
+of the .npz files is checked against the schema below (types, ranges, finite numbers, classes that
+match vit/config.json's ``id2label``), then every file against its SHA-256 in manifest.json. Any
+problem is one line naming the file and the value. (The engines' own checks, ONNX input names and
+the check parts, are in :mod:`vitinspect.deploy.engine`.)
+
+This module reads and writes that format and imports no torch, so the ONNX engine can load a
+bundle on a machine without it. It is a little over 400 lines on purpose: the format's writer and the
+schema that checks it change together, so they stay in one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vitinspect.core.errors import VitinspectError
+from vitinspect.composite.nsoartc import UnitSpace
+from vitinspect.deploy.ood_guard import COMPONENTS, Calibration, FeatureSpace
+from vitinspect.composite.nsoartc import INPUTS
+from vitinspect.core.text import short
+from vitinspect.data.views import VIEW_PAIRS, VIEWS
+
+FORMAT = 2
+MANIFEST = "bundle.json"
+HASHES = "manifest.json"
+UNIT_SPACE = "unit_space.npz"
+FEATURES = "features.npz"
+CHECK_PARTS = "check_parts.npz"
+MODEL_DIR = "vit"
+ONNX = "model.onnx"
+# What every bundle holds (manifest.json may list more files under vit/).
+REQUIRED = (MANIFEST, UNIT_SPACE, FEATURES, CHECK_PARTS, f"{MODEL_DIR}/config.json", ONNX)
+MAX_JSON_BYTES = 16 << 20  # bundle.json and manifest.json are a few KB; refuse to parse a huge file
+MAX_SIDE = 4096  # image_size bound, as params' data.image_size
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CheckParts:
+    """Views (M, V, H, W) uint8 of a few test parts, and what the bundle gave them when it was built."""
+
+    views: np.ndarray
+    proba: np.ndarray  # (M, K)
+    ood_score: np.ndarray  # (M,)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Everything ``inspect`` needs, loaded. ``path`` is the bundle directory."""
+
+    path: Path
+    views: list[str]
+    classes: list[str]
+    image_size: int
+    input_name: str  # "nsoartc" (composite) or "raw" (centre view)
+    window: int
+    gain: float
+    eps: float
+    unit: UnitSpace
+    features: FeatureSpace
+    calibration: Calibration
+    operating_point: dict  # {"class": "passed", "threshold": float | None, "source": str}
+    data: dict  # the params.yaml data section the model learnt from
+    report: dict  # OOD figures measured when the bundle was built
+    check: CheckParts | None = None  # always set by load()
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / ONNX
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+
+def manifest(*, views, classes, image_size, input_name, nsoartc, operating_point, calibration: Calibration,
+             data: dict, report: dict) -> dict:
+    """The content of bundle.json."""
+    return {
+        "format": FORMAT,
+        "views": list(views),
+        "classes": list(classes),
+        "image_size": int(image_size),
+        "input": input_name,
+        "nsoartc": {"window": int(nsoartc.window), "gain": float(nsoartc.gain), "eps": float(nsoartc.eps)},
+        "operating_point": operating_point,
+        "ood": calibration.to_dict(),
+        "data": data,
+        "report": report,
+        "files": [UNIT_SPACE, FEATURES, CHECK_PARTS, MODEL_DIR, ONNX, HASHES],
+    }
+
+
+def write(path: Path, content: dict, unit: UnitSpace, features: FeatureSpace, model_dir: Path, write_onnx,
+          check: CheckParts) -> None:
+    """Fill the (empty, temporary) directory ``path``: ``write_onnx(target_file)`` exports the network;
+    manifest.json (the hashes) last."""
+    shutil.copytree(model_dir, path / MODEL_DIR)
+    with open(path / UNIT_SPACE, "wb") as fh:
+        np.savez(fh, mean=unit.mean, std=unit.std, n=np.int64(unit.n))
+    with open(path / FEATURES, "wb") as fh:
+        np.savez(fh, means=features.means, precision=features.precision)
+    with open(path / CHECK_PARTS, "wb") as fh:
+        np.savez(fh, views=check.views.astype(np.uint8), proba=check.proba.astype(np.float64),
+                 ood_score=check.ood_score.astype(np.float64))
+    write_onnx(path / ONNX)
+    (path / MANIFEST).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    write_hashes(path, path / HASHES)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_hashes(path: Path) -> dict[str, str]:
+    """relative posix path -> SHA-256 of every file under the bundle directory ``path`` but manifest.json."""
+    def ours(p: Path) -> bool:  # not manifest.json, not a hidden temporary of an atomic write
+        rel = p.relative_to(path)
+        return p.is_file() and rel.as_posix() != HASHES and not any(part.startswith(".") for part in rel.parts)
+
+    files = sorted(p for p in Path(path).rglob("*") if ours(p))
+    return {p.relative_to(path).as_posix(): sha256(p) for p in files}
+
+
+def write_hashes(path: Path, target: Path) -> None:
+    """manifest.json of the bundle directory ``path``, written to ``target`` (the real one, or a temporary file)."""
+    Path(target).write_text(json.dumps({"format": 1, "sha256": file_hashes(path)}, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- the schema
+
+class _Bad(Exception):
+    """(file, key, what is wrong): turned into one line by load()."""
+
+
+def _fail(key: str, what: str, value=None, show=True):
+    raise _Bad(key, f"{what}" + (f" (got {short(value)})" if show else ""))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(key, v, lo=-math.inf, hi=math.inf, lo_open=False):
+    if not _number(v) or not math.isfinite(v):
+        _fail(key, "must be a finite number", v)
+    if v < lo or v > hi or (lo_open and v == lo):
+        _fail(key, f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}]", v)
+    return float(v)
+
+
+def _integer(key, v, lo, hi):
+    if not isinstance(v, int) or isinstance(v, bool):
+        _fail(key, "must be an integer", v)
+    if not lo <= v <= hi:
+        _fail(key, f"must be in [{lo}, {hi}]", v)
+    return v
+
+
+def _mapping(key, v) -> dict:
+    if not isinstance(v, dict):
+        _fail(key, "must be a JSON object", v)
+    return v
+
+
+def _names(key, v, allowed=None, at_least=1) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        _fail(key, "must be a list of non-empty strings", v)
+    if len(v) < at_least or len(set(v)) != len(v):
+        _fail(key, f"must hold at least {at_least} distinct names", v)
+    bad = [x for x in v if allowed is not None and x not in allowed]
+    if bad:
+        _fail(key, f"has unknown value {short(bad[0])}; known: {list(allowed)}", show=False)
+    return list(v)
+
+
+def check_content(m) -> None:
+    """Every value of bundle.json against the schema; raises _Bad(key, what)."""
+    if not isinstance(m, dict):
+        _fail("(top level)", "must be a JSON object", type(m).__name__)
+    if m.get("format") != FORMAT:
+        _fail("format", f"is not this vitinspect's bundle format {FORMAT}; rebuild the bundle (dvc repro)", m.get("format"))
+    views = _names("views", m.get("views"), VIEWS, 2)
+    if "center" not in views or not any(a in views and b in views for a, b in VIEW_PAIRS):
+        _fail("views", "must hold 'center' and an opposite pair (left+right or top+bottom)", views)
+    classes = _names("classes", m.get("classes"), None, 2)
+    _integer("image_size", m.get("image_size"), 16, MAX_SIDE)
+    if m.get("input") not in INPUTS:
+        _fail("input", f"must be one of {list(INPUTS)}", m.get("input"))
+    ns = _mapping("nsoartc", m.get("nsoartc"))
+    w = _integer("nsoartc.window", ns.get("window"), 3, MAX_SIDE)
+    if w % 2 == 0:
+        _fail("nsoartc.window", "must be odd", w)
+    _finite("nsoartc.gain", ns.get("gain"), 0.0, 1e6, lo_open=True)  # the RT gain: > 0
+    _finite("nsoartc.eps", ns.get("eps"), 0.0, 0.1, lo_open=True)
+    op = _mapping("operating_point", m.get("operating_point"))
+    if op.get("class") not in classes:
+        _fail("operating_point.class", f"must be one of classes {short(classes)}", op.get("class"))
+    if op.get("threshold") is not None:
+        _finite("operating_point.threshold", op.get("threshold"), 0.0, 1.0)
+    if not isinstance(op.get("source", ""), str):
+        _fail("operating_point.source", "must be a string", op.get("source"))
+    ood = _mapping("ood", m.get("ood"))
+    _finite("ood.clip", ood.get("clip"), 0.0, 1e12, lo_open=True)
+    _finite("ood.alpha", ood.get("alpha"), 0.0, 1.0, lo_open=True)
+    for part in ("centre", "scale"):
+        block = _mapping(f"ood.{part}", ood.get(part))
+        for c in COMPONENTS:
+            _finite(f"ood.{part}.{c}", block.get(c), 0.0 if part == "scale" else -1e12, 1e12, lo_open=part == "scale")
+    _finite("ood.threshold", ood.get("threshold"), -1e12, 1e12)
+    n_val = _integer("ood.n_val", ood.get("n_val"), 1, 1 << 40)
+    _integer("ood.n_val_flagged", ood.get("n_val_flagged"), 0, n_val)
+    _mapping("data", m.get("data"))
+    _mapping("report", m.get("report", {}))
+    files = m.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        _fail("files", "must be a list of file names", files)
+
+
+def _array(key, arr, shape, kind="f"):
+    """An array of ``shape`` (None: any size on that axis), finite floats (kind f) or uint8 (kind u)."""
+    if arr.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, arr.shape)):
+        _fail(key, f"must have shape {tuple('any' if s is None else s for s in shape)}", arr.shape)
+    if kind == "u" and arr.dtype != np.uint8:
+        _fail(key, "must be uint8", str(arr.dtype))
+    if kind == "f":
+        if arr.dtype.kind not in "fiu":
+            _fail(key, "must hold numbers", str(arr.dtype))
+        if not np.all(np.isfinite(arr)):
+            _fail(key, "must be finite (holds NaN or infinity)", show=False)
+    return arr
+
+
+def _npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise VitinspectError(f"{path}: missing from the bundle; rebuild it (dvc repro)") from None
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise VitinspectError(f"{path}: not a readable .npz ({type(exc).__name__}); rebuild the bundle (dvc repro)") from None
+
+
+def _field(z: dict, name: str):
+    if name not in z:
+        _fail(name, "missing", show=False)
+    return z[name]
+
+
+def read_unit_space(z: dict, s: int) -> UnitSpace:
+    mean = _array("mean", _field(z, "mean"), (3, s, s))
+    std = _array("std", _field(z, "std"), (3, s, s))
+    if np.any(std < 0):
+        _fail("std", "must be >= 0", float(std.min()))
+    n = _field(z, "n")
+    if n.shape != () or n.dtype.kind not in "iu" or int(n) < 1:
+        _fail("n", "must be a count >= 1", n.tolist() if n.size < 5 else n.shape)
+    return UnitSpace(mean, std, int(n))
+
+
+def read_features(z: dict, k: int) -> FeatureSpace:
+    means = _array("means", _field(z, "means"), (None, None))
+    if not 1 <= len(means) <= k:
+        _fail("means", f"must hold 1..{k} class means (one per class seen in training)", means.shape)
+    d = means.shape[1]
+    precision = _array("precision", _field(z, "precision"), (d, d))
+    return FeatureSpace(means, precision)
+
+
+def read_check_parts(z: dict, n_views: int, s: int, k: int) -> CheckParts:
+    views = _array("views", _field(z, "views"), (None, n_views, s, s), kind="u")
+    if not 1 <= len(views) <= 64:
+        _fail("views", "must hold 1..64 check parts", views.shape)
+    proba = _array("proba", _field(z, "proba"), (len(views), k))
+    if np.any(proba < 0) or np.any(proba > 1):
+        _fail("proba", "must be probabilities in [0, 1]", show=False)
+    ood = _array("ood_score", _field(z, "ood_score"), (len(views),))
+    return CheckParts(views, proba, ood)
+
+
+def check_model_config(path: Path, classes: list[str], input_name: str, image_size: int) -> None:
+    """vit/config.json must predict ``classes`` in order, from the bundle's input and image size."""
+    try:
+        cfg = json.loads(_read_json_text(path))
+    except ValueError as exc:
+        raise VitinspectError(f"{path}: not valid JSON ({str(exc)[:80]}); rebuild the bundle (dvc repro)") from None
+    if not isinstance(cfg, dict):
+        raise VitinspectError(f"{path}: must be a JSON object (got {type(cfg).__name__})")
+    labels = cfg.get("id2label")
+    if not isinstance(labels, dict):
+        raise VitinspectError(f"{path}: id2label must be an object of class names (got {short(labels)})")
+    names = [labels.get(str(i)) for i in range(len(labels))]
+    if names != list(classes):
+        raise VitinspectError(f"{path}: id2label {short(names)} does not match bundle.json classes {short(list(classes))}")
+    if cfg.get("num_labels", len(names)) != len(names):
+        raise VitinspectError(f"{path}: num_labels {short(cfg.get('num_labels'))} does not match id2label's {len(names)} classes")
+    if cfg.get("vitinspect_input", input_name) != input_name:
+        raise VitinspectError(f"{path}: vitinspect_input {short(cfg.get('vitinspect_input'))} does not match bundle.json "
+                              f"input {input_name!r}")
+    if cfg.get("vitinspect_image_size", image_size) != image_size:
+        raise VitinspectError(f"{path}: vitinspect_image_size {short(cfg.get('vitinspect_image_size'))} does not match "
+                              f"bundle.json image_size {image_size}")
+
+
+def _read_json_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise VitinspectError(f"{path}: {path.stat().st_size:,} bytes, more than a bundle's JSON can be; rebuild the bundle")
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise VitinspectError(f"{path}: missing from the bundle; rebuild it (dvc repro)") from None
+    except UnicodeDecodeError:
+        raise VitinspectError(f"{path}: not UTF-8 text; rebuild the bundle (dvc repro)") from None
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
+def read_hashes(path: Path) -> dict[str, str]:
+    """manifest.json -> relative path -> SHA-256, checked: relative paths inside the bundle, every required file."""
+    f = path / HASHES
+    try:
+        m = json.loads(_read_json_text(f))
+    except ValueError as exc:
+        raise VitinspectError(f"{f}: not valid JSON ({str(exc)[:80]}); rebuild the bundle (dvc repro)") from None
+    hashes = m.get("sha256") if isinstance(m, dict) else None
+    if not isinstance(hashes, dict) or not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in hashes.items()):
+        raise VitinspectError(f"{f}: sha256 must map file names to SHA-256 hex digests")
+    for rel in hashes:
+        if rel.startswith("/") or ".." in rel.split("/") or "\\" in rel:
+            raise VitinspectError(f"{f}: names a file outside the bundle: {short(rel)}")
+    missing = [r for r in REQUIRED if r not in hashes]
+    if missing:
+        raise VitinspectError(f"{f}: does not list {missing[0]}; rebuild the bundle (dvc repro)")
+    return hashes
+
+
+def verify_hashes(path: Path, hashes: dict[str, str], skip: tuple[str, ...] = ()) -> None:
+    """Every listed file present with its SHA-256: one line naming the first that is not."""
+    for rel, digest in sorted(hashes.items()):
+        if rel in skip:
+            continue
+        f = path / rel
+        if not f.is_file():
+            raise VitinspectError(f"{f}: missing from the bundle (manifest.json lists it); restore the bundle or rebuild it (dvc repro)")
+        if sha256(f) != digest:
+            raise VitinspectError(f"{f}: SHA-256 differs from manifest.json: the file was changed after the bundle was "
+                                  "built; restore the bundle or rebuild it (dvc repro)")
+
+
+def load(path: str | Path, skip_hashes: tuple[str, ...] = ()) -> Bundle:
+    """Read a bundle directory and prove it: schema of every value, then every file's SHA-256.
+
+    Any problem is a one-line VitinspectError naming the file (and the value). ``skip_hashes``: files
+    whose hash is not checked (``vitinspect export`` rewrites model.onnx).
+    """
+    path = Path(path)
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise VitinspectError(f"{mf}: no inspection bundle here (bundle.json missing); run dvc repro, or give --bundle DIR")
+    where = mf
+    try:
+        try:
+            m = json.loads(_read_json_text(mf))
+        except ValueError as exc:
+            raise VitinspectError(f"{mf}: not valid JSON ({str(exc)[:80]}); rebuild the bundle (dvc repro)") from None
+        check_content(m)
+        s, classes, views = m["image_size"], m["classes"], m["views"]
+        where = path / UNIT_SPACE
+        unit = read_unit_space(_npz(where), s)
+        where = path / FEATURES
+        features = read_features(_npz(where), len(classes))
+        where = path / CHECK_PARTS
+        check = read_check_parts(_npz(where), len(views), s, len(classes))
+        where = mf
+    except _Bad as bad:
+        key, what = bad.args
+        raise VitinspectError(f"{where}: {key} {what}") from None
+    check_model_config(path / MODEL_DIR / "config.json", classes, m["input"], s)
+    verify_hashes(path, read_hashes(path), skip_hashes)
+    ns = m["nsoartc"]
+    return Bundle(path, list(views), list(classes), s, m["input"], ns["window"], float(ns["gain"]), float(ns["eps"]),
+                  unit, features, Calibration.from_dict(m["ood"]), dict(m["operating_point"]), dict(m["data"]),
+                  dict(m.get("report", {})), check)
