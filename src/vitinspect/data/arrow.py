@@ -315,6 +315,14 @@ def label_names(ds) -> list[str]:
     return list(label.names)
 
 
+def good_index(where, classes: list[str], good: str) -> int:
+    """Index of the good class ``good`` (params' data.good_class) among a data set's ``classes``: the one
+    check every stage makes before it reads the classes, with one message naming ``where``."""
+    if good not in classes:
+        raise VitinspectError(f"{where}: holds classes {classes}, without data.good_class {good!r}; run dvc repro")
+    return classes.index(good)
+
+
 def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of ``fraction`` of the rows, per class (rounded up, at least one of each class).
 
