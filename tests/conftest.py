@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import hashlib
+import shlex
 import json
 import os
 import re
@@ -17,7 +21,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-GUARDS = Path(__file__).resolve().parent / "guards"
+TESTS = Path(__file__).resolve().parent
+GUARDS = TESTS / "guards"
 
 os.environ.update({
     "DVC_NO_ANALYTICS": "1",
@@ -256,7 +261,56 @@ LAST = ("test_fresh_clone", "test_toy_study")
 LONGEST_FIRST = ("test_exp_run", "test_the_bad_params_table_through_dvc", "test_pretrain_costs")
 
 
-def pytest_collection_modifyitems(session, config, items):
+# The two tiers: every test under tests/e2e/, and any test that uses a fixture that runs real dvc, is marked
+# slow, so `pytest -m "not slow"` runs no dvc (and the guard below fails a test that would run it unmarked).
+DVC_FIXTURES = ("built_project", "project", "killed_clone", "toy_study")
+
+
+def pytest_itemcollected(item):
+    if "e2e" in Path(str(item.fspath)).relative_to(TESTS).parts or set(DVC_FIXTURES) & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)
+
+
+def _runs_dvc(args) -> bool:
+    words = args.split() if isinstance(args, str) else [str(a) for a in args]
+    return any(Path(w).name == "dvc" or w.startswith("dvc.") for w in words) or "make repro" in " ".join(words)
+
+
+@contextlib.contextmanager
+def _no_dvc_unless_slow(item):
+    """A test not marked slow that starts dvc (from its own thread, in its fixtures' setup or its body) fails:
+    it belongs in tests/e2e/. The background builds (prefetch) run in their own threads, unguarded."""
+    if item.get_closest_marker("slow"):
+        yield
+        return
+    original, me = subprocess.Popen.__init__, threading.current_thread()
+
+    def guarded(self, args, *a, **k):
+        if threading.current_thread() is me and _runs_dvc(args):
+            raise AssertionError(f"{item.nodeid} runs dvc ({args!r}): an end-to-end test, move it to tests/e2e/")
+        return original(self, args, *a, **k)
+
+    subprocess.Popen.__init__ = guarded
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _no_dvc_unless_slow(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _no_dvc_unless_slow(item):
+        yield
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):  # after the deselection by -m: prefetch only what runs
     def key(item):
         if item.name.startswith(LAST):
             return 100
@@ -401,16 +455,85 @@ def trained(tiny_data, tmp_path_factory):
     return lambda strategy: shared(tmp_path_factory, f"trained_{strategy}", train_in)
 
 
-# TEMP: record each test's subprocess commands (classification of e2e tests)
-import json as _json
-_REC = os.environ.get("VITINSPECT_RECORD_CMDS")
-if _REC:
-    _orig_popen_init = subprocess.Popen.__init__
+# Shared by the unit and end-to-end tests of several subpackages.
 
-    def _popen_init(self, args, *a, **k):
-        tid = os.environ.get("PYTEST_CURRENT_TEST", "-")
-        with open(_REC, "a") as fh:
-            fh.write(_json.dumps({"test": tid, "cmd": args if isinstance(args, str) else [str(x) for x in args]}) + "\n")
-        return _orig_popen_init(self, args, *a, **k)
 
-    subprocess.Popen.__init__ = _popen_init
+def _bundle_args(d: Path, params: Path, out: Path, model: Path, op: Path | None = None) -> list[str]:
+    args = ["--params", str(params), "--parts", str(d / "parts"), "--unit-space", str(d / "unit.npz"), "--model", str(model),
+            "--out", str(out / "bundle"), "--metrics", str(out / "ood.json"), "--report", str(out / "ood_report.json")]
+    return args + (["--operating-point", str(op)] if op else [])
+
+
+@pytest.fixture(scope="session")
+def trained_model(tiny_data, tmp_path_factory):
+    """A tiny model trained in-process on tiny_data, once per test run for every worker (conftest.shared):
+    (data dir, model dir)."""
+
+    def build(out: Path) -> None:
+        old = os.getcwd()
+        os.chdir(out)  # outputs must lie inside the working directory
+        try:
+            load_stage("train").main(train_args(tiny_data, out, tiny_data / "params.yaml"))
+        finally:
+            os.chdir(old)
+
+    return tiny_data, shared(tmp_path_factory, "inspect_model", build) / "vit"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(trained_model, tmp_path_factory):
+    """The bundle stage run in-process on the tiny model, once per test run; returns the bundle directory."""
+    d, model = trained_model
+
+    def build(out: Path) -> None:
+        old = os.getcwd()
+        os.chdir(out)
+        try:
+            load_stage("bundle").main(_bundle_args(d, d / "params.yaml", out, model))
+        finally:
+            os.chdir(old)
+
+    return shared(tmp_path_factory, "inspect_bundle", build) / "bundle"
+
+
+def with_value(key: str, value, base: dict | None = None) -> dict:
+    """A copy of ``base`` (the defaults) with one key set, or removed by the value "~delete"."""
+    from vitinspect.config.params import defaults_dict
+
+    d = copy.deepcopy(defaults_dict() if base is None else base)
+    *parents, leaf = key.split(".")
+    node = d
+    for k in parents:
+        node = node[k]
+    if value == "~delete":
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return d
+
+
+def stage_cmd(root: Path, stage: str) -> str:
+    return " ".join(yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage]["cmd"].split())
+
+
+def outs_of(root: Path, stage: str) -> list[Path]:
+    outs = yaml.safe_load((root / "dvc.yaml").read_text())["stages"][stage]["outs"]
+    return [root / (o if isinstance(o, str) else next(iter(o))) for o in outs]
+
+
+def digest(paths) -> dict[str, str]:
+    out = {}
+    for p in paths:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def run_in_process(cmd: str) -> None:
+    """Run `python stages/<x>.py ARGS` as the stage's own entry point would, in this process."""
+    argv = shlex.split(cmd)
+    assert argv[0] == "python" and argv[1].startswith("stages/"), cmd
+    from vitinspect.core.runtime import run_stage
+
+    run_stage(load_stage(Path(argv[1]).stem).main, argv[2:])

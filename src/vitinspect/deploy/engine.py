@@ -23,7 +23,7 @@ from vitinspect.core.text import short
 
 ENGINES = ("torch", "onnx")
 # How far an engine may stray from the check parts' recorded figures: ONNX and torch differ by ~1e-6
-# in probability (tests/test_inspect.py measures <= 1e-4 over the test split); a swapped or retrained
+# in probability (tests/unit/app/test_inspect.py measures <= 1e-4 over the test split); a swapped or retrained
 # network differs by tenths.
 PROBA_TOLERANCE = 2e-3
 OOD_TOLERANCE = 0.05  # absolute, on the combined (standardised) OOD score, plus 1 % of it

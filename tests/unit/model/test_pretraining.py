@@ -155,29 +155,6 @@ def test_labelled_subset_is_stratified_and_seeded():
     assert len(labelled_subset(labels, 1.0, 0)) == 200
 
 
-@pytest.mark.slow
-def test_pretrain_costs_only_when_used(project):
-    """Default: pretrain.* edits rerun only the placeholder stage; switching source reaches pretrain and what
-    reads it (what `dvc repro --dry` lists), and the stage then pretrains for real under dvc. That train starts
-    from its encoder: test_stage_pretrains_and_train_starts_from_it; the whole `dvc exp run -S
-    model.source=pretrain` at the defaults is timed in docs/pretraining.md."""
-    proj = project
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["pretrain"]["epochs"] = 5
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # validate reruns on any params change (same bytes out); pretrain rewrites the same placeholders; nothing else runs.
-    assert would_run(proj) == {"validate", "pretrain"}
-
-    params["model"]["source"], params["pretrain"]["epochs"] = "pretrain", 2
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert would_run(proj) == {"validate", "pretrain", "train", "audit"}
-    out = run("dvc repro pretrain", proj).stdout
-    assert set(re.findall(r"Running stage '([^']+)'", out)) == {"validate", "pretrain"}
-    assert (proj / "models/pretrain/model.safetensors").exists()
-    assert (proj / "dvclive/pretrain/plots/metrics/reconstruction_loss.tsv").read_text().count("\n") == 3
-    assert "logs/" not in run("git status --porcelain", proj).stdout
-
-
 def _record(name, f1, params=None):
     """A study record and the report files committed with it, as ``figures_of`` reads them."""
     per = {c: {"f1": f1, "recall": f1} for c in CLASSES}
@@ -194,14 +171,16 @@ def _record(name, f1, params=None):
 
 
 def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
-    import vitinspect.study as study
+    from vitinspect.study import runs
+    from vitinspect.study.pretrained import PT_BEGIN, pretrained_sections
+    from vitinspect.study.report import splice_marked
 
     f1 = {"study-pt-head-s0": 0.8, "study-pt-head-s1": 0.82, "study-head-s0": 0.3, "study-head-s1": 0.35, "study-base-s0": 0.9,
           "study-pt-full-s0": 0.93, "study-pt-lora-s0": 0.7, "study-frac0.1-s0": 0.5, "study-pt-frac0.1-s0": 0.7,
           "study-frac0.3-s0": 0.7, "study-pt-frac0.3-s0": 0.8, "study-pt-big-s0": 0.9}
     records = {n: _record(n, v) for n, v in f1.items()}
-    monkeypatch.setattr(study.runs, "at_revision", lambda rev, path, kinds=(dict,): records[rev]["files"].get(path))
-    text = "\n".join(study.pretrained_sections(records, tmp_path, "fig"))
+    monkeypatch.setattr(runs, "at_revision", lambda rev, path, kinds=(dict,): records[rev]["files"].get(path))
+    text = "\n".join(pretrained_sections(records, tmp_path, "fig"))
     assert "beats head-only from scratch by more than the seed spread" in text
     assert "0.810 ± 0.010 (n=2)" in text and "4 of 4 seed pairs" in text
     assert "+0.200 at 0.1" in text and (tmp_path / "pt_label_efficiency.png").exists()
@@ -209,10 +188,10 @@ def test_pretrained_sections_answer_with_numbers(monkeypatch, tmp_path):
     assert "b0 0.10/0.20" in text and "moves the blocks by 0.15" in text
     # The existing sections stay; the block is replaced, not repeated.
     old = "# The study\n\n## F1: x\n\nkept\n\n## All runs\n\n| a |\n"
-    block = study.pretrained_sections(records, tmp_path, "fig")
-    once = study.splice_marked(old, block)
-    twice = study.splice_marked(once, block)
-    assert once == twice and "kept" in once and once.index(study.PT_BEGIN) < once.index("## All runs")
+    block = pretrained_sections(records, tmp_path, "fig")
+    once = splice_marked(old, block)
+    twice = splice_marked(once, block)
+    assert once == twice and "kept" in once and once.index(PT_BEGIN) < once.index("## All runs")
 
 
 def test_label_fraction_trains_on_a_stratified_share(tiny_data, tmp_path, monkeypatch):

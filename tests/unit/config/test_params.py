@@ -8,26 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TESTS, with_value
 import yaml
 
 from vitinspect.config.params import ParamsError, defaults_dict, load_params, params_from_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-CASES = yaml.safe_load((Path(__file__).parent / "bad_params.yaml").read_text())
-
-
-def with_value(key: str, value, base: dict | None = None) -> dict:
-    """A copy of ``base`` (the defaults) with one key set, or removed by the value "~delete"."""
-    d = copy.deepcopy(defaults_dict() if base is None else base)
-    *parents, leaf = key.split(".")
-    node = d
-    for k in parents:
-        node = node[k]
-    if value == "~delete":
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return d
+CASES = yaml.safe_load((TESTS / "bad_params.yaml").read_text())
 
 
 def test_checked_in_params_equal_the_schema_defaults():

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
-from test_inspect import tiny_bundle, trained_model  # noqa: F401 - the session fixtures (built once)
 
 from vitinspect.app.results import explain_name
-from vitinspect.__main__ import main as cli_main
+from vitinspect.app.command import main as cli_main
 from vitinspect.core.errors import VitinspectError
 
 VIEWS = ("center", "left", "right")
@@ -957,7 +957,7 @@ def test_watch_refuses_an_unfinished_last_row(tiny_bundle, rendered, in_tmp, cap
 
 def _env():
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     return env
 
 

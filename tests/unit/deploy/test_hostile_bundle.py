@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import load_stage, tiny_dict
-from test_inspect import tiny_bundle, trained_model  # noqa: F401  (session fixtures, shared with test_inspect)
-from test_params import with_value
+from conftest import with_value
 
 from vitinspect.deploy import bundle as bundle_format
 from vitinspect.review import pr_report as review
-from vitinspect.__main__ import main as cli_main
+from vitinspect.app.command import main as cli_main
 from vitinspect.core.runtime import run_stage
 
 # --------------------------------------------------------------------------- helpers

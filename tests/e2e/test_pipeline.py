@@ -70,8 +70,8 @@ def test_what_each_edit_reruns(project):
         assert would_run(project) == {"validate"} | expected, key  # validate checks every params change, alone
         (project / "params.yaml").write_text(original)
     for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain/maps.py", {"attention"}),
-                           # validate too: it scans data.source folders with vitinspect.data.user_parts, which splits as render.py does
-                           ("src/vitinspect/data/render2d.py", {"validate", "prepare", "lot", "baseline", "bundle", "pretrain"})):
+                           # validate too: it scans data.source folders with vitinspect.data.user_parts, which splits by geometry's rule
+                           ("src/vitinspect/data/geometry.py", {"validate", "prepare", "lot", "baseline", "bundle", "pretrain"})):
         code = (project / path).read_text()
         (project / path).write_text(code + "\n# a code change\n")
         assert would_run(project) == expected, path

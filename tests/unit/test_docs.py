@@ -66,7 +66,7 @@ def dvc_subcommands() -> set[str]:
 
 
 def vitinspect_subcommands() -> set[str]:
-    from vitinspect.__main__ import parser
+    from vitinspect.app.command import parser
 
     return subcommands_of(parser())
 

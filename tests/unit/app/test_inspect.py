@@ -13,48 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_stage, shared, train_args
+from conftest import _bundle_args, load_stage, shared, train_args
 
 from vitinspect.deploy import bundle as bundle_format
-from vitinspect.__main__ import main as cli_main
-
-
-def _bundle_args(d: Path, params: Path, out: Path, model: Path, op: Path | None = None) -> list[str]:
-    args = ["--params", str(params), "--parts", str(d / "parts"), "--unit-space", str(d / "unit.npz"), "--model", str(model),
-            "--out", str(out / "bundle"), "--metrics", str(out / "ood.json"), "--report", str(out / "ood_report.json")]
-    return args + (["--operating-point", str(op)] if op else [])
-
-
-@pytest.fixture(scope="session")
-def trained_model(tiny_data, tmp_path_factory):
-    """A tiny model trained in-process on tiny_data, once per test run for every worker (conftest.shared):
-    (data dir, model dir)."""
-
-    def build(out: Path) -> None:
-        old = os.getcwd()
-        os.chdir(out)  # outputs must lie inside the working directory
-        try:
-            load_stage("train").main(train_args(tiny_data, out, tiny_data / "params.yaml"))
-        finally:
-            os.chdir(old)
-
-    return tiny_data, shared(tmp_path_factory, "inspect_model", build) / "vit"
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(trained_model, tmp_path_factory):
-    """The bundle stage run in-process on the tiny model, once per test run; returns the bundle directory."""
-    d, model = trained_model
-
-    def build(out: Path) -> None:
-        old = os.getcwd()
-        os.chdir(out)
-        try:
-            load_stage("bundle").main(_bundle_args(d, d / "params.yaml", out, model))
-        finally:
-            os.chdir(old)
-
-    return shared(tmp_path_factory, "inspect_bundle", build) / "bundle"
+from vitinspect.app.command import main as cli_main
 
 
 def _test_split(d: Path):
@@ -286,16 +248,6 @@ def test_explain_writes_one_png_per_part(tiny_bundle, tmp_path):
     names = sorted(p.name for p in (tmp_path / "why").iterdir())
     assert names == sorted(explain_name(lot / f"part-0000{i}") for i in range(2))
     assert [n.rsplit("-", 1)[0] for n in names] == ["part-00000", "part-00001"]
-
-
-def test_bundle_stage_is_in_the_pipeline(project):
-    """dvc repro built the bundle; inspect runs on it from the project folder with the default --bundle."""
-    assert (project / "models/bundle/bundle.json").exists() and (project / "metrics/ood.json").exists()
-    from conftest import run
-
-    run("python -m vitinspect render --n 3 --out lot", project)
-    proc = run("python -m vitinspect inspect lot --out lot/results.csv", project)
-    assert len(list(csv.DictReader(open(project / "lot/results.csv")))) == 3, proc.stdout
 
 
 @pytest.mark.parametrize("breakage, fragment", [

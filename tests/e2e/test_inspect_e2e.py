@@ -1,0 +1,31 @@
+"""`vitinspect inspect`: the bundle stage, both engines, the OOD guard, bad parts, render, watch, explain."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import load_stage, shared, train_args
+
+from vitinspect.deploy import bundle as bundle_format
+from vitinspect.app.command import main as cli_main
+
+
+def test_bundle_stage_is_in_the_pipeline(project):
+    """dvc repro built the bundle; inspect runs on it from the project folder with the default --bundle."""
+    assert (project / "models/bundle/bundle.json").exists() and (project / "metrics/ood.json").exists()
+    from conftest import run
+
+    run("python -m vitinspect render --n 3 --out lot", project)
+    proc = run("python -m vitinspect inspect lot --out lot/results.csv", project)
+    assert len(list(csv.DictReader(open(project / "lot/results.csv")))) == 3, proc.stdout
+
+
