@@ -103,11 +103,11 @@ def test_threads_auto_share_the_cores_among_dvc_queue_workers(monkeypatch):
 
     before = torch.get_num_threads()
     try:
-        monkeypatch.setattr(cli, "cores", lambda: 8)
-        monkeypatch.setattr(cli, "queue_workers", lambda: 3)
+        monkeypatch.setattr(runtime, "cores", lambda: 8)
+        monkeypatch.setattr(runtime, "queue_workers", lambda: 3)
         assert runtime.set_threads("auto") == 2 == torch.get_num_threads()
         assert runtime.set_threads(1.0) == 1 == torch.get_num_threads()
-        monkeypatch.setattr(cli, "queue_workers", lambda: 16)
+        monkeypatch.setattr(runtime, "queue_workers", lambda: 16)
         assert runtime.set_threads("auto") == 1
     finally:
         torch.set_num_threads(before)
