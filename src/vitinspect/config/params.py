@@ -22,7 +22,8 @@ from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, 
                                  RENDERERS, SOURCES, STRATEGIES, Attention, Audit, Baseline, BaselineGrid, Blender, Bundle, Data,
                                  Decoder, Defect, Evaluate, Finetune, Folders, Grid, Lora, Lot, LotFolders, Model, Nsoartc,
                                  Params, Pretrain, Split, Train)
-from vitinspect.config.sizing import available_memory, class_counts, memory_estimate, resolve_workers, split_counts
+from vitinspect.config.sizing import available_memory, memory_estimate, resolve_workers, split_counts
+from vitinspect.data.geometry import Geometry, class_counts
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 
 
@@ -105,7 +106,7 @@ def _cross_checks(p: Params, source: str) -> None:
             fail(f"pretrain.decoder.heads ({q.decoder.heads}) must divide pretrain.decoder.hidden_size ({q.decoder.hidden_size})")
         if int((d.image_size // m.patch_size) ** 2 * (1 - q.mask_ratio)) < 1:
             fail(f"pretrain.mask_ratio ({q.mask_ratio}) leaves no visible patch of {(d.image_size // m.patch_size) ** 2}")
-    pitch = 0.8 * d.image_size / max(d.grid.rows, d.grid.cols, 3)  # render.Geometry.pitch
+    pitch = Geometry(d.image_size, d.grid.rows, d.grid.cols).pitch
     if d.source == "folders" and d.image_size / max(d.grid.rows, d.grid.cols) < 4:
         fail(f"data.grid ({d.grid.rows} x {d.grid.cols}) is too dense for data.image_size={d.image_size}: the peer's "
              "RT cells would be under 4 px; lower data.grid.rows/cols or raise data.image_size")

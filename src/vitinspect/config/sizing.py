@@ -9,33 +9,26 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from vitinspect.core import runtime
+from vitinspect.data import geometry
+
 if TYPE_CHECKING:
     from vitinspect.config.sections import Data, Params
 
 
 def resolve_workers(value, cores: int | None = None) -> int:
-    """A ``num_proc``/``threads`` value ('auto' or an int) -> how many to use: 'auto' is the cores this
-    process may run on."""
+    """A ``num_proc`` value ('auto' or an int) -> how many processes to use: 'auto' is every core this process
+    may run on (vitinspect.core.runtime.cores; the output bytes never depend on it). Torch threads are
+    counted by vitinspect.core.runtime.set_threads, which shares those cores among DVC queue workers."""
     if value != "auto":
         return int(value)
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores)
-
-
-def class_counts(d: Data) -> dict[str, int]:
-    """Exact class sizes: round(passed_ratio * n) passed, the rest split evenly (first defect classes get one more)."""
-    n_passed = int(round(d.passed_ratio * d.n_images))
-    defects = [c for c in d.classes if c != "passed"]
-    base, extra = divmod(d.n_images - n_passed, len(defects))
-    counts = {c: base + (i < extra) for i, c in enumerate(defects)}
-    return {"passed": n_passed, **counts} if "passed" in d.classes else counts
+    return max(1, runtime.cores() if cores is None else cores)
 
 
 def split_counts(d: Data) -> dict[str, dict[str, int]]:
     """Parts per split and class that ``prepare`` makes: each class cut at round(cumulative fraction x n)."""
     out = {"train": {}, "val": {}, "test": {}}
-    for c, n in class_counts(d).items():
+    for c, n in geometry.class_counts(d.n_images, d.classes, d.passed_ratio).items():
         cut_train = int(round(d.split.train * n))
         cut_val = int(round((d.split.train + d.split.val) * n))
         out["train"][c], out["val"][c], out["test"][c] = cut_train, cut_val - cut_train, n - cut_val

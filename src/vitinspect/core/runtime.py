@@ -119,7 +119,9 @@ def exit_finished() -> None:
 
 
 def cores() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on: the one rule for what ``auto`` is worth. A stage's processes
+    (``data.num_proc``, vitinspect.config.sizing.resolve_workers) take them all; its torch threads
+    (``train.threads``, :func:`set_threads`) share them among the DVC queue workers."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -137,8 +139,10 @@ def queue_workers() -> int:
 
 
 def set_threads(value) -> int:
-    """Torch's intra-op threads for a heavy stage: a number, or ``auto`` = cores / DVC queue workers, so
-    experiments run side by side share the cores instead of fighting over them. Returns the count."""
+    """Torch's intra-op threads for a heavy stage: a number, or ``auto`` = :func:`cores` // DVC queue workers,
+    so experiments run side by side share the cores instead of fighting over them (docs/scale.md: two
+    2-thread trainings on 2 cores ran 3.6x slower). ``num_proc``'s ``auto`` is all of :func:`cores`, not
+    shared: a different count on purpose. Returns the count."""
     import torch
 
     n = int(value) if value != "auto" else max(1, cores() // queue_workers())
