@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from vitinspect.core.errors import VitinspectError
 from vitinspect.data.views import VIEW_PAIRS
 
 INPUTS = ("nsoartc", "raw")  # what a model may be trained on: this composite, or the raw views stacked
@@ -125,8 +126,47 @@ class UnitSpace:
         return cls(c.mean(axis=0).astype(np.float32), c.std(axis=0).astype(np.float32), len(c))
 
     def zscore(self, channels: np.ndarray, eps: float) -> np.ndarray:
-        """(N, 3, H, W) -> (N, 3, H, W) z = (d - mean) / (std + eps), float32."""
-        return ((channels - self.mean) / (self.std + eps)).astype(np.float32)
+        """(N, 3, H, W) -> (N, 3, H, W) :func:`zscore` against this unit space, float32."""
+        return zscore(channels, self.mean, self.std, eps).astype(np.float32)
+
+
+def save_unit_space(space: UnitSpace, path) -> None:
+    """Write ``space`` to ``path`` as .npz (mean, std float32 (3, H, W); n int64): what the nsoartc stage
+    writes (the caller makes the write atomic) and :func:`load_unit_space` reads."""
+    with open(path, "wb") as fh:
+        np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
+
+
+def load_unit_space(path) -> UnitSpace:
+    """The unit space :func:`save_unit_space` wrote; a one-line VitinspectError naming ``path`` otherwise."""
+    try:
+        with np.load(path) as z:
+            return UnitSpace(z["mean"], z["std"], int(z["n"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise VitinspectError(f"{path}: not a unit space written by the nsoartc stage ({type(exc).__name__}); run dvc repro") from None
+
+
+def zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, eps: float) -> np.ndarray:
+    """z = (x - mean) / (std + eps), broadcast over the leading (parts) axis, in the dtype numpy gives.
+
+    The one z-score of a unit space: the composite's per-pixel channels (:class:`UnitSpace`) and the
+    classical peer's per-cell features (``evaluation.rt_peer.CellUnitSpace``) both standardise with it.
+    """
+    return (x - mean) / (std + eps)
+
+
+def raw_channels(views: np.ndarray, view_names: list[str], window: int, eps: float) -> np.ndarray:
+    """uint8 views (N, V, H, W), ``view_names`` naming axis 1 -> raw Double-Eye channels (N, 3, H, W) float32:
+    the views scaled to [0, 1] in float32, then :func:`double_eye`."""
+    v = views.astype(np.float32) / 255.0
+    return double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+
+
+def unit_zscores(views: np.ndarray, view_names: list[str], space: UnitSpace, window: int, eps: float) -> np.ndarray:
+    """The composite chain up to its z-scores: uint8 views (N, V, H, W) -> :func:`raw_channels` -> the unit
+    space's z-scores (N, 3, H, W) float32. :func:`to_image` makes them the NSOARTC image; every caller (the
+    nsoartc stage, the lot, pretraining, the line engine) goes through here, so the bytes agree."""
+    return space.zscore(raw_channels(views, view_names, window, eps), eps)
 
 
 def to_image(z: np.ndarray, gain: float) -> np.ndarray:
@@ -152,11 +192,11 @@ def passed_channels(cols: dict, view_names: list[str], passed: int, window: int,
     """Raw channels (k, 3, H, W) float32 of the passed parts (``label == passed``) among ``cols`` (``views``
     (n, V, H, W) uint8 and ``label``)."""
     keep = np.asarray(cols["label"]) == passed
-    v = cols["views"][keep].astype(np.float32) / 255.0
-    if not len(v):
+    views = cols["views"][keep]
+    if not len(views):
         size = cols["views"].shape[-1]
         return np.zeros((0, 3, size, size), dtype=np.float32)
-    return double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
+    return raw_channels(views, view_names, window, eps)
 
 
 class UnitSpaceSums:
@@ -196,8 +236,7 @@ def composite_chunk(cols: dict, view_names: list[str], space: UnitSpace, window:
     uint8 added and ``views`` dropped, summary): per class the parts, and the sums and pixel counts of mean |z|
     inside and outside the defect masks (float64).
     """
-    v = cols["views"].astype(np.float32) / 255.0
-    z = space.zscore(double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps), eps)
+    z = unit_zscores(cols["views"], view_names, space, window, eps)
     out = {k: a for k, a in cols.items() if k != "views"}
     out["raw"] = cols["views"][:, view_names.index("center")]
     out["nsoartc"] = to_image(z, gain)
@@ -218,13 +257,11 @@ def composite(views: np.ndarray, view_names: list[str], space: UnitSpace, window
               eps: float = 1e-6, chunk: int = 512) -> np.ndarray:
     """uint8 views (N, V, H, W) -> NSOARTC composites (N, H, W, 3) uint8 against a fitted unit space.
 
-    The same arithmetic as the nsoartc stage (double_eye, z-score, to_image), in chunks of parts
-    so a large lot needs little memory.
+    The chain (:func:`unit_zscores`, then :func:`to_image`), in chunks of parts so a large lot needs
+    little memory.
     """
     out = []
     for i in range(0, len(views), chunk):
-        v = views[i:i + chunk].astype(np.float32) / 255.0
-        channels = double_eye({name: v[:, j] for j, name in enumerate(view_names)}, window, eps)
-        out.append(to_image(space.zscore(channels, eps), gain))
+        out.append(to_image(unit_zscores(views[i:i + chunk], view_names, space, window, eps), gain))
     size = views.shape[-1]
     return np.concatenate(out) if out else np.zeros((0, size, size, 3), dtype=np.uint8)

@@ -17,7 +17,7 @@ import numpy as np
 
 from vitinspect.deploy.bundle import Bundle, CheckParts
 from vitinspect.core.errors import VitinspectError
-from vitinspect.composite.nsoartc import double_eye, to_image
+from vitinspect.composite.nsoartc import to_image, unit_zscores
 from vitinspect.deploy.ood_guard import FeatureSpace, pattern_score, pixel_score
 from vitinspect.core.text import short
 
@@ -35,9 +35,7 @@ def composite(bundle: Bundle, views: np.ndarray) -> tuple[np.ndarray, np.ndarray
     The model input is the NSOARTC composite, or the centre view repeated over three channels
     for a model trained on raw images; z (the unit-space z-scores) feeds the OOD guard either way.
     """
-    v = views.astype(np.float32) / 255.0
-    raw = double_eye({name: v[:, j] for j, name in enumerate(bundle.views)}, bundle.window, bundle.eps)
-    z = bundle.unit.zscore(raw, bundle.eps)
+    z = unit_zscores(views, bundle.views, bundle.unit, bundle.window, bundle.eps)
     if bundle.input_name == "nsoartc":
         images = to_image(z, bundle.gain)
     else:

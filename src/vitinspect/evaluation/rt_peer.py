@@ -18,14 +18,19 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.composite.nsoartc import VIEW_PAIRS
+from vitinspect.composite.nsoartc import VIEW_PAIRS, zscore
+from vitinspect.data.arrow import SPLITS, good_index
 from vitinspect.data.geometry import Geometry
 from vitinspect.core.storage import hash_file
+from vitinspect.evaluation.decision import decide, evaluation_summary
+from vitinspect.evaluation.evaluate import val_operating_point
+from vitinspect.evaluation.metrics import confusion
 
 CHANNELS = ("d1", "d2", "d3")
 
@@ -102,13 +107,55 @@ class CellUnitSpace:
         return cls(f.mean(axis=0), f.std(axis=0), len(f))
 
     def zscore(self, features: np.ndarray, eps: float) -> np.ndarray:
-        """(N, T, 3) -> (N, 3T) z = (f - mean) / (std + eps), flattened cell-major (cell 0's d1, d2, d3, ...)."""
-        z = (np.asarray(features) - self.mean) / (self.std + eps)
+        """(N, T, 3) -> (N, 3T): the unit space's z-scores (``composite.nsoartc.zscore``, float64), flattened
+        cell-major (cell 0's d1, d2, d3, ...): one vector per part, as the classifiers take it."""
+        z = zscore(np.asarray(features), self.mean, self.std, eps)
         return z.reshape(len(z), -1)
 
 
 def feature_names(n_cells: int) -> list[str]:
     return [f"cell{t:02d}_{c}" for t in range(n_cells) for c in CHANNELS]
+
+
+def part_features(views: np.ndarray, view_names: list[str], boxes: np.ndarray, eps: float) -> np.ndarray:
+    """uint8 views (N, V, H, W), ``view_names`` naming axis 1 -> raw cell features (N, T, 3) float64:
+    :func:`cell_features` of the views scaled to [0, 1] in float64."""
+    v = views.astype(np.float64) / 255.0
+    return cell_features({name: v[:, j] for j, name in enumerate(view_names)}, boxes, eps)
+
+
+@dataclass
+class PeerInputs:
+    """What the peer learns from and is judged on, per split: z-scored cell features ``x`` (N, 3T) float64
+    and labels ``y`` (N,) int; the unit space they are scored against, the cells (T, 4), and the seconds
+    feature extraction took over every split."""
+
+    x: dict
+    y: dict
+    space: CellUnitSpace
+    boxes: np.ndarray
+    feature_seconds: float
+
+
+def peer_inputs(cols: dict, view_names: list[str], grid, eps: float, classes: list[str], good: str, min_unit_space: int,
+                where: str) -> PeerInputs:
+    """The peer's features of every split (``cols``: split -> {"views": (N, V, S, S) uint8, "label": (N,)}),
+    cells placed by ``data.grid`` (rows x cols terminals), z-scored by the unit space of the good (``good``)
+    training parts. Raises a one-line VitinspectError naming ``where`` when the classes lack ``good``, and one
+    when the unit space has fewer than ``min_unit_space`` parts or the train split lacks a class."""
+    boxes = cell_boxes(cols["train"]["views"].shape[-1], grid.rows, grid.cols)
+    start = time.perf_counter()
+    raw = {s: part_features(cols[s]["views"], view_names, boxes, eps) for s in SPLITS}
+    feature_seconds = time.perf_counter() - start
+    y = {s: cols[s]["label"].astype(int) for s in SPLITS}
+    unit = raw["train"][y["train"] == good_index(where, classes, good)]
+    if len(unit) < min_unit_space:
+        raise VitinspectError(f"params.yaml: the unit space has {len(unit)} good ({good!r}) training parts, fewer than "
+                              f"nsoartc.min_unit_space={min_unit_space}; raise data.passed_ratio or data.n_images")
+    if len(np.unique(y["train"])) < len(classes):
+        raise VitinspectError(f"{where}: the train split lacks a class; the peer needs every class to fit")
+    space = CellUnitSpace.fit(unit)
+    return PeerInputs({s: space.zscore(raw[s], eps) for s in SPLITS}, y, space, boxes, feature_seconds)
 
 
 # --------------------------------------------------------------------------- the classifiers
@@ -181,6 +228,82 @@ def choose(make, grid: list[dict], x_train, y_train, x_val, y_val, n_classes: in
 def predict_proba(model, x: np.ndarray) -> np.ndarray:
     """(N, K) class probabilities over all K classes, whichever classes the training split held."""
     return np.asarray(model.predict_proba(x))
+
+
+def fit_peers(inputs: PeerInputs, baseline_params, n_classes: int) -> dict[str, Fitted]:
+    """{"svm": the RBF SVM, "logistic": the logistic regression}, each chosen on val (:func:`choose`) over
+    ``baseline.grid`` (C x gamma for the SVM, C for the logistic regression)."""
+    p, x, y = baseline_params, inputs.x, inputs.y
+    svm_grid = [{"C": c, "gamma": g} for c, g in product(p.grid.C, p.grid.gamma)]
+    svm = choose(lambda C, gamma: make_svm(C, gamma, p.class_weight, p.seed), svm_grid, x["train"], y["train"], x["val"], y["val"], n_classes)
+    logistic = choose(lambda C: make_logistic(C, p.class_weight, p.seed), [{"C": c} for c in p.grid.C],
+                      x["train"], y["train"], x["val"], y["val"], n_classes)
+    return {"svm": svm, "logistic": logistic}
+
+
+def predict_timed(model, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(:func:`predict_proba`, the seconds it took)."""
+    start = time.perf_counter()
+    proba = predict_proba(model, x)
+    return proba, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- what the baseline stage writes
+
+
+INPUT = "rt_cells"  # what the peer sees, in the place of eval.json's "input"
+FOREIGN_CELLS = ("data.grid rows x cols cells over the whole frame: these parts are not our renderer's, so the cells "
+                 "are not placed on terminals; set data.grid to your part's layout")
+
+
+@dataclass
+class PeerReport:
+    """What the baseline stage writes from the fitted peers: the SVM's test figures (eval.json's keys), one
+    {actual, predicted} record per test part and the confusion matrix (the SVM at its operating point),
+    reports/baseline.json, the timings (a log: they vary run to run), and the line it prints."""
+
+    metrics: dict
+    confusion_records: list[dict]
+    confusion_matrix: dict
+    report: dict
+    run_info: dict
+    line: str
+
+
+def peer_report(fitted: dict[str, Fitted], tested: dict[str, tuple[np.ndarray, float]], inputs: PeerInputs, classes: list[str],
+                good: str, evaluate_params, class_weight: str, hashes: dict, foreign_cells: bool, where: str) -> PeerReport:
+    """The SVM's own operating point, chosen on val by the ViT's rule and settings (``evaluate.*``,
+    :func:`vitinspect.evaluation.evaluate.val_operating_point`): the same decision, so its figures sit beside
+    eval.json's key for key. ``tested``: name -> (test probabilities (N, K), predict seconds); ``hashes``: name ->
+    the saved model file and its SHA-256; ``foreign_cells``: the parts are the user's folders (cells not on terminals)."""
+    svm, x, y = fitted["svm"], inputs.x, inputs.y
+    op = val_operating_point(y["val"], predict_proba(svm.model, x["val"]), classes, good, evaluate_params, where)
+    names = np.asarray(classes)
+    labels, preds = y["test"], decide(tested["svm"][0], classes, op["threshold"], good)
+    matrix = confusion(labels, preds, classes)
+    metrics = evaluation_summary(labels, tested["svm"][0], classes, op["threshold"], good)
+    report = {
+        "features": {"cells": int(len(inputs.boxes)), "per_part": int(x["train"].shape[1]), "unit_space_size": inputs.space.n,
+                     **({"cells_placed": FOREIGN_CELLS} if foreign_cells else {})},
+        "input": INPUT,
+        "operating_point": op,
+        "confusion_matrix": matrix,
+        "models": hashes,
+    }
+    for name, peer in fitted.items():
+        report[name] = {
+            "chosen": peer.settings, "class_weight": class_weight, "val_macro_f1": peer.val_macro_f1, "grid": peer.grid,
+            "test": metrics if name == "svm" else evaluation_summary(labels, tested[name][0], classes, None, good),
+        }
+    per_part_ms = 1000 * inputs.feature_seconds / sum(len(y[s]) for s in SPLITS)
+    run_info = {"extract_ms_per_part": round(per_part_ms, 4), **{
+        name: {"fit_seconds_all_grid": round(peer.fit_seconds, 3), "predict_ms_per_part": round(1000 * tested[name][1] / len(labels), 4)}
+        for name, peer in fitted.items()}}
+    lr = report["logistic"]["test"]
+    line = (f"baseline: {len(inputs.boxes)} cells x 3 features; SVM {svm.settings} test accuracy {metrics['accuracy']:.3f}, "
+            f"macro-F1 {metrics['macro_f1']:.3f}, escapes per million {metrics.get('escapes_per_million')}, false-reject rate "
+            f"{metrics.get('false_reject_rate')} at t={op['threshold']}; logistic accuracy {lr['accuracy']:.3f}, macro-F1 {lr['macro_f1']:.3f}")
+    return PeerReport(metrics, [{"actual": a, "predicted": b} for a, b in zip(names[labels], names[preds])], matrix, report, run_info, line)
 
 
 # --------------------------------------------------------------------------- saving and loading

@@ -15,6 +15,8 @@ skipped silently.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+import time
 
 import numpy as np
 import torch
@@ -43,25 +45,20 @@ def unlabeled_views(data_params, n_parts: int, seed: int) -> np.ndarray:
     return generate(dataclasses.replace(data_params, seed=seed, n_images=n_parts))["views"]
 
 
-def as_representation(views: np.ndarray, view_names: list[str], input_name: str, unit_mean: np.ndarray,
-                      unit_std: np.ndarray, nsoartc_params, chunk: int = 1000) -> np.ndarray:
+def as_representation(views: np.ndarray, view_names: list[str], input_name: str, space, nsoartc_params,
+                      chunk: int = 1000) -> np.ndarray:
     """(N, V, S, S) uint8 views -> the training representation, uint8.
 
-    ``raw``: the centre view, (N, S, S). ``nsoartc``: the RT composite z-scored by the
-    labelled training set's unit space (the one ``train`` sees), (N, S, S, 3).
+    ``raw``: the centre view, (N, S, S). ``nsoartc``: the RT composite z-scored by ``space`` (the labelled
+    training set's unit space, the one ``train`` sees; None for raw), (N, S, S, 3), ``chunk`` parts at a
+    time (bounded float memory at any n_parts).
     """
-    from vitinspect.composite.nsoartc import UnitSpace, double_eye, to_image
+    from vitinspect.composite.nsoartc import composite
 
     if input_name == "raw":
         return np.ascontiguousarray(views[:, view_names.index("center")])
-    space = UnitSpace(unit_mean, unit_std, 0)
     p = nsoartc_params
-    out = []
-    for i in range(0, len(views), chunk):  # bounded float memory at any n_parts
-        v = views[i:i + chunk].astype(np.float32) / 255.0
-        channels = double_eye({name: v[:, j] for j, name in enumerate(view_names)}, p.window, p.eps)
-        out.append(to_image(space.zscore(channels, p.eps), p.gain))
-    return np.concatenate(out) if out else np.zeros((0, *views.shape[2:], 3), dtype=np.uint8)
+    return composite(views, view_names, space, p.window, p.gain, p.eps, chunk=chunk)
 
 
 # ---------------------------------------------------------------------------- the model
@@ -185,6 +182,60 @@ def make_mae_trainer(model, dataset, spec: InputSpec, pretrain_params, output_di
     # The MAE paper's AdamW betas; no evaluation, no checkpoints.
     args = trainer_args(output_dir, pretrain_params, adam_beta2=0.95, eval_strategy="no", save_strategy="no")
     return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator(spec))
+
+
+@dataclasses.dataclass
+class MaeRun:
+    """A finished pretraining: the MAE, the images it learnt from ((N, S, S[, 3]) uint8) and their InputSpec,
+    the reconstruction loss per epoch (rank 0's log; empty on other ranks), the Trainer's train metrics,
+    the seconds spent rendering and training, and ``info``: the run's speed, timings and device, rounded
+    for logs/pretrain_run.json (they vary run to run)."""
+
+    mae: ViTMAEForPreTraining
+    images: np.ndarray
+    spec: InputSpec
+    losses: list[float]
+    metrics: dict
+    render_seconds: float
+    train_seconds: float
+    info: dict
+
+
+def pretrain_mae(data_params, pretrain_params, model_params, nsoartc_params, space, live) -> MaeRun:
+    """Render ``pretrain.n_parts`` unlabeled parts (:func:`unlabeled_views`), turn them into the
+    ``pretrain.input`` representation against the unit space ``space`` (None for raw), and train a fresh
+    MAE on them with the HF Trainer (a scratch folder for its output, no checkpoints). ``live``: the dvclive
+    Live that gets one reconstruction loss per epoch (rank 0), or None (other ranks)."""
+    q, d = pretrain_params, data_params
+    start = time.perf_counter()
+    images = as_representation(unlabeled_views(d, q.n_parts, q.seed), d.views, q.input, space, nsoartc_params)
+    render_s = time.perf_counter() - start
+    spec = InputSpec(d.image_size)
+    mae = build_mae(mae_config(model_params, d.image_size, q), q.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = make_mae_trainer(mae, ImageDataset(images), spec, q, scratch)
+        log = LossLog(live)
+        if live is not None:
+            trainer.add_callback(log)
+        start = time.perf_counter()
+        result = trainer.train()
+        train_s = time.perf_counter() - start
+    info = {"images_per_second": round(float(result.metrics["train_samples_per_second"]), 1),
+            "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
+            "device": str(trainer.args.device), "bf16": bool(trainer.args.bf16), "world_size": int(trainer.args.world_size)}
+    return MaeRun(mae, images, spec, log.losses, result.metrics, render_s, train_s, info)
+
+
+def pretrained_encoder(run: MaeRun, pretrain_params):
+    """What the pretrain stage writes from a finished run: the encoder as a plain ``ViTModel`` (float32, its
+    config recording the pretraining in ``vitinspect_pretrain``) and :func:`reconstruct`'s panels of the
+    first six parts (original, masked, reconstruction, pasted: (6, S, S, 3) in [0, 1]; loss)."""
+    q = pretrain_params
+    panels = reconstruct(run.mae, to_pixel_values(run.images[:6], run.spec), q.seed)
+    encoder = encoder_as_vit(run.mae.float())
+    encoder.config.vitinspect_pretrain = {"input": q.input, "n_parts": q.n_parts, "epochs": q.epochs, "mask_ratio": q.mask_ratio,
+                                          "norm_pix_loss": q.norm_pix_loss, "reconstruction_loss": run.losses}
+    return encoder, panels
 
 
 # ---------------------------------------------------------------------------- looking at it

@@ -153,15 +153,20 @@ def save_model(model, spec: InputSpec, input_name: str, image_size: int, path: s
     image size of the data it learnt from (``vitinspect_image_size``): :func:`trained_input` and
     :func:`check_compatible` read them back.
     """
-    from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
-
     model.config.vitinspect_input = input_name
     model.config.vitinspect_image_size = image_size
-    proc = ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
-                             image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
     with atomic_path(path, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        proc.save_pretrained(tmp)
+        image_processor(spec).save_pretrained(tmp)
+
+
+def image_processor(spec: InputSpec):
+    """The image processor saved beside every model and encoder: resize to ``spec.size`` px, rescale to
+    [0, 1], normalise by ``spec.mean`` and ``spec.std`` (what :func:`trained_input` reads back)."""
+    from transformers import ViTImageProcessorPil as ViTImageProcessor  # no torchvision needed
+
+    return ViTImageProcessor(size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean),
+                             image_std=list(spec.std), do_resize=True, do_normalize=True, do_rescale=True)
 
 
 def trained_input(model, path) -> tuple[str, InputSpec]:

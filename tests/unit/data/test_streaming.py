@@ -31,7 +31,10 @@ def test_data_stage_bytes_do_not_depend_on_num_proc_and_match_the_in_memory_path
     from vitinspect.composite.nsoartc import UnitSpace, double_eye
     from vitinspect.data.synthetic import generate
 
+    from vitinspect.composite import nsoartc_dataset
+
     monkeypatch.setattr(dataset, "chunk_size", lambda size: 16)  # several chunks per split, merged in order
+    monkeypatch.setattr(nsoartc_dataset, "chunk_size", lambda size: 16)  # (bound where the nsoartc stage's passes run)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one = _data_stages(tmp_path / "one", num_proc=1)

@@ -201,15 +201,17 @@ def test_label_fraction_trains_on_a_stratified_share(tiny_data, tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     p = write_params(tmp_path / "params.yaml", train={"epochs": 1, "label_fraction": 0.5})
+    from vitinspect.model import training_run
+
     stage = load_stage("train")
     seen = []
 
-    class Recording(stage.ImageDataset):
+    class Recording(training_run.ImageDataset):
         def __init__(self, images, labels, convert):
             seen.append(np.asarray(labels).copy())
             super().__init__(images, labels, convert)
 
-    monkeypatch.setattr(stage, "ImageDataset", Recording)
+    monkeypatch.setattr(training_run, "ImageDataset", Recording)
     stage.main(train_args(tiny_data, tmp_path, p))
     labels = columns(load_dataset_dir(tiny_data / "nsoartc")["train"], ["label"])["label"]
     keep = labelled_subset(labels, 0.5, 0)
