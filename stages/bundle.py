@@ -11,7 +11,8 @@ import numpy as np
 
 from vitinspect.deploy import bundle as bundle_format
 from vitinspect.data.arrow import SPLITS, columns, label_names
-from vitinspect.deploy.build import build, load_unit_space, read_operating_point
+from vitinspect.composite.nsoartc import load_unit_space
+from vitinspect.deploy.build import build, read_operating_point
 from vitinspect.deploy.engine import OnnxEngine, verify_engine
 from vitinspect.deploy.exported_net import InspectionNet, export_onnx, run
 from vitinspect.model.vit import check_compatible, load_trained, trained_input

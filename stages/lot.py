@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
-from vitinspect.composite.lot import load_unit_space, make_lot
+from vitinspect.composite.lot import make_lot
+from vitinspect.composite.nsoartc import load_unit_space
 from vitinspect.config.params import load_params, resolve_workers
 from vitinspect.core.storage import save_dataset, scratch_dir
 

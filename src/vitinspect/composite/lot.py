@@ -53,19 +53,6 @@ def folder_lot_chunk(parts, classes, size: int, space: UnitSpace, window: int, g
     }, skipped
 
 
-def load_unit_space(path, image_size: int) -> UnitSpace:
-    """The unit space the nsoartc stage wrote at ``path`` (.npz: mean, std (3, S, S) float32, n), checked to be
-    of ``image_size`` px."""
-    try:
-        with np.load(path) as z:
-            space = UnitSpace(z["mean"], z["std"], int(z["n"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise VitinspectError(f"{path}: not a unit space written by the nsoartc stage ({type(exc).__name__}); run dvc repro") from None
-    if space.mean.shape[-1] != image_size:
-        raise VitinspectError(f"{path}: unit space of {space.mean.shape[-1]} px but data.image_size is {image_size}; run dvc repro")
-    return space
-
-
 @dataclasses.dataclass(frozen=True)
 class Lot:
     """The lot as the stage saves it: ``dataset`` (a DatasetDict of the one split ``lot``), ``summary`` (saved

@@ -137,13 +137,17 @@ def save_unit_space(space: UnitSpace, path) -> None:
         np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
 
 
-def load_unit_space(path) -> UnitSpace:
-    """The unit space :func:`save_unit_space` wrote; a one-line VitinspectError naming ``path`` otherwise."""
+def load_unit_space(path, image_size: int | None = None) -> UnitSpace:
+    """The unit space :func:`save_unit_space` wrote (.npz: mean, std (3, S, S) float32, n), checked to be of
+    ``image_size`` px when given; a one-line VitinspectError naming ``path`` otherwise."""
     try:
         with np.load(path) as z:
-            return UnitSpace(z["mean"], z["std"], int(z["n"]))
+            space = UnitSpace(z["mean"], z["std"], int(z["n"]))
     except (OSError, KeyError, ValueError) as exc:
         raise VitinspectError(f"{path}: not a unit space written by the nsoartc stage ({type(exc).__name__}); run dvc repro") from None
+    if image_size is not None and space.mean.shape[-1] != image_size:
+        raise VitinspectError(f"{path}: unit space of {space.mean.shape[-1]} px but data.image_size is {image_size}; run dvc repro")
+    return space
 
 
 def zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, eps: float) -> np.ndarray:

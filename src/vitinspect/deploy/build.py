@@ -39,15 +39,6 @@ def read_operating_point(path, classes: list[str], good: str = "passed") -> dict
     return {"class": op.get("class", "passed"), "threshold": None if t is None else float(t), "source": str(path)}
 
 
-def load_unit_space(path) -> UnitSpace:
-    """nsoartc's unit space (.npz of mean, std: (3, H, W) float32, and n)."""
-    try:
-        with np.load(path) as u:
-            return UnitSpace(u["mean"], u["std"], int(u["n"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise VitinspectError(f"{path}: not a unit space ({type(exc).__name__})") from None
-
-
 def check_parts(b: bundle_format.Bundle, engine, views: np.ndarray, labels: np.ndarray) -> bundle_format.CheckParts:
     """A few test parts, each class's first (``views``: (N, V, H, W) uint8, ``labels``: (N,) int), with what
     the bundle gives them now: every engine must give them back when the bundle is opened."""

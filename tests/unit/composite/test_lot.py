@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vitinspect.composite.lot import LOT, NO_RENDERED_LOT, load_unit_space, make_lot
+from vitinspect.composite.lot import LOT, NO_RENDERED_LOT, make_lot
+from vitinspect.composite.nsoartc import load_unit_space
 from vitinspect.composite.nsoartc import UnitSpace
 from vitinspect.core.errors import VitinspectError
 

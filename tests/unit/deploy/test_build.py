@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.deploy.build import ARGMAX, build, load_unit_space, read_operating_point
+from vitinspect.composite.nsoartc import load_unit_space
+from vitinspect.deploy.build import ARGMAX, build, read_operating_point
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
