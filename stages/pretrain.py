@@ -75,8 +75,8 @@ def main(argv=None) -> None:
     from vitinspect.model.prediction import to_pixel_values
     from vitinspect.model.vit import InputSpec
     from vitinspect.model.pretraining import (
-        ImageDataset,
         LossLog,
+        UnlabeledImages,
         as_representation,
         build_mae,
         encoder_as_vit,
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
 
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = make_mae_trainer(mae, ImageDataset(images), spec, q, scratch)
+        trainer = make_mae_trainer(mae, UnlabeledImages(images), spec, q, scratch)
         live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None) if rank_zero else None
         log = LossLog(live)
         if rank_zero:

@@ -140,8 +140,8 @@ def encoder_as_vit(mae: ViTMAEForPreTraining) -> ViTModel:
 # ---------------------------------------------------------------------------- training
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """uint8 images, kept as uint8 (a 100k-part 224 px set stays ~15 GB, not 60 GB of floats)."""
+class UnlabeledImages(torch.utils.data.Dataset):
+    """uint8 images without labels, kept as uint8 (a 100k-part 224 px set stays ~15 GB, not 60 GB of floats)."""
 
     def __init__(self, images: np.ndarray):
         self.images = images
