@@ -190,7 +190,7 @@ def bench_train(params: Params, data_dir: Path, work: Path, repeats: int = 5):
 
 def bench_pretrain(params: Params, data_dir: Path, work: Path, repeats: int = 3):
     """Pretraining (ViTMAE, pretrain.* and model.*) and fine-tuning (train.*), paired: A B A B ..."""
-    from vitinspect.model.pretraining import ImageDataset, build_mae, mae_config, make_mae_trainer
+    from vitinspect.model.pretraining import UnlabeledImages, build_mae, mae_config, make_mae_trainer
 
     ds = load_dataset_dir(data_dir)
     classes = label_names(ds["train"])
@@ -202,7 +202,7 @@ def bench_pretrain(params: Params, data_dir: Path, work: Path, repeats: int = 3)
     t = dataclasses.replace(params.train, epochs=1, device="cpu")
 
     def pretrain_once():
-        trainer = make_mae_trainer(build_mae(mae_config(params.model, size, q), q.seed), ImageDataset(cols["nsoartc"]), spec, q, work / "pt")
+        trainer = make_mae_trainer(build_mae(mae_config(params.model, size, q), q.seed), UnlabeledImages(cols["nsoartc"]), spec, q, work / "pt")
         return trainer.train().metrics["train_samples_per_second"]
 
     def finetune_once():

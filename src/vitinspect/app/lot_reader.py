@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import atomic_path, lstat_or_none, write_json
+from vitinspect.data import images  # by module: tests replace images.load_grey
 
 RESULT_HEAD = ["part", "verdict", "class"]  # how every results CSV of `vitinspect inspect` begins
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -82,14 +84,14 @@ def part_and_lot(folder: Path, views: list[str]) -> str | None:
 
 
 def _both(folder: Path, found: dict[str, list[Path]], subs: list[Path], views: list[str]) -> str | None:
-    images = sorted(f.name for fs in found.values() for f in fs)
-    if not images:
+    at_root = sorted(f.name for fs in found.values() for f in fs)
+    if not at_root:
         return None
     parts = [d for d in subs if is_part(d, views) or any(is_part(x, views) for x in _sub_folders(d))]
     if not parts:
         return None
     names = ", ".join(d.name for d in parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
-    return (f"{folder}: is both a part and a lot: view images at its root ({', '.join(images[:3])}) and part folders "
+    return (f"{folder}: is both a part and a lot: view images at its root ({', '.join(at_root[:3])}) and part folders "
             f"inside ({names}); move the images into a part folder of their own, or name the part folders")
 
 
@@ -175,8 +177,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _read_part(folder: Path, views: list[str], size: int) -> np.ndarray | str:
-    from vitinspect.data.images import BadPart, fit_square, load_grey
-
     files, subs = _listing(folder, views)
     both = _both(folder, files, subs, views)
     if both:
@@ -189,15 +189,15 @@ def _read_part(folder: Path, views: list[str], size: int) -> np.ndarray | str:
             return f"{folder}: several images for view {v!r}: {', '.join(sorted(f.name for f in files[v]))}"
         f = files[v][0]
         try:
-            img = load_grey(f)
-        except BadPart as exc:
+            img = images.load_grey(f)
+        except images.BadPart as exc:
             return str(exc)
         shapes[f.name] = img.shape
         out.append(img)
     if len(set(shapes.values())) > 1:
         sizes = ", ".join(f"{name} {w}x{h}" for name, (h, w) in shapes.items())
         return f"{folder}: views differ in size ({sizes})"
-    return np.stack([fit_square(img, size) for img in out])
+    return np.stack([images.fit_square(img, size) for img in out])
 
 
 # ------------------------------------------------------------------ results files
@@ -256,8 +256,6 @@ def check_output(path: str | Path, label: str, columns: list[str] | None = None)
     if not parent.is_dir():
         raise VitinspectError(f"{where}: its folder {parent} does not exist" if not parent.exists()
                               else f"{where}: {parent} is not a folder")
-    from vitinspect.core.storage import lstat_or_none
-
     st = lstat_or_none(path, f"{where}: cannot check it")
     if st is None:
         return
@@ -297,15 +295,11 @@ def write_rows(path: str | Path, rows: list[dict], columns: list[str], append: b
     text cells spreadsheet-safe (:func:`spreadsheet_cell`)."""
     path = Path(path)
     if path.suffix == ".json":
-        from vitinspect.core.storage import write_json
-
         write_json(path, rows)
         return
     if append:
         _append(path, rows, columns, neutralise)
         return
-    from vitinspect.core.storage import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(_csv_text(rows, columns, True, neutralise), encoding="utf-8", newline="")
 

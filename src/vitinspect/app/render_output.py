@@ -7,12 +7,18 @@ root) is replaced whole, so old parts never stay beside new ones.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from vitinspect.app.lot_reader import csv_header, safe_text, write_rows
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import atomic_path
+from vitinspect.data.geometry import plan as render_plan
+from vitinspect.data.synthetic import render_parts
 from vitinspect.data.user_parts import LABELS_CSV, MASK
 
 TRUTH_CSV = "truth.csv"
@@ -20,8 +26,6 @@ TRUTH_CSV = "truth.csv"
 
 def _ours(out: Path) -> bool:
     """Did `vitinspect render` write this folder (truth.csv and labels.csv with our headers)?"""
-    from vitinspect.app.lot_reader import csv_header
-
     try:
         truth, labels = csv_header(out / TRUTH_CSV), csv_header(out / LABELS_CSV)
     except OSError:
@@ -32,8 +36,6 @@ def _ours(out: Path) -> bool:
 def check_target(out: Path, force: bool) -> None:
     """Refuse (one line, before any work) an OUT that writing a lot there would mix with or destroy: a file, a
     link, a non-empty folder (unless ``force`` and render wrote it), the working folder or one above it."""
-    from vitinspect.app.lot_reader import safe_text
-
     where = f"render --out {safe_text(out)}"
     if not out.parent.is_dir():
         raise VitinspectError(f"{where}: its folder {safe_text(out.parent)} does not exist")
@@ -67,15 +69,6 @@ def write_rendered(data, n: int, seed: int, out: Path, chunk: int = 256) -> None
     `vitinspect inspect`) and ``labels.csv`` (part_id, label, split and the record columns, exact), so
     ``out`` is a data set for ``data.source: folders`` that reads back as the same parts. Written into a
     temporary folder and renamed onto ``out`` (an earlier folder there is replaced: see check_target)."""
-    import dataclasses
-
-    from PIL import Image
-
-    from vitinspect.app.lot_reader import safe_text, write_rows
-    from vitinspect.data.geometry import plan as render_plan
-    from vitinspect.data.synthetic import render_parts
-    from vitinspect.core.storage import atomic_path
-
     d = dataclasses.replace(data, n_images=int(n), seed=int(seed))
     labels, splits = render_plan(d)
     truth, rows = [], []

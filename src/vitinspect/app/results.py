@@ -7,14 +7,19 @@ when every part of a batch fails the bundle is at fault, and that is one line na
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from vitinspect.app.lot_reader import read_part, safe_text, write_rows
 from vitinspect.core.errors import VitinspectError
-from vitinspect.app.lot_reader import safe_text
+from vitinspect.core.storage import save_figure
+from vitinspect.deploy.engine import Judgement, judge
 
 BATCH = 64
 
@@ -53,8 +58,6 @@ def _judge_each(b, engine, views) -> list:
     """Judge a batch; when that fails, each part alone, so a part the engine chokes on loses only its own row.
     Per part: a Judgement of one, or the reason it was not judged. When every part fails, the bundle is at
     fault: a VitinspectError naming it."""
-    from vitinspect.deploy.engine import judge
-
     try:
         j = judge(b, engine, views)
         return [_one(j, k) for k in range(len(views))]
@@ -76,16 +79,12 @@ def _judge_each(b, engine, views) -> list:
 
 def _one(j, k):
     """Part ``k`` of a Judgement, as a Judgement of one."""
-    from vitinspect.deploy.engine import Judgement
-
     return Judgement(j.verdict[k:k + 1], j.cls[k:k + 1], j.proba[k:k + 1], j.ood_score[k:k + 1], j.ood_flag[k:k + 1],
                      {name: s[k:k + 1] for name, s in j.scores.items()}, j.images[k:k + 1])
 
 
 def _joined(js):
     """Judgements of one part each -> one Judgement of them all."""
-    from vitinspect.deploy.engine import Judgement
-
     cat = np.concatenate
     return Judgement(cat([j.verdict for j in js]), cat([j.cls for j in js]), cat([j.proba for j in js]),
                      cat([j.ood_score for j in js]), cat([j.ood_flag for j in js]),
@@ -121,14 +120,10 @@ def judge_read(b, engine, folders, read, explain=None) -> tuple[list[dict], list
 def judge_folders(b, engine, folders, explain=None, progress=True) -> tuple[list[dict], list[str]]:
     """Rows for ``folders`` in order (unreadable parts get an error row, the others are judged in batches),
     and the --explain images not written."""
-    from vitinspect.app.lot_reader import read_part
-
     rows: list[dict] = []
     failed: list[str] = []
     bar = None
     if progress and len(folders) > 5 and sys.stderr.isatty():
-        from tqdm import tqdm
-
         bar = tqdm(total=len(folders), unit="part", file=sys.stderr)
     for start in range(0, len(folders), BATCH):
         chunk = folders[start:start + BATCH]
@@ -146,9 +141,6 @@ def explain_name(folder) -> str:
     """The --explain image of a part: ``<folder name>-<8 hex digits>.png``, the digits the start of the SHA-256
     of the part's absolute path. The same part always gets the same name; two parts of the same name in
     different lots never share one. Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``."""
-    import hashlib
-    import re
-
     digest = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:8]
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", safe_text(Path(folder).name)).lstrip(".")[:80] or "part"
     return f"{stem}-{digest}.png"
@@ -157,13 +149,13 @@ def explain_name(folder) -> str:
 def write_explanations(b, folders, views, j, out_dir) -> list[str]:
     """One PNG per part (:func:`explain_name`): its views, the composite, gradient x attention over it, the
     verdict in the title. Returns a line for each image that could not be written (the rows stand)."""
+    # Lazy, for --explain only: torch and transformers take ~5 s to import, matplotlib ~0.5 s (time.perf_counter).
     import torch
 
     from vitinspect.explain.maps import gradient_attention, upsample
-    from vitinspect.visualization.figures import inspection_panel
     from vitinspect.model.prediction import to_pixel_values
     from vitinspect.model.vit import load_trained, trained_input
-    from vitinspect.core.storage import save_figure
+    from vitinspect.visualization.figures import inspection_panel
 
     failed = []
     try:
@@ -215,6 +207,4 @@ def print_rows(rows, b) -> bool:
 
 
 def write_results(path, rows, b, append=False) -> None:
-    from vitinspect.app.lot_reader import write_rows
-
     write_rows(path, rows, columns(b), append=append, neutralise=True)

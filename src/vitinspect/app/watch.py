@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitinspect.app.lot_reader import read_part
 from vitinspect.core.errors import VitinspectError
 
 
@@ -25,8 +27,8 @@ from vitinspect.core.errors import VitinspectError
 class Pending:
     """A part folder seen but not yet given a row."""
 
-    fingerprint: tuple
-    changed: float  # time.monotonic() when the fingerprint was last seen to change
+    contents: tuple  # contents_state() of the folder
+    changed: float  # time.monotonic() when the contents were last seen to change
     tried: bool = False  # read since then
     error: str | None = None  # what that read said
 
@@ -48,9 +50,9 @@ def state(folder: Path) -> tuple | None:
         return ("unreadable", exc.errno)
 
 
-def fingerprint(folder: Path) -> tuple | None:
+def contents_state(folder: Path) -> tuple | None:
     """(folder identity, its visible files' names, sizes and modification times); None when it is gone.
-    A folder that cannot be read gives a fingerprint that stays the same while it stays unreadable."""
+    A folder that cannot be read gives a state that stays the same while it stays unreadable."""
     try:
         st = os.stat(folder)
     except FileNotFoundError:
@@ -118,8 +120,6 @@ class Watcher:
 
     def _look(self) -> list[tuple]:
         """One look: (folder, views or None, error, identity) for each folder ready to judge or given up on."""
-        from vitinspect.app.lot_reader import read_part
-
         ready = []
         now = time.monotonic()
         for d in self._folders():
@@ -129,13 +129,13 @@ class Watcher:
                 continue
             if d.name in self.seen and self.seen[d.name] == now_state:
                 continue  # judged, unchanged: one stat, not a listing
-            fp = fingerprint(d)
-            if fp is None:
+            contents = contents_state(d)
+            if contents is None:
                 self.pending.pop(d.name, None)
                 continue
             p = self.pending.get(d.name)
-            if p is None or p.fingerprint != fp:
-                self.pending[d.name] = Pending(fp, now)
+            if p is None or p.contents != contents:
+                self.pending[d.name] = Pending(contents, now)
                 continue
             if now - p.changed < self.settle:
                 continue
@@ -150,8 +150,6 @@ class Watcher:
         return ready[:None if self.max_parts is None else self.max_parts - self.done]
 
     def run(self) -> int:
-        import threading
-
         stop = _Stop()
         signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
         old = {s: signal.signal(s, stop) for s in signals}

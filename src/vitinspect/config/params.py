@@ -19,10 +19,11 @@ from vitinspect.config.schema import build
 from vitinspect.core.text import short
 from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, HEAD_FUSIONS, INPUTS, LAYOUTS, MAX_BATCH, MAX_EPOCHS,
                                  MAX_IMAGE_SIZE, MAX_PARTS, MAX_PROBES, MAX_SEED, METHODS, MIN_FALSE_ALARM_RATE, ON_BAD_PART,
-                                 RENDERERS, SOURCES, STRATEGIES, Attention, Audit, Baseline, BaselineGrid, Blender, Bundle, Data,
+                                 RENDERERS, SOURCES, STRATEGIES, Attention, Audit, Baseline, BaselineGrid, Blender, BundleSection, Data,
                                  Decoder, Defect, Evaluate, Finetune, Folders, Grid, Lora, Lot, LotFolders, Model, Nsoartc,
                                  Params, Pretrain, Split, Train)
 from vitinspect.config.sizing import available_memory, memory_estimate, resolve_workers, split_counts
+from vitinspect.data import blender_rig  # by module: tests replace blender_rig.bpy_available
 from vitinspect.data.geometry import Geometry, class_counts
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 
@@ -129,11 +130,9 @@ def _cross_checks(p: Params, source: str) -> None:
 
 def _check_blender(d: Data, fail) -> None:
     """bpy importable, and every camera of data.views sees every post (geometry only, bpy not imported)."""
-    from vitinspect.data.blender_rig import INSTALL, bpy_available, check_cameras
-
-    if not bpy_available():
-        fail(INSTALL)
-    msg = check_cameras(d)
+    if not blender_rig.bpy_available():
+        fail(blender_rig.INSTALL)
+    msg = blender_rig.check_cameras(d)
     if msg:
         fail(f"data.blender: {msg}")
 
@@ -163,7 +162,7 @@ def defaults_dict() -> dict:
 __all__ = [  # this module's own, then what it re-exports from the modules it was split into
     "Params", "ParamsError", "load_params", "params_from_dict", "defaults_dict", "CLASSES", "VIEWS", "VIEW_PAIRS",
     # sections: the sections and the choices and bounds of their keys
-    "Attention", "Audit", "Baseline", "BaselineGrid", "Blender", "Bundle", "Data", "Decoder", "Defect", "Evaluate",
+    "Attention", "Audit", "Baseline", "BaselineGrid", "Blender", "BundleSection", "Data", "Decoder", "Defect", "Evaluate",
     "Finetune", "Folders", "Grid", "Lora", "Lot", "LotFolders", "Model", "Nsoartc", "Pretrain", "Split", "Train",
     "BLENDER_DEVICES", "DATA_SOURCES", "HEAD_FUSIONS", "INPUTS", "LAYOUTS", "METHODS", "ON_BAD_PART", "RENDERERS",
     "SOURCES", "STRATEGIES", "MAX_BATCH", "MAX_EPOCHS", "MAX_IMAGE_SIZE", "MAX_PARTS", "MAX_PROBES", "MAX_SEED",

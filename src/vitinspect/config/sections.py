@@ -262,7 +262,9 @@ class Baseline:
 
 
 @dataclass(frozen=True)
-class Bundle:
+class BundleSection:
+    """params.yaml's bundle section (the inspection bundle itself is :class:`vitinspect.deploy.bundle.Bundle`)."""
+
     false_alarm_rate: float = _f(0.005, lambda v: None if MIN_FALSE_ALARM_RATE <= v < 1 else
                                  f"must be in [{MIN_FALSE_ALARM_RATE:g}, 1) (below one in a million no validation split "
                                  f"measures it), got {short(v)}")
@@ -286,4 +288,4 @@ class Params:
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)
     baseline: Baseline = field(default_factory=Baseline)
-    bundle: Bundle = field(default_factory=Bundle)
+    bundle: BundleSection = field(default_factory=BundleSection)

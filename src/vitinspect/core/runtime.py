@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import check_replaceable
 
 
 def _no_progress_monitor() -> None:
@@ -34,8 +38,6 @@ def output_path(value: str, file: bool = False) -> str:
     alone: the atomic write, vitinspect.core.storage.check_replaceable, would replace it). Whether a file or a
     folder may be replaced is the atomic write's to check, which knows which kind it writes; ``file=True`` (a
     caller that writes a file there) refuses a folder at once, before any work."""
-    import stat
-
     root = Path.cwd().resolve()
     target = (root / value).resolve()
     if not value or (target != root and root not in target.parents):
@@ -47,8 +49,6 @@ def output_path(value: str, file: bool = False) -> str:
     except OSError as exc:
         raise VitinspectError(f"output path {value!r}: cannot check it ({exc.strerror})") from None
     if not (stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and not file)):
-        from vitinspect.core.storage import check_replaceable
-
         check_replaceable(value)  # raises: names what is there
     return value
 
@@ -107,9 +107,6 @@ def exit_finished() -> None:
     handlers still run (atexit: logging, multiprocessing, temporary directories, dvclive) and stdout and
     stderr are flushed first. While any non-daemon thread is still running, the ordinary exit waits for it.
     """
-    import atexit
-    import threading
-
     if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
         return
     atexit._run_exitfuncs()

@@ -19,12 +19,14 @@ one, into the same columns. How an image becomes a model input: vitinspect.data.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.data.geometry import assign_splits as stratified
+from vitinspect.data.geometry import mask_box
 from vitinspect.data.images import MAX_PIXELS, BadPart, fit_square, load_grey, open_checked
 
 LABELS_CSV = "labels.csv"
@@ -266,10 +268,6 @@ def _subdirs(folder: Path) -> list[Path]:
 def assign_splits(parts: list[FolderPart], fractions: dict[str, float], seed: int) -> list[FolderPart]:
     """Parts with their split: the user's (a ``split`` column for every row) or stratified by class with
     ``fractions`` and ``seed`` (the renderer's rule, :func:`vitinspect.data.geometry.assign_splits`)."""
-    from dataclasses import replace
-
-    from vitinspect.data.geometry import assign_splits as stratified
-
     given = [p.split for p in parts]
     if all(s for s in given):
         return parts
@@ -328,8 +326,6 @@ def read_parts(parts: list[FolderPart], size: int, on_bad_part: str = "error"):
     """Decode ``parts`` into the columns :func:`vitinspect.data.synthetic.render_parts` returns (``id``, ``label``
     names, ``defect_terminal``, ``tilt``, ``retraction``, ``bbox``, ``mask``, ``views``), and the list of
     parts skipped as unreadable. Record columns a labels.csv does not give are -1 / 0."""
-    from vitinspect.data.geometry import mask_box
-
     keep, views, masks, skipped = [], [], [], []
     for p in parts:
         try:

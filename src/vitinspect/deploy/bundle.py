@@ -13,35 +13,32 @@ Layout (``bundle.json`` says which files belong to it)::
     manifest.json      the SHA-256 of every other file
 
 The bundle proves itself before anything is judged (:func:`load`): every value of bundle.json and
-of the .npz files is checked against the schema below (types, ranges, finite numbers, classes that
-match vit/config.json's ``id2label``), then every file against its SHA-256 in manifest.json. Any
+of the .npz files is checked against the schema (:mod:`vitinspect.deploy.bundle_schema`: types, ranges,
+finite numbers; here, classes that match vit/config.json's ``id2label``), then every file against its
+SHA-256 in manifest.json. Any
 problem is one line naming the file and the value. (The engines' own checks, ONNX input names and
 the check parts, are in :mod:`vitinspect.deploy.engine`.)
 
 This module reads and writes that format and imports no torch, so the ONNX engine can load a
-bundle on a machine without it. It is a little over 400 lines on purpose: the format's writer and the
-schema that checks it change together, so they stay in one file.
+bundle on a machine without it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vitinspect.core.errors import VitinspectError
 from vitinspect.composite.nsoartc import UnitSpace
-from vitinspect.deploy.ood_guard import COMPONENTS, Calibration, FeatureSpace
-from vitinspect.composite.nsoartc import INPUTS
+from vitinspect.core.errors import VitinspectError
 from vitinspect.core.text import short
-from vitinspect.data.views import VIEW_PAIRS, VIEWS
+from vitinspect.deploy.bundle_schema import FORMAT, BadValue, check_array, check_content, fail
+from vitinspect.deploy.ood_guard import Calibration, FeatureSpace
 
-FORMAT = 2
 MANIFEST = "bundle.json"
 HASHES = "manifest.json"
 UNIT_SPACE = "unit_space.npz"
@@ -52,7 +49,6 @@ ONNX = "model.onnx"
 # What every bundle holds (manifest.json may list more files under vit/).
 REQUIRED = (MANIFEST, UNIT_SPACE, FEATURES, CHECK_PARTS, f"{MODEL_DIR}/config.json", ONNX)
 MAX_JSON_BYTES = 16 << 20  # bundle.json and manifest.json are a few KB; refuse to parse a huge file
-MAX_SIDE = 4096  # image_size bound, as params' data.image_size
 HASH_CHUNK = 1 << 20
 
 
@@ -152,110 +148,6 @@ def write_hashes(path: Path, target: Path) -> None:
     Path(target).write_text(json.dumps({"format": 1, "sha256": file_hashes(path)}, indent=2, sort_keys=True) + "\n")
 
 
-# --------------------------------------------------------------------------- the schema
-
-class _Bad(Exception):
-    """(file, key, what is wrong): turned into one line by load()."""
-
-
-def _fail(key: str, what: str, value=None, show=True):
-    raise _Bad(key, f"{what}" + (f" (got {short(value)})" if show else ""))
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _finite(key, v, lo=-math.inf, hi=math.inf, lo_open=False):
-    if not _number(v) or not math.isfinite(v):
-        _fail(key, "must be a finite number", v)
-    if v < lo or v > hi or (lo_open and v == lo):
-        _fail(key, f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}]", v)
-    return float(v)
-
-
-def _integer(key, v, lo, hi):
-    if not isinstance(v, int) or isinstance(v, bool):
-        _fail(key, "must be an integer", v)
-    if not lo <= v <= hi:
-        _fail(key, f"must be in [{lo}, {hi}]", v)
-    return v
-
-
-def _mapping(key, v) -> dict:
-    if not isinstance(v, dict):
-        _fail(key, "must be a JSON object", v)
-    return v
-
-
-def _names(key, v, allowed=None, at_least=1) -> list[str]:
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        _fail(key, "must be a list of non-empty strings", v)
-    if len(v) < at_least or len(set(v)) != len(v):
-        _fail(key, f"must hold at least {at_least} distinct names", v)
-    bad = [x for x in v if allowed is not None and x not in allowed]
-    if bad:
-        _fail(key, f"has unknown value {short(bad[0])}; known: {list(allowed)}", show=False)
-    return list(v)
-
-
-def check_content(m) -> None:
-    """Every value of bundle.json against the schema; raises _Bad(key, what)."""
-    if not isinstance(m, dict):
-        _fail("(top level)", "must be a JSON object", type(m).__name__)
-    if m.get("format") != FORMAT:
-        _fail("format", f"is not this vitinspect's bundle format {FORMAT}; rebuild the bundle (dvc repro)", m.get("format"))
-    views = _names("views", m.get("views"), VIEWS, 2)
-    if "center" not in views or not any(a in views and b in views for a, b in VIEW_PAIRS):
-        _fail("views", "must hold 'center' and an opposite pair (left+right or top+bottom)", views)
-    classes = _names("classes", m.get("classes"), None, 2)
-    _integer("image_size", m.get("image_size"), 16, MAX_SIDE)
-    if m.get("input") not in INPUTS:
-        _fail("input", f"must be one of {list(INPUTS)}", m.get("input"))
-    ns = _mapping("nsoartc", m.get("nsoartc"))
-    w = _integer("nsoartc.window", ns.get("window"), 3, MAX_SIDE)
-    if w % 2 == 0:
-        _fail("nsoartc.window", "must be odd", w)
-    _finite("nsoartc.gain", ns.get("gain"), 0.0, 1e6, lo_open=True)  # the RT gain: > 0
-    _finite("nsoartc.eps", ns.get("eps"), 0.0, 0.1, lo_open=True)
-    op = _mapping("operating_point", m.get("operating_point"))
-    if op.get("class") not in classes:
-        _fail("operating_point.class", f"must be one of classes {short(classes)}", op.get("class"))
-    if op.get("threshold") is not None:
-        _finite("operating_point.threshold", op.get("threshold"), 0.0, 1.0)
-    if not isinstance(op.get("source", ""), str):
-        _fail("operating_point.source", "must be a string", op.get("source"))
-    ood = _mapping("ood", m.get("ood"))
-    _finite("ood.clip", ood.get("clip"), 0.0, 1e12, lo_open=True)
-    _finite("ood.alpha", ood.get("alpha"), 0.0, 1.0, lo_open=True)
-    for part in ("centre", "scale"):
-        block = _mapping(f"ood.{part}", ood.get(part))
-        for c in COMPONENTS:
-            _finite(f"ood.{part}.{c}", block.get(c), 0.0 if part == "scale" else -1e12, 1e12, lo_open=part == "scale")
-    _finite("ood.threshold", ood.get("threshold"), -1e12, 1e12)
-    n_val = _integer("ood.n_val", ood.get("n_val"), 1, 1 << 40)
-    _integer("ood.n_val_flagged", ood.get("n_val_flagged"), 0, n_val)
-    _mapping("data", m.get("data"))
-    _mapping("report", m.get("report", {}))
-    files = m.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        _fail("files", "must be a list of file names", files)
-
-
-def _array(key, arr, shape, kind="f"):
-    """An array of ``shape`` (None: any size on that axis), finite floats (kind f) or uint8 (kind u)."""
-    if arr.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, arr.shape)):
-        _fail(key, f"must have shape {tuple('any' if s is None else s for s in shape)}", arr.shape)
-    if kind == "u" and arr.dtype != np.uint8:
-        _fail(key, "must be uint8", str(arr.dtype))
-    if kind == "f":
-        if arr.dtype.kind not in "fiu":
-            _fail(key, "must hold numbers", str(arr.dtype))
-        if not np.all(np.isfinite(arr)):
-            _fail(key, "must be finite (holds NaN or infinity)", show=False)
-    return arr
-
-
 def _npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -268,38 +160,38 @@ def _npz(path: Path) -> dict:
 
 def _field(z: dict, name: str):
     if name not in z:
-        _fail(name, "missing", show=False)
+        fail(name, "missing", show=False)
     return z[name]
 
 
 def read_unit_space(z: dict, s: int) -> UnitSpace:
-    mean = _array("mean", _field(z, "mean"), (3, s, s))
-    std = _array("std", _field(z, "std"), (3, s, s))
+    mean = check_array("mean", _field(z, "mean"), (3, s, s))
+    std = check_array("std", _field(z, "std"), (3, s, s))
     if np.any(std < 0):
-        _fail("std", "must be >= 0", float(std.min()))
+        fail("std", "must be >= 0", float(std.min()))
     n = _field(z, "n")
     if n.shape != () or n.dtype.kind not in "iu" or int(n) < 1:
-        _fail("n", "must be a count >= 1", n.tolist() if n.size < 5 else n.shape)
+        fail("n", "must be a count >= 1", n.tolist() if n.size < 5 else n.shape)
     return UnitSpace(mean, std, int(n))
 
 
 def read_features(z: dict, k: int) -> FeatureSpace:
-    means = _array("means", _field(z, "means"), (None, None))
+    means = check_array("means", _field(z, "means"), (None, None))
     if not 1 <= len(means) <= k:
-        _fail("means", f"must hold 1..{k} class means (one per class seen in training)", means.shape)
+        fail("means", f"must hold 1..{k} class means (one per class seen in training)", means.shape)
     d = means.shape[1]
-    precision = _array("precision", _field(z, "precision"), (d, d))
+    precision = check_array("precision", _field(z, "precision"), (d, d))
     return FeatureSpace(means, precision)
 
 
 def read_check_parts(z: dict, n_views: int, s: int, k: int) -> CheckParts:
-    views = _array("views", _field(z, "views"), (None, n_views, s, s), kind="u")
+    views = check_array("views", _field(z, "views"), (None, n_views, s, s), kind="u")
     if not 1 <= len(views) <= 64:
-        _fail("views", "must hold 1..64 check parts", views.shape)
-    proba = _array("proba", _field(z, "proba"), (len(views), k))
+        fail("views", "must hold 1..64 check parts", views.shape)
+    proba = check_array("proba", _field(z, "proba"), (len(views), k))
     if np.any(proba < 0) or np.any(proba > 1):
-        _fail("proba", "must be probabilities in [0, 1]", show=False)
-    ood = _array("ood_score", _field(z, "ood_score"), (len(views),))
+        fail("proba", "must be probabilities in [0, 1]", show=False)
+    ood = check_array("ood_score", _field(z, "ood_score"), (len(views),))
     return CheckParts(views, proba, ood)
 
 
@@ -397,7 +289,7 @@ def load(path: str | Path, skip_hashes: tuple[str, ...] = ()) -> Bundle:
         where = path / CHECK_PARTS
         check = read_check_parts(_npz(where), len(views), s, len(classes))
         where = mf
-    except _Bad as bad:
+    except BadValue as bad:
         key, what = bad.args
         raise VitinspectError(f"{where}: {key} {what}") from None
     check_model_config(path / MODEL_DIR / "config.json", classes, m["input"], s)

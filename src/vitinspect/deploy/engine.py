@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitinspect.deploy.bundle import Bundle, CheckParts
-from vitinspect.core.errors import VitinspectError
 from vitinspect.composite.nsoartc import to_image, unit_zscores
-from vitinspect.deploy.ood_guard import FeatureSpace, pattern_score, pixel_score
+from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import atomic_path
 from vitinspect.core.text import short
+from vitinspect.deploy.bundle import HASHES, ONNX, Bundle, CheckParts, load, write_hashes
+from vitinspect.deploy.ood_guard import FeatureSpace, pattern_score, pixel_score
+from vitinspect.evaluation.decision import decide
 
 ENGINES = ("torch", "onnx")
 # How far an engine may stray from the check parts' recorded figures: ONNX and torch differ by ~1e-6
@@ -49,7 +51,7 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, bundle: Bundle, threads: int = 1, path=None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: ~0.2 s, paid only by the ONNX engine (not by render, export, torch)
 
         self.path = bundle.onnx_path if path is None else path
         if not self.path.is_file():
@@ -97,6 +99,7 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, bundle: Bundle):
+        # Lazy: deploy imports no torch at module level (the line PC may have none); torch + transformers take ~5 s.
         from vitinspect.deploy.exported_net import InspectionNet
         from vitinspect.model.vit import load_trained, trained_input
 
@@ -108,7 +111,7 @@ class TorchEngine:
         self.net = InspectionNet(model, spec)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from vitinspect.deploy.exported_net import run
+        from vitinspect.deploy.exported_net import run  # lazy: torch, as in __init__
 
         return run(self.net, images)
 
@@ -128,8 +131,6 @@ def make_engine(bundle: Bundle, name: str):
 
 def open_bundle(path, engine_name: str):
     """(bundle, engine): the bundle at ``path`` loaded and proven (bundle.load), and its engine checked."""
-    from vitinspect.deploy.bundle import load
-
     bundle = load(path)
     return bundle, make_engine(bundle, engine_name)
 
@@ -150,21 +151,6 @@ def verify_engine(bundle: Bundle, engine, check: CheckParts) -> None:
     if not np.all(do <= OOD_TOLERANCE + 0.01 * np.abs(check.ood_score)):
         raise VitinspectError(f"{where}: disagrees with the bundle's check parts (an OOD score differs by {float(np.max(do)):.3g}): "
                               "not the network this bundle was built with; rebuild the bundle (dvc repro)")
-
-
-def decide_class(proba: np.ndarray, classes: list[str], operating_point: dict) -> np.ndarray:
-    """(N, K) probabilities -> (N,) class indices.
-
-    With a threshold t: ``passed`` when p(passed) >= t, else the most probable defect class;
-    without one (threshold None): the most probable class.
-    """
-    t = operating_point.get("threshold")
-    if t is None:
-        return proba.argmax(axis=1)
-    p = classes.index(operating_point.get("class", "passed"))
-    others = proba.copy()
-    others[:, p] = -np.inf
-    return np.where(proba[:, p] >= t, p, others.argmax(axis=1))
 
 
 @dataclass(frozen=True)
@@ -193,9 +179,9 @@ def judge(bundle: Bundle, engine, views: np.ndarray) -> Judgement:
     scores = ood_scores(bundle, z, features, bundle.features, bundle.calibration.clip)
     combined = bundle.calibration.combined(scores)
     flag = combined > bundle.calibration.threshold
-    idx = decide_class(proba, bundle.classes, bundle.operating_point)
-    names = np.asarray(bundle.classes, dtype=object)[idx]
     good = bundle.operating_point.get("class", "passed")
+    idx = decide(proba, bundle.classes, bundle.operating_point.get("threshold"), good)
+    names = np.asarray(bundle.classes, dtype=object)[idx]
     verdict = np.where(flag, "unknown", np.where(names == good, "pass", "reject")).astype(object)
     return Judgement(verdict, names, proba, combined, flag, scores, images)
 
@@ -206,14 +192,12 @@ OPSETS = (14, 21)  # the ONNX opsets torch.onnx exports this network with (as pa
 def reexport(path, opset) -> Bundle:
     """``vitinspect export``: rewrite the bundle's model.onnx from its vit/ (model.onnx may be missing or
     stale), prove the new graph on the check parts, then update manifest.json's hash of it."""
-    from vitinspect.deploy.bundle import HASHES, ONNX, load, write_hashes
-
     if not isinstance(opset, int) or isinstance(opset, bool) or not OPSETS[0] <= opset <= OPSETS[1]:
         raise VitinspectError(f"--opset must be an ONNX opset in [{OPSETS[0]}, {OPSETS[1]}], got {short(opset)}")
     b = load(path, skip_hashes=(ONNX,))
+    # Lazy: deploy imports no torch at module level (the line PC may have none); torch + transformers take ~5 s.
     from vitinspect.deploy.exported_net import InspectionNet, export_onnx
     from vitinspect.model.vit import load_trained, trained_input
-    from vitinspect.core.storage import atomic_path
 
     model = load_trained(b.model_dir)
     _, spec = trained_input(model, b.model_dir)

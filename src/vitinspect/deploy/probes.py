@@ -1,6 +1,6 @@
 """Synthetic inputs for trying and probing the inspection: a lot of new parts, and inputs that do not belong.
 
-``render_parts`` draws new parts with the data set's settings (a fresh seed stream, so none is a
+``render_fresh_parts`` draws new parts with the data set's settings (a fresh seed stream, so none is a
 training part). ``ood_probes`` builds the out-of-distribution set the guard is measured on: natural
 photos as views, blank frames, noise, in-distribution parts with their side views swapped or
 shifted, and parts rendered at another scale. All arrays are (N, V, H, W) uint8 in view order.
@@ -25,7 +25,7 @@ def class_mix(classes: list[str], passed_ratio: float, n: int, rng: np.random.Ge
     return [classes[i] for i in rng.choice(len(classes), size=n, p=probs)]
 
 
-def render_parts(data, n: int, seed: int, size: int | None = None, stream: int = LOT_STREAM):
+def render_fresh_parts(data, n: int, seed: int, size: int | None = None, stream: int = LOT_STREAM):
     """``n`` new parts drawn like ``params.data`` (Data) does, at ``size`` px (default: data.image_size).
 
     Returns (parts: list[render.Part], views: (n, V, size, size) uint8).
@@ -157,11 +157,11 @@ def ood_probes(parts: np.ndarray, data, shift_px: int, seed: int = 0, n_per_kind
         return out
     # Another scale: rendered 1.5x larger and cropped (a closer camera), or 0.6x and padded (a farther one).
     big = int(round(1.5 * s))
-    _, views_big = render_parts(data, n_per_kind // 2, seed, size=big, stream=4)
+    _, views_big = render_fresh_parts(data, n_per_kind // 2, seed, size=big, stream=4)
     o = (big - s) // 2
     out["zoom_in"] = np.ascontiguousarray(views_big[:, :, o:o + s, o:o + s])
     small = int(round(0.6 * s))
-    _, views_small = render_parts(data, n_per_kind // 2, seed, size=small, stream=5)
+    _, views_small = render_fresh_parts(data, n_per_kind // 2, seed, size=small, stream=5)
     pad = np.full((len(views_small), v, s, s), round(BACKGROUND * 255), dtype=np.uint8)
     o = (s - small) // 2
     pad[:, :, o:o + small, o:o + small] = views_small

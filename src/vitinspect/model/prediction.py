@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vitinspect.core.storage import load_dataset_dir
+from vitinspect.data.arrow import MappedImages, columns, label_names
 from vitinspect.model.vit import InputSpec, check_compatible, load_trained, trained_input
 
 
@@ -59,9 +61,6 @@ def model_and_test_split(data_dir, model_dir, names: list[str], mapped: bool = F
     columns plus the model's own input column (``mapped``: left in the memory-mapped file, a
     :class:`vitinspect.data.arrow.MappedImages`).
     """
-    from vitinspect.data.arrow import MappedImages, columns, label_names
-    from vitinspect.core.storage import load_dataset_dir
-
     test = load_dataset_dir(data_dir)["test"]
     classes = label_names(test)
     model = load_trained(model_dir)

@@ -22,7 +22,11 @@ import numpy as np
 import torch
 from transformers import TrainerCallback, ViTConfig, ViTMAEConfig, ViTMAEForPreTraining, ViTModel
 
+from vitinspect.composite.nsoartc import composite
+from vitinspect.data.synthetic import generate
+from vitinspect.data.user_parts import plan, read_parts
 from vitinspect.model.prediction import to_pixel_values
+from vitinspect.model.training import trainer_args
 from vitinspect.model.vit import InputSpec, encoder_kwargs
 
 # ---------------------------------------------------------------------------- the unlabeled parts
@@ -35,13 +39,9 @@ def unlabeled_views(data_params, n_parts: int, seed: int) -> np.ndarray:
     With ``data.source: folders`` our renderer cannot draw the user's parts: up to ``n_parts`` of their
     *training* parts (drawn with ``seed``) are read instead, labels dropped; never a val or test part."""
     if data_params.source == "folders":
-        from vitinspect.data.user_parts import plan, read_parts
-
         train = [p for p in plan(data_params).parts if p.split == "train"]
         take = np.sort(np.random.default_rng([seed, 7]).permutation(len(train))[:n_parts])
         return read_parts([train[i] for i in take], data_params.image_size, data_params.folders.on_bad_part)[0]["views"]
-    from vitinspect.data.synthetic import generate
-
     return generate(dataclasses.replace(data_params, seed=seed, n_images=n_parts))["views"]
 
 
@@ -53,8 +53,6 @@ def as_representation(views: np.ndarray, view_names: list[str], input_name: str,
     training set's unit space, the one ``train`` sees; None for raw), (N, S, S, 3), ``chunk`` parts at a
     time (bounded float memory at any n_parts).
     """
-    from vitinspect.composite.nsoartc import composite
-
     if input_name == "raw":
         return np.ascontiguousarray(views[:, view_names.index("center")])
     p = nsoartc_params
@@ -137,8 +135,8 @@ def encoder_as_vit(mae: ViTMAEForPreTraining) -> ViTModel:
 # ---------------------------------------------------------------------------- training
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """uint8 images, kept as uint8 (a 100k-part 224 px set stays ~15 GB, not 60 GB of floats)."""
+class UnlabeledImages(torch.utils.data.Dataset):
+    """uint8 images without labels, kept as uint8 (a 100k-part 224 px set stays ~15 GB, not 60 GB of floats)."""
 
     def __init__(self, images: np.ndarray):
         self.images = images
@@ -177,8 +175,6 @@ def make_mae_trainer(model, dataset, spec: InputSpec, pretrain_params, output_di
     """The HF Trainer (bf16 on CUDA, DDP under torchrun), one log per epoch, no checkpoints."""
     from transformers import Trainer
 
-    from vitinspect.model.training import trainer_args
-
     # The MAE paper's AdamW betas; no evaluation, no checkpoints.
     args = trainer_args(output_dir, pretrain_params, adam_beta2=0.95, eval_strategy="no", save_strategy="no")
     return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator(spec))
@@ -213,7 +209,7 @@ def pretrain_mae(data_params, pretrain_params, model_params, nsoartc_params, spa
     spec = InputSpec(d.image_size)
     mae = build_mae(mae_config(model_params, d.image_size, q), q.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = make_mae_trainer(mae, ImageDataset(images), spec, q, scratch)
+        trainer = make_mae_trainer(mae, UnlabeledImages(images), spec, q, scratch)
         log = LossLog(live)
         if live is not None:
             trainer.add_callback(log)

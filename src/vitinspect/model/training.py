@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from vitinspect.core.errors import VitinspectError
 from vitinspect.evaluation.metrics import epoch_metrics
 
 FINGERPRINT = "vitinspect_fingerprint.json"
@@ -85,8 +87,6 @@ def resolve_device(device: str) -> tuple[bool, bool]:
     """(use_cpu, bf16) for ``train.device``: auto takes CUDA with bf16 when present."""
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
-        from vitinspect.core.errors import VitinspectError
-
         raise VitinspectError("params.yaml: train.device is 'cuda' but no CUDA device is visible")
     use_cuda = cuda and device in ("auto", "cuda")
     return (not use_cuda), (use_cuda and torch.cuda.is_bf16_supported())
@@ -190,11 +190,7 @@ def _check_tensor_files(checkpoint: Path) -> None:
     """Every pickle-based file the Trainer loads on resume (optimizer, scheduler, scaler, RNG states)
     must pass torch's weights_only loader with the Trainer's own numpy allowlist, so a planted
     pickle is refused with one line before the Trainer reaches it (training_args.bin is never loaded)."""
-    import pickle
-
     from transformers.trainer_pt_utils import safe_globals
-
-    from vitinspect.core.errors import VitinspectError
 
     for f in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
         try:

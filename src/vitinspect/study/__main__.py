@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.runtime import run_stage
 from vitinspect.study.plan import plan
 from vitinspect.study.report import write_report
 from vitinspect.study.runs import record_run, run_plan
@@ -68,6 +69,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from vitinspect.core.runtime import run_stage
-
     run_stage(main, sys.argv[1:])

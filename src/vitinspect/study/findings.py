@@ -1,7 +1,7 @@
 """The findings: one function per finding, each reading the study's runs and returning its markdown lines.
 
 A finding states what the source claimed, measures it on the study's experiments and judges the
-difference against the baseline's seed spread (:func:`judge`). The report (``study.report``) puts
+difference against the baseline's seed spread (:meth:`Study.verdict_of`). The report (``study.report``) puts
 them in order; the pretrained-start sections (issue 17) live in ``study.pretrained``.
 """
 
@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vitinspect.core.storage import save_figure
 from vitinspect.study.claims import BY_FINDING, Claim, compare, noise_word, spread, verdict
 from vitinspect.study.paired import peer_of
 from vitinspect.study.plan import by_setting
 from vitinspect.study.runs import bytes_at, figures_of, json_at
+from vitinspect.visualization.figures import confusion_pair, study_panels
 
 
 def fmt(x, pct=False) -> str:
@@ -55,7 +57,7 @@ class Study:
     def param(self, setting: str, section: str, key: str):
         return self.first(setting)["params"].get(section, {}).get(key)
 
-    def judge(self, setting: str, key: str) -> str:
+    def verdict_of(self, setting: str, key: str) -> str:
         """``setting`` against the baseline on ``key``, judged by the larger seed spread of the two settings."""
         return noise_word(compare(self.values(setting, key), self.values("base", key)))
 
@@ -81,15 +83,11 @@ class Study:
 
     def figure(self, fig, name: str) -> str:
         """Save a figure beside the report; return its markdown link path."""
-        from vitinspect.core.storage import save_figure
-
         save_figure(fig, self.figure_dir / f"{self.prefix}{name}")
         return f"{self.rel}/{self.prefix}{name}"
 
 
 def f1_epochs(st: Study) -> list[str]:
-    from vitinspect.visualization.figures import confusion_pair
-
     lines = ["## F1: does 10 epochs beat 5?", ""]
     if not st.has("base", "epochs5"):
         return lines + ["Not run in this plan.", ""]
@@ -111,8 +109,6 @@ def f1_epochs(st: Study) -> list[str]:
 
 
 def f2_passed_ratio(st: Study) -> list[str]:
-    from vitinspect.visualization.figures import study_panels
-
     lines = ["## F2: how much does a rare passed class hurt?", ""]
     base_ratio = st.param("base", "data", "passed_ratio") if st.has("base") else None
     ratios = ([(float(base_ratio), "base")] if base_ratio is not None else []) + [(float(s[5:]), s) for s in st.by_setting if s.startswith("ratio")]

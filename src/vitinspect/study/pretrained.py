@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vitinspect.core.storage import save_figure
 from vitinspect.study.findings import fmt, spread
 from vitinspect.study.plan import FRACTIONS, by_setting
 from vitinspect.study.runs import bytes_at, json_at, pretrained_figures_of
+from vitinspect.visualization.figures import study_panels
 
 PT_BEGIN, PT_END = "<!-- pretrained-start sections: begin -->", "<!-- pretrained-start sections: end -->"
 
@@ -169,9 +171,6 @@ def _probe_verdict(pt: list[float], sc: list[float], what: str) -> list[str]:
 
 def section_label_efficiency(runs: Runs, figure_dir: Path, rel: str) -> list[str]:
     """Full fine-tuning from scratch and from the pretrained start on 10 %, 30 % and all labelled parts."""
-    from vitinspect.visualization.figures import study_panels
-    from vitinspect.core.storage import save_figure
-
     lines = ["## Label efficiency: does the pretrained start need fewer labelled parts?", ""]
     rows = [(f, f"frac{f}", f"pt-frac{f}") for f in FRACTIONS] + [(1.0, "base", "pt-full")]
     rows = [r for r in rows if runs.has(r[1], r[2])]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import atomic_path, write_text
 from vitinspect.study.claims import claims_table
 from vitinspect.study.findings import FINDINGS, Study, fmt, f6_peer
 from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
@@ -17,8 +20,6 @@ from vitinspect.study.runs import collect, recorded_overrides
 
 
 def json_file(path: Path):
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -131,10 +132,6 @@ def splice_marked(old: str, block: list[str], begin: str = PT_BEGIN, end: str = 
 
 
 def write_report(out: Path, only: str | None = None, all_commits: bool = False) -> None:
-    import shutil
-
-    from vitinspect.core.storage import atomic_path, write_text
-
     records = collect(all_commits)
     if not records:
         raise VitinspectError(f"no {PREFIX}* experiments to report on; run `python -m vitinspect.study run` first")

@@ -7,12 +7,15 @@ with it, read with ``git show <rev>:<path>`` (:func:`json_at`, :func:`bytes_at`)
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 
 from vitinspect.core.runtime import run_command
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.storage import write_text
 from vitinspect.review.revisions import at_revision
 from vitinspect.study.plan import PREFIX, Experiment
 
@@ -175,8 +178,6 @@ def pretrained_figures_of(record: dict, read=None) -> dict:
 
 def bytes_at(rev: str, path: str) -> bytes | None:
     """A file at ``rev``: from git, or from the local DVC cache for a cached output; None if neither has it."""
-    import subprocess
-
     proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
     if proc.returncode == 0:
         return proc.stdout
@@ -192,10 +193,6 @@ def bytes_at(rev: str, path: str) -> bytes | None:
 def record_run(path, plans: list[str], seeds: int, timing: dict) -> None:
     """Keep what a `study run` did (its plans, base overrides, wall times) beside the report, one entry per
     set of plans: the report names the overrides and the README quotes the times."""
-    from pathlib import Path
-
-    from vitinspect.core.storage import write_text
-
     path = Path(path)
     try:
         runs = json.loads(path.read_text()).get("runs", []) if path.exists() else []

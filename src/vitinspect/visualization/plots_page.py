@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from vitinspect.core.errors import VitinspectError
+from vitinspect.core.runtime import run_stage
+from vitinspect.core.storage import write_text
 
 SCRIPTS = ("vega/build/vega.min.js", "vega-lite/build/vega-lite.min.js", "vega-embed/build/vega-embed.min.js")
 # dvc-render fills the placeholders by plain replacement (not str.format): braces need no escaping.
@@ -57,12 +59,8 @@ def main(argv=None) -> None:
     ap.add_argument("--vega", default=".vega/node_modules", help="node_modules holding vega, vega-lite, vega-embed")
     ap.add_argument("--out", default=".vega/offline.html")
     args = ap.parse_args(argv)
-    from vitinspect.core.storage import write_text
-
     write_text(args.out, build_template(Path(args.vega)))
 
 
 if __name__ == "__main__":
-    from vitinspect.core.runtime import run_stage
-
     run_stage(main, sys.argv[1:])

@@ -595,12 +595,12 @@ def bad_engine(t):
 
 @case(130, "interrupted", where="line")
 def ctrl_c_in_a_lot_writes_nothing(t):
-    import vitinspect.deploy.engine as inspection
+    import vitinspect.app.results as results  # judges each batch with the engine's judge
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    t.mp.setattr(inspection, "judge", interrupted)
+    t.mp.setattr(results, "judge", interrupted)
     t.check = lambda out, err: not (t.root / "r.csv").exists()
     return ["inspect", "lot", "--out", "r.csv"]
 

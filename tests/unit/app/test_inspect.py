@@ -57,13 +57,13 @@ def test_bundle_holds_every_piece_and_pipeline_still_loads_the_vit(tiny_bundle, 
 
 
 def test_operating_point_threshold_decides_passed(trained_model, tmp_path):
-    from vitinspect.deploy.engine import decide_class
+    from vitinspect.evaluation.decision import decide  # the one rule the engine decides with
 
     proba = np.array([[0.30, 0.50, 0.10, 0.10], [0.10, 0.20, 0.60, 0.10], [0.70, 0.1, 0.1, 0.1]])
     classes = ["passed", "tilt_x", "tilt_y", "retracted"]
-    assert list(decide_class(proba, classes, {"class": "passed", "threshold": None})) == [1, 2, 0]
-    assert list(decide_class(proba, classes, {"class": "passed", "threshold": 0.25})) == [0, 2, 0]
-    assert list(decide_class(proba, classes, {"class": "passed", "threshold": 0.8})) == [1, 2, 1]
+    assert list(decide(proba, classes, None, "passed")) == [1, 2, 0]
+    assert list(decide(proba, classes, 0.25, "passed")) == [0, 2, 0]
+    assert list(decide(proba, classes, 0.8, "passed")) == [1, 2, 1]
     d, model = trained_model
     op = tmp_path / "operating_point.json"
     op.write_text(json.dumps({"class": "passed", "threshold": 0.4, "rule": "passed when p(passed) >= t"}))

@@ -365,7 +365,7 @@ def test_a_base_figure_that_is_not_a_count_is_not_comparable(keys, value):
     base = with_value(keys, value, EVAL_BASE)
     figure = {"escape": "escape rate on the lot", "false_reject": "false-reject rate on the lot",
               "macro_f1_defects": "defect macro-F1 on test"}.get(keys.split(".")[2])
-    j = review.judge(base, EVAL_BASE)  # identical figures elsewhere
+    j = review.verdict_of(base, EVAL_BASE)  # identical figures elsewhere
     if figure:
         assert j["figures"][figure][0] == "not comparable", j
     assert j["overall"] in ("not comparable", "unchanged within noise"), j

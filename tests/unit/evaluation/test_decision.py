@@ -16,7 +16,7 @@ from vitinspect.evaluation.decision import (
     two_proportion_p,
     wilson,
 )
-from vitinspect.review.pr_report import build_report, degenerate, judge
+from vitinspect.review.pr_report import build_report, degenerate, verdict_of
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
@@ -115,7 +115,7 @@ def test_a_model_that_never_predicts_passed_is_called_worse_and_why():
     tl, tp = model_outputs(9, 441, 2, 1, 0)
     tp[:, 0] = 0.01
     new = evaluation((tl, tp), (labels, proba))
-    j = judge(base, new)
+    j = verdict_of(base, new)
     assert j["overall"] == "worse"
     assert any("false-reject rate on the lot worse" in r for r in j["reasons"])
     assert any("never predicts `passed`" in r for r in j["reasons"])
@@ -129,7 +129,7 @@ def test_a_model_that_never_predicts_passed_is_called_worse_and_why():
 def test_two_runs_that_differ_by_noise_are_unchanged():
     base = evaluation(model_outputs(9, 441, 2, 3, 0), model_outputs(1800, 200, 40, 1, 1))
     new = evaluation(model_outputs(9, 441, 3, 2, 2), model_outputs(1800, 200, 47, 2, 3))  # 40 -> 47 rejects, 1 -> 2 escapes
-    j = judge(base, new)
+    j = verdict_of(base, new)
     assert j["overall"] == "unchanged within noise", j
     assert {w for w, _ in j["figures"].values()} == {"unchanged within noise"}
     report = build_report("main", "", "", base, new, None)
@@ -143,12 +143,12 @@ def test_two_runs_that_differ_by_noise_are_unchanged():
 def test_a_real_improvement_is_called_better():
     base = evaluation(model_outputs(9, 441, 2, 3, 0), model_outputs(1800, 200, 120, 2, 1))
     new = evaluation(model_outputs(9, 441, 2, 3, 0), model_outputs(1800, 200, 30, 2, 3))
-    assert judge(base, new)["overall"] == "better"
+    assert verdict_of(base, new)["overall"] == "better"
 
 
 def test_a_base_without_counts_is_not_comparable():
     new = evaluation(model_outputs(9, 441, 2, 3, 0), model_outputs(1800, 200, 40, 1, 1))
-    assert judge(None, new)["overall"] == "not comparable"
+    assert verdict_of(None, new)["overall"] == "not comparable"
     assert degenerate(new) == []
 
 

@@ -30,7 +30,7 @@ def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp
     """A few steps of the real Trainer loop; then the pretrained path loads each encoder tensor, bit for bit."""
     from vitinspect.model.prediction import to_pixel_values
     from vitinspect.model.vit import InputSpec, load_pretrained
-    from vitinspect.model.pretraining import ImageDataset, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
+    from vitinspect.model.pretraining import UnlabeledImages, build_mae, encoder_as_vit, mae_config, make_mae_trainer, reconstruct, unlabeled_views
 
     q = tiny_params.pretrain
     views = unlabeled_views(tiny_params.data, 64, q.seed)
@@ -39,7 +39,7 @@ def test_tiny_mae_loss_falls_and_every_encoder_tensor_reaches_the_classifier(tmp
     init = {k: v.clone() for k, v in mae.vit.state_dict().items()}
     held_out = to_pixel_values(unlabeled_views(tiny_params.data, 16, q.seed + 1)[:, 0], InputSpec(32))
     before = reconstruct(mae, held_out, seed=0)[-1]  # the same mask before and after
-    trainer = make_mae_trainer(mae, ImageDataset(images), InputSpec(32), dataclasses.replace(q, epochs=4, device="cpu"), tmp_path / "t")
+    trainer = make_mae_trainer(mae, UnlabeledImages(images), InputSpec(32), dataclasses.replace(q, epochs=4, device="cpu"), tmp_path / "t")
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     after = reconstruct(mae, held_out, seed=0)[-1]
@@ -66,7 +66,7 @@ def test_mae_starts_with_positions_and_learns_more_than_the_mean_pixel(tiny_para
     then falls below what the best position-blind prediction (the mean pixel of each image) scores."""
     from vitinspect.model.prediction import to_pixel_values
     from vitinspect.model.vit import InputSpec
-    from vitinspect.model.pretraining import ImageDataset, build_mae, make_mae_trainer, mae_config, reconstruct, sincos_table, unlabeled_views
+    from vitinspect.model.pretraining import UnlabeledImages, build_mae, make_mae_trainer, mae_config, reconstruct, sincos_table, unlabeled_views
 
     q = tiny_params.pretrain
     mae = build_mae(mae_config(tiny_params.model, 32, q), q.seed)
@@ -78,7 +78,7 @@ def test_mae_starts_with_positions_and_learns_more_than_the_mean_pixel(tiny_para
 
     images = unlabeled_views(tiny_params.data, 96, q.seed)[:, 0]  # raw centre views: structure a position can predict
     held_out = to_pixel_values(unlabeled_views(tiny_params.data, 16, q.seed + 1)[:, 0], InputSpec(32))
-    make_mae_trainer(mae, ImageDataset(images), InputSpec(32), dataclasses.replace(q, epochs=20, device="cpu"), tmp_path).train()
+    make_mae_trainer(mae, UnlabeledImages(images), InputSpec(32), dataclasses.replace(q, epochs=20, device="cpu"), tmp_path).train()
     patches = mae.patchify(held_out)
     blind = float(((patches - patches.mean(dim=(1, 2), keepdim=True)) ** 2).mean())  # one value per image, all patches
     # Measured: 0.074 against 0.158 (with the position tables zeroed, as transformers leaves them: 0.166).

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, run, tiny_dict
-from vitinspect.review.pr_report import COMMENT_MARKER, comment_body
+from vitinspect.review.pr_comment import COMMENT_MARKER, comment_body
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE_BASE = f"https://raw.githubusercontent.com/acme/vitinspect/pr-reports/pr-7/{SHA}"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from vitinspect.review.pr_report import COMMENT_MARKER
+from vitinspect.review.pr_comment import COMMENT_MARKER
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 LINT = [str(ROOT / ".ci" / "actionlint.cjs")]
