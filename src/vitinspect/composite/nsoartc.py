@@ -108,6 +108,13 @@ class Moments:
         return Moments(n, self.mean + delta * (other.n / n), self.m2 + other.m2 + delta * delta * (self.n * other.n / n))
 
 
+def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A unit space's statistics: mean and standard deviation over the first (parts) axis, in float64, and
+    the count. The composite's (:class:`UnitSpace`, per pixel) and the peer's (per terminal cell) share it."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(axis=0), x.std(axis=0), len(x)
+
+
 @dataclass(frozen=True)
 class UnitSpace:
     """Per-pixel mean and standard deviation of the raw channels over passed parts.
@@ -122,8 +129,8 @@ class UnitSpace:
     @classmethod
     def fit(cls, channels: np.ndarray) -> "UnitSpace":
         """channels: (N, 3, H, W) raw composite channels of normal parts."""
-        c = np.asarray(channels, dtype=np.float64)
-        return cls(c.mean(axis=0).astype(np.float32), c.std(axis=0).astype(np.float32), len(c))
+        mean, std, n = moments(channels)
+        return cls(mean.astype(np.float32), std.astype(np.float32), n)
 
     def zscore(self, channels: np.ndarray, eps: float) -> np.ndarray:
         """(N, 3, H, W) -> (N, 3, H, W) :func:`zscore` against this unit space, float32."""

@@ -96,6 +96,17 @@ def _stale(path: Path, suffix: str):
             yield stale
 
 
+def _fresh_beside(path: Path, suffix: str) -> Path:
+    """A new hidden folder ``.<name>.*.<suffix>`` beside ``path``, after removing those a killed run left."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in _stale(path, suffix):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=f".{suffix}", dir=path.parent))
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, is_dir: bool = False):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -109,13 +120,7 @@ def atomic_path(path: str | Path, *, is_dir: bool = False):
     """
     path = Path(path)
     check_replaceable(path, is_dir)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in _stale(path, "tmp"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise VitinspectError(f"{path}: cannot write ({exc.strerror})") from None
+    tmp = _fresh_beside(path, "tmp")
     target = tmp / path.name
     try:
         if is_dir:
@@ -138,13 +143,7 @@ def scratch_dir(beside: str | Path):
     """A temporary directory next to ``beside`` (same disk, so big chunk files need no copy across
     devices), removed on the way out whatever happens."""
     beside = Path(beside)
-    try:
-        beside.parent.mkdir(parents=True, exist_ok=True)
-        for stale in _stale(beside, "chunks"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".chunks", dir=beside.parent))
-    except OSError as exc:
-        raise VitinspectError(f"{beside}: cannot write ({exc.strerror})") from None
+    tmp = _fresh_beside(beside, "chunks")
     try:
         yield tmp
     finally:

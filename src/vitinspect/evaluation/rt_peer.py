@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.composite.nsoartc import VIEW_PAIRS, zscore
+from vitinspect.composite.nsoartc import VIEW_PAIRS, moments, zscore
 from vitinspect.data.arrow import SPLITS, good_index
 from vitinspect.data.geometry import Geometry
 from vitinspect.core.storage import hash_file
@@ -103,8 +103,7 @@ class CellUnitSpace:
     @classmethod
     def fit(cls, features: np.ndarray) -> "CellUnitSpace":
         """features: (N, T, 3) raw cell features of normal parts."""
-        f = np.asarray(features, dtype=np.float64)
-        return cls(f.mean(axis=0), f.std(axis=0), len(f))
+        return cls(*moments(features))
 
     def zscore(self, features: np.ndarray, eps: float) -> np.ndarray:
         """(N, T, 3) -> (N, 3T): the unit space's z-scores (``composite.nsoartc.zscore``, float64), flattened

@@ -9,6 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _grid_cell(ax, column_title: str | None, row_label: str | None) -> None:
+    """A cell of an image grid: no ticks; the column's title on the first row, the row's label on the first column."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if column_title is not None:
+        ax.set_title(column_title, fontsize=9)
+    if row_label is not None:
+        ax.set_ylabel(row_label, fontsize=9)
+
+
 def _first_of_each(labels, classes):
     labels = np.asarray(labels)
     return [(c, int(np.flatnonzero(labels == c)[0])) for c in classes if (labels == c).any()]
@@ -30,12 +40,7 @@ def gallery(cols: dict, classes, views, mask: bool = False) -> plt.Figure:
             x0, y0, x1, y1 = cols["bbox"][i]
             if x1 > x0 and view == "center":
                 ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="red", lw=1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(view, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(cls, fontsize=9)
+            _grid_cell(ax, view if r == 0 else None, cls if c == 0 else None)
     fig.tight_layout()
     return fig
 
@@ -48,12 +53,7 @@ def raw_vs_composite(raw, composite, labels, masks, classes) -> plt.Figure:
         for c, (img, title) in enumerate(((raw[i], "raw (centre)"), (composite[i], "NSOARTC"), (masks[i], "defect mask"))):
             ax = axes[r, c]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255 if c < 2 else 1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(title, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(cls, fontsize=9)
+            _grid_cell(ax, title if r == 0 else None, cls if c == 0 else None)
     fig.tight_layout()
     return fig
 
