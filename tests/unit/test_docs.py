@@ -144,3 +144,20 @@ def test_the_checks_catch_a_broken_link_anchor_and_command(tmp_path):
                              ["python", "-m", "vitinspect.nosuch"], ["rm", "-rf", "x"], ["make", "study", "STUDY_ARGS=--seeds 5"]]) == [
         "make nosuch: no such Makefile target", "dvc nosuch: no such dvc subcommand", "vitinspect nosuch: no such vitinspect subcommand",
         "python -m vitinspect.nosuch: no such module", "rm -rf x: not a make target, console script, python -m module or dvc command"]
+
+
+def test_the_code_map_names_every_module():
+    """docs/pipeline.md's code map has one line per module of the library, under its subpackage's heading."""
+    text = (ROOT / "docs/pipeline.md").read_text()
+    block = text[text.index("## Layout"):]
+    lines = block.splitlines()
+    missing = []
+    for path in sorted((ROOT / "src/vitinspect").rglob("*.py")):
+        rel = path.relative_to(ROOT / "src/vitinspect")
+        if rel.name == "__init__.py" and len(rel.parts) > 1:
+            continue
+        sub = f"  {rel.parts[0]}/" if len(rel.parts) > 1 else None
+        start = next((i for i, line in enumerate(lines) if sub and line.startswith(sub)), 0)
+        if not any(line.strip().startswith(rel.name + " ") for line in lines[start:]):
+            missing.append(str(rel))
+    assert missing == []
