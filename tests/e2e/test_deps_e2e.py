@@ -17,6 +17,9 @@ import yaml
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 PACKAGE = "vitinspect"
 SRC = ROOT / "src"
 

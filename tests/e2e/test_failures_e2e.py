@@ -20,6 +20,9 @@ from conftest import TESTS, copy_project, load_stage, run, train_args, write_par
 from vitinspect.core.errors import VitinspectError
 
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 # --------------------------------------------------------------------------- cheap, in-process
 
 

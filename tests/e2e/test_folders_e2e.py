@@ -28,6 +28,9 @@ from vitinspect.data import user_parts as folders
 from vitinspect.data import images
 from vitinspect.core.errors import VitinspectError
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 FOREIGN_CLASSES = ["ok", "bent", "missing_pin"]
 FOREIGN_VIEWS = ["center", "left", "right", "top"]
 SHIFT = {"center": (0, 0), "left": (-4, 0), "right": (4, 0), "top": (0, -4)}

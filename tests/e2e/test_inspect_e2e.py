@@ -19,6 +19,9 @@ from vitinspect.deploy import bundle as bundle_format
 from vitinspect.app.command import main as cli_main
 
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 def test_bundle_stage_is_in_the_pipeline(project):
     """dvc repro built the bundle; inspect runs on it from the project folder with the default --bundle."""
     assert (project / "models/bundle/bundle.json").exists() and (project / "metrics/ood.json").exists()

@@ -15,6 +15,9 @@ from vitinspect.evaluation.rt_peer import CellUnitSpace, cell_boxes, cell_featur
 from vitinspect.data.geometry import Geometry
 
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 def _key_paths(d, prefix=""):
     out = set()
     for k, v in d.items():

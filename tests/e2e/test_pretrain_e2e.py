@@ -16,6 +16,9 @@ import yaml
 from conftest import ROOT, load_stage, run, tiny_dict, train_args, would_run, write_params
 from vitinspect.config.params import ParamsError, params_from_dict
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
 

@@ -22,6 +22,9 @@ from safetensors.torch import load_file
 
 from conftest import BIN, ROOT, TESTS, load_stage, run, tiny_dict
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 STAGES = ("prepare", "nsoartc", "pretrain", "train", "lot", "evaluate", "attention", "audit", "baseline", "bundle")
 CASES = yaml.safe_load((TESTS / "bad_inputs.yaml").read_text())
 

@@ -16,6 +16,9 @@ import yaml
 from conftest import ROOT, make_project, run, tiny_dict
 from vitinspect.review.pr_comment import COMMENT_MARKER, comment_body
 
+pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
+
+
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE_BASE = f"https://raw.githubusercontent.com/acme/vitinspect/pr-reports/pr-7/{SHA}"
 WORKFLOWS = ROOT / ".github" / "workflows"

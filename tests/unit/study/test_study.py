@@ -15,8 +15,6 @@ from vitinspect.study.findings import spread
 from vitinspect.study.plan import plan
 from vitinspect.study.runs import figures_of
 
-pytestmark = pytest.mark.slow
-
 
 def test_f6_plan_runs_the_peer_settings_with_seeds_and_only_the_stages_it_needs():
     exps = plan("f6", seeds=3)
