@@ -1,0 +1,1 @@
+"""params.yaml: its schema, defaults and ranges, read and validated once."""

@@ -1,0 +1,1 @@
+"""What the model looks at (attention maps scored against defect masks) and how much fine-tuning moved it (audit)."""

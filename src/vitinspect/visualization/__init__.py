@@ -1,0 +1,1 @@
+"""Figures for people, and the offline page for dvc plots."""
