@@ -4,9 +4,16 @@ Importing the package (any of its modules) first makes the run offline: nothing 
 dataset hub or an analytics server. It happens here, before any module of the package imports
 transformers, datasets or huggingface_hub, which read these variables once, when first imported.
 A user who sets one of them keeps their value.
+
+It also pins the CPU numerics, for the same reason (torch reads these once, when loaded): the same bytes on
+any x86-64 CPU with AVX2 (docs/scale.md, "The same bytes on any CPU"). ATen's vectorised kernels run their
+AVX2 build even where AVX-512 is there (``ATEN_CPU_CAPABILITY``); MKL runs its SSE2 code path, the one it
+keeps bit for bit on Intel and other vendors' CPUs alike (``MKL_CBWR=COMPATIBLE``), with the thread count
+it is given (``MKL_DYNAMIC``); oneDNN is switched off where torch is set up (vitinspect.core.runtime.set_threads).
 """
 
 import os
+import platform
 
 __version__ = "0.1.0"
 
@@ -21,3 +28,8 @@ for _name, _value in {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }.items():
     os.environ.setdefault(_name, _value)
+
+if platform.machine().lower() in ("x86_64", "amd64"):  # other CPUs have other capability names
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
