@@ -33,6 +33,7 @@ def main(argv=None) -> None:
 
     params = load_params(args.params)
     p, data = params.bundle, params.data
+    runtime.set_threads(params.train.threads)  # the OOD statistics come from the network: the same bytes need the same threads
     parts = load_dataset_dir(args.parts)
     classes = label_names(parts["train"])
     cols = {s: columns(parts[s], ["views", "label"]) for s in SPLITS}

@@ -55,6 +55,7 @@ def main(argv=None) -> None:
     from vitinspect.visualization.figures import mae_panels
 
     q = params.pretrain
+    runtime.set_threads(params.train.threads)
     space = load_unit_space(args.unit_space) if q.input == "nsoartc" else None
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     live = Live(args.live, save_dvc_exp=False, dvcyaml=False, report=None) if rank_zero else None

@@ -170,7 +170,7 @@ class Train:
     seed: int = _f(0, seed_value)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
-    threads: object = _f("auto", auto_or_positive_int)
+    threads: object = _f(2, auto_or_positive_int)
     label_fraction: float = _f(1.0, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}")
 
 
