@@ -1,5 +1,5 @@
 """The folder tree is the architecture: dependencies between subpackages flow one way (no cycle, no upward
-import), only the `vitinspect` command reads params, subpackage ``__init__`` files hold no code (the stages'
+import), only the `vitinspect` command and the study read params, subpackage ``__init__`` files hold no code (the stages'
 DVC deps are computed from imports), and no module or stage ``main`` outgrows a reader."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ PACKAGE = ROOT / "src" / "vitinspect"
 # Bottom to top: a module may import its own subpackage and any below it, never one above.
 LAYERS = ("core", "data", "composite", "evaluation", "model", "explain", "visualization", "deploy", "config",
           "app", "review", "study")
-# Who may read params.yaml's schema: config itself and the command that renders parts with a params file.
-CONFIG_READERS = {"config", "app"}
+# Who may read params.yaml's schema: config itself, the command that renders parts with a params file, and
+# the study, which validates its --set overrides with the params schema before queueing.
+CONFIG_READERS = {"config", "app", "study"}
 MAX_MODULE_LINES = 400
 MAX_STAGE_MAIN_LINES = 50
 

@@ -103,6 +103,8 @@ def cmd_watch(args, b) -> int:
 
 
 def cmd_inspect(args) -> int:
+    if args.max_parts is not None and not args.watch:
+        raise VitinspectError("--max-parts counts the parts --watch judges; give --watch DIR, or leave --max-parts out")
     b = bundle_format.load(args.bundle)
     if args.engine == "torch":
         if importlib.util.find_spec("torch") is None:

@@ -92,10 +92,10 @@ def _pair(v):
 class Blender:
     """``data.renderer: blender``: Cycles settings and the rig (see docs/blender.md)."""
 
-    samples: int = _f(8, positive)
+    samples: int = _f(8, count(4096, "Cycles' own default for a final render, minutes per view; 8 suffice here"))
     denoise: bool = _f(False)
     device: str = _f("auto", one_of(BLENDER_DEVICES))
-    threads: int = _f(1, positive)
+    threads: int = _f(1, count(1024, "Blender's own limit on render threads"))
     angle: float = _f(20.0, lambda v: None if 0 < v <= 60 else f"must be in (0, 60] degrees, got {short(v)}")
     aim: tuple[float, float] = _f((0.0, 0.0), _pair)
     rotation: float = _f(1.0, lambda v: None if 0 <= v <= 10 else f"must be in [0, 10] degrees, got {short(v)}")

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.core.runtime import run_stage
+from vitinspect.core.runtime import output_path, run_stage
+from vitinspect.study.arguments import check_experiments, check_numbers
+from vitinspect.study.interrupt import Interrupted
 from vitinspect.study.plan import plan
 from vitinspect.study.report import write_report
 from vitinspect.study.runs import record_run, run_plan
@@ -60,13 +62,29 @@ def main(argv=None) -> None:
     ap.add_argument("--all-commits", action="store_true", help="report on experiments of every commit (dvc exp show -A), not HEAD's only")
     ap.add_argument("--out", default="reports/study.md")
     args = ap.parse_args(argv)
-    if args.action == "run":
+    output_path(args.out, file=True)
+    if args.action == "run":  # everything checked before anything is queued
         extra = overrides(args.set)
+        check_numbers(args.seeds, args.timeout)
         exps = [e for kind in args.plan for e in plan(kind, args.seeds, args.pretrained)]
+        check_experiments(exps, extra)
+        output_path(str(Path(args.out).with_suffix(".runs.json")), file=True)
         record_run(Path(args.out).with_suffix(".runs.json"), args.plan, args.seeds, run_plan(exps, extra, args.timeout))
     implied = {"f6": "F6", "pretrain": "pretrain", "pretrain-raw": "pretrain"}.get(args.plan[0]) if len(args.plan) == 1 else None
     write_report(Path(args.out), only=args.only or implied, all_commits=args.all_commits)
 
 
+def interruptible(argv) -> None:
+    """main, where an interrupt ends in one line and the shell's code for the signal (130 for Ctrl-C)."""
+    try:
+        main(argv)
+    except Interrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:  # before or after the queue: nothing to clean up
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    run_stage(main, sys.argv[1:])
+    run_stage(interruptible, sys.argv[1:])

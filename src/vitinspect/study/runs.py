@@ -17,6 +17,8 @@ from vitinspect.core.runtime import run_command
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.storage import write_text
 from vitinspect.review.revisions import at_revision
+from vitinspect.study.arguments import dvc_sets
+from vitinspect.study.interrupt import Guard, command
 from vitinspect.study.plan import PREFIX, Experiment
 
 
@@ -37,22 +39,31 @@ def run_plan(exps: list[Experiment], extra: dict, timeout_s: float) -> dict:
     overrides win where both name a key. Returns the timing: the whole run's wall seconds, and each
     experiment's from the commit times DVC gives the finished experiments (the queue runs one at a time,
     so an experiment took the time since the one before it finished, the first since the queue started).
+    Interrupted (SIGINT, SIGTERM), it leaves nothing queued or running and the workspace as it was
+    (:mod:`vitinspect.study.interrupt`).
     """
     t0 = time.time()
-    for e in exps:
-        _dvc("exp", "remove", e.name, check=False)
-        sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {**extra, **e.overrides}.items()]
-        _dvc("exp", "run", "--queue", "-n", e.name, *[a for s in sets for a in ("-S", s)], *e.targets)
-    queued = time.time()
-    _dvc("queue", "start", "-j", "1")  # returns once its worker has drained the queue (the worker holds its stdout)
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        status = queue_status()
-        if not {"Queued", "Running"} & set(status.values()):
-            break
-        time.sleep(3)
-    else:
-        raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
+    with Guard([e.name for e in exps], queue_status) as guard:
+        for e in exps:
+            with guard.held():  # dvc rewrites params.yaml, stashes and detaches HEAD meanwhile: never cut short
+                command(["dvc", "exp", "remove", e.name], check=False)
+                command(["dvc", "exp", "run", "--queue", "-n", e.name,
+                         *[a for s in dvc_sets({**extra, **e.overrides}) for a in ("-S", s)], *e.targets])
+        guard.queued()
+        queued = time.time()
+        with guard.held():
+            guard.started = True
+            # no pipes: the worker it leaves behind would hold them open until the queue is drained
+            command(["dvc", "queue", "start", "-j", "1"], output=False)
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            with guard.held():
+                status = queue_status()
+            if not {"Queued", "Running"} & set(status.values()):
+                break
+            time.sleep(3)
+        else:
+            raise VitinspectError(f"the study queue did not finish within {timeout_s:.0f} s (dvc queue status)")
     timing = {"experiments": len(exps), "queue_s": round(queued - t0, 1), "wall_s": round(time.time() - t0, 1),
               "per_experiment_s": durations([e.name for e in exps], finished_at(), queued), "set": extra}
     failed = [name for name, state in status.items() if state == "Failed" and name in {e.name for e in exps}]

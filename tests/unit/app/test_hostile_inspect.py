@@ -662,6 +662,11 @@ def watch_with_a_part(t):
     return ["inspect", "lot", "--watch", "inbox"]
 
 
+@case(2, "--max-parts counts the parts --watch judges")
+def max_parts_without_watch(t):  # it used to be ignored without a word
+    return ["inspect", "lot", "--max-parts", "3"]
+
+
 # ------------------------------------------------------------------ --watch arguments
 
 @pytest.mark.parametrize("option, value", [("--poll", "nan"), ("--poll", "inf"), ("--poll", "0"), ("--poll", "-1"),

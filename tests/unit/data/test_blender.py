@@ -66,6 +66,8 @@ def test_folders_source_ignores_the_renderer(monkeypatch, tmp_path):
     ("blender.samples", 2.5, "data.blender.samples must be an integer"),
     ("blender.device", "tpu", "data.blender.device must be one of"),
     ("blender.threads", 0, "data.blender.threads must be positive"),
+    ("blender.samples", 4097, "data.blender.samples must be at most 4,096 (Cycles' own default for a final render"),
+    ("blender.threads", 10**6, "data.blender.threads must be at most 1,024 (Blender's own limit on render threads), got 1000000"),
     ("blender.angle", 0, "data.blender.angle must be in (0, 60]"),
     ("blender.angle", 75, "data.blender.angle must be in (0, 60]"),
     ("blender.rotation", -1, "data.blender.rotation must be in [0, 10]"),
