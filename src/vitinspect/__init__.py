@@ -5,7 +5,8 @@ dataset hub or an analytics server. It happens here, before any module of the pa
 transformers, datasets or huggingface_hub, which read these variables once, when first imported.
 A user who sets one of them keeps their value.
 
-It also pins the CPU numerics, for the same reason (torch reads these once, when loaded): the same bytes on
+It also pins the CPU numerics (whatever the environment says, unless ``VITINSPECT_NUMERICS=native``), for the
+same reason (torch reads these once, when loaded): the same bytes on
 any x86-64 CPU with AVX2 (docs/scale.md, "The same bytes on any CPU"). ATen's vectorised kernels run their
 AVX2 build even where AVX-512 is there (``ATEN_CPU_CAPABILITY``); MKL runs its SSE2 code path, the one it
 keeps bit for bit on Intel and other vendors' CPUs alike (``MKL_CBWR=COMPATIBLE``), with the thread count
@@ -29,7 +30,10 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-if platform.machine().lower() in ("x86_64", "amd64"):  # other CPUs have other capability names
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
-os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+# Pinned, not defaulted: a capability or code path set in the environment (or by a CPU) must not change the
+# bytes dvc.lock records. VITINSPECT_NUMERICS=native leaves them to the CPU: faster, other bytes elsewhere.
+if os.environ.get("VITINSPECT_NUMERICS") != "native":
+    if platform.machine().lower() in ("x86_64", "amd64"):  # other CPUs have other capability names
+        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+    os.environ["MKL_CBWR"] = "COMPATIBLE"
+    os.environ["MKL_DYNAMIC"] = "FALSE"

@@ -144,11 +144,11 @@ def set_threads(value) -> int:
     The thread count changes the last bits of the weights (reductions split across threads), so the same
     bytes on every machine need a number here, not ``auto``. oneDNN is switched off: its convolutions and
     GELU pick their code by the CPU (and its cache sizes), so torch's own kernels run instead, on MKL's
-    pinned path (vitinspect/__init__.py); ``VITINSPECT_ONEDNN=1`` switches it back on, faster by about 5 %
+    pinned path (vitinspect/__init__.py); ``VITINSPECT_NUMERICS=native`` switches it back on, faster by about 5 %
     and no longer the same bytes on another CPU."""
     import torch
 
     n = int(value) if value != "auto" else max(1, cores() // queue_workers())
     torch.set_num_threads(n)
-    torch.backends.mkldnn.enabled = os.environ.get("VITINSPECT_ONEDNN") == "1"  # docs/scale.md: the same bytes on any CPU
+    torch.backends.mkldnn.enabled = os.environ.get("VITINSPECT_NUMERICS") == "native"  # docs/scale.md: the same bytes on any CPU
     return n
