@@ -2,7 +2,7 @@
 
 :func:`load_params` reads the file (:mod:`vitinspect.config.yaml_file`: duplicate keys and alias bombs refused),
 builds the frozen dataclasses of :mod:`vitinspect.config.sections` from it (:mod:`vitinspect.config.schema`: unknown keys,
-missing keys, types, ranges), then checks the rules that relate several keys (here, sizes from
+omitted keys dvc.yaml tracks, types, ranges; other omitted keys take their defaults), then checks the rules that relate several keys (here, sizes from
 :mod:`vitinspect.config.sizing` included) and raises :class:`ParamsError` with one line that names the key, e.g.
 ``params.yaml: data.passed_ratio must be in (0, 1), got 1.5``. What other modules import from those
 modules is re-exported here.

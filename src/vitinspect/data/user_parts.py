@@ -212,7 +212,7 @@ def detect_layout(root: Path, classes: list[str], layout: str = "auto", labelled
 
 def scan(root, views: list[str], classes: list[str], layout: str = "auto", on_bad_part: str = "error",
          max_pixels: int = MAX_PIXELS, labelled: bool = True) -> Scan:
-    """Find and check the parts under ``root`` (headers only). ``labelled`` False: a lot, whose labels are
+    """Find and check the parts under ``root`` (headers only; validate decodes them: vitinspect.data.folder_checks). ``labelled`` False: a lot, whose labels are
     optional (a labels.csv or class sub-folders are read when there; otherwise every sub-folder is an
     unlabelled part). Dataset-level faults (layout, labels.csv, duplicates, a row without a
     folder or a folder without a row) always raise; a bad part raises, or is skipped with ``on_bad_part: skip``."""
