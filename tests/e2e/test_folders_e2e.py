@@ -310,11 +310,14 @@ SUBFOLDER_FAULTS = [
      "no good part ('ok', data.good_class) in the training split"),
     ("class of one part", lambda r: _keep_one(r, "missing_pin"), "class 'missing_pin'"),
     ("labels.csv links outside", lambda r: (r / "labels.csv").symlink_to("/etc/passwd"), "labels.csv: a link that leaves the data root"),
-    ("labels.csv a folder", lambda r: (r / "labels.csv").mkdir(), "labels.csv: a folder, not a labels file"),
+    ("labels.csv a folder", lambda r: ((r / "labels.csv").mkdir(), (r / "labels.csv" / "notes.txt").write_text("x")),
+     "labels.csv: a folder, not a labels file"),  # a file in it: DVC passes over an empty folder and reruns nothing
     # (a FIFO named labels.csv is refused by validate too, tests/unit/data/test_folder_checks.py; through dvc repro
     # DVC opens it while hashing validate's dependency folder and blocks before any stage runs)
+    # DVC itself refuses to hash such a name, before any stage runs (validate, run alone, names the folder:
+    # tests/unit/data/test_folder_checks.py); "ERROR: " marks DVC's own line
     ("folder name not UTF-8", lambda r: shutil.copytree(_first(r, "bent"), os.fsdecode(bytes(r / "bent") + b"/caf\xe9")),
-     "is not UTF-8 text; rename it"),
+     "ERROR: failed to reproduce 'validate': 'utf-8' codec can't encode"),
 ]
 LABELS_FAULTS = [
     ("row without folder", lambda r: shutil.rmtree(r / "part-00003"), "has no folder"),
@@ -350,7 +353,8 @@ def _fault_table(root: Path, data_dir: str, faults) -> None:
     for name, edit, fragment in faults:
         edit(root / data_dir)
         proc = run("dvc repro", root, check=False)
-        err = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        prefix = "ERROR: " if fragment.startswith("ERROR: ") else "error: "  # DVC's own refusal, or a stage's
+        err = [line for line in proc.stderr.splitlines() if line.startswith(prefix)]
         if proc.returncode == 0 or len(err) != 1 or fragment not in err[0] or "Traceback" in proc.stderr or "root:x:" in proc.stderr:
             problems.append(f"{name}: rc={proc.returncode} {proc.stderr.strip()[-400:]!r}")
         shutil.rmtree(root / data_dir)
