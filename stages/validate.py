@@ -14,8 +14,8 @@ from pathlib import Path
 
 from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
-from vitinspect.core.errors import VitinspectError
-from vitinspect.config.params import load_params
+from vitinspect.config.params import load_params, resolve_workers
+from vitinspect.data.folder_checks import checked_lot, checked_plan
 from vitinspect.core.storage import write_text
 
 
@@ -30,25 +30,16 @@ def main(argv=None) -> None:
     sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
                 "train": params.train, "pretrain": params.pretrain, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
                 "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
-    # The user's folders are checked here too (headers only, no pixel decoded): a bad part stops the run
-    # before DVC reaches prepare and removes its outputs.
+    # The user's folders are checked here too, every view decoded once as prepare and lot will decode it: a bad part
+    # stops the run before DVC reaches them and removes their outputs (vitinspect.data.folder_checks).
+    num_proc = resolve_workers(params.data.num_proc)
     if params.data.source == "folders":
-        from vitinspect.data.user_parts import plan
-
-        found = plan(params.data)
-        good = sum(q.split == "train" and q.label == params.data.good_class for q in found.parts)
-        if good < params.nsoartc.min_unit_space:
-            raise VitinspectError(f"{params.data.folders.path}: {good} good ({params.data.good_class!r}) training parts, fewer than "
-                                  f"nsoartc.min_unit_space={params.nsoartc.min_unit_space} for the unit space; bring more good "
-                                  "parts or lower nsoartc.min_unit_space")
-        print(f"validate: {len(found.parts)} parts in {params.data.folders.path} ({found.layout} layout"
-              + (f", {len(found.skipped)} skipped" if found.skipped else "") + ")")
+        found = checked_plan(params.data, params.nsoartc.min_unit_space, num_proc)
+        print(f"validate: {len(found.parts)} parts in {params.data.folders.path} decoded ({found.layout} layout"
+              + (f", {len(found.skipped)} skipped" if found.skipped else "") + f", {num_proc} processes)")
     if params.lot.source == "folders":
-        from vitinspect.data.user_parts import scan
-
-        lot = scan(params.lot.folders.path, list(params.data.views), list(params.data.classes),
-                   on_bad_part=params.data.folders.on_bad_part, labelled=False)
-        print(f"validate: lot of {len(lot.parts)} parts in {params.lot.folders.path} ({lot.layout})")
+        lot = checked_lot(params.lot, params.data, num_proc)
+        print(f"validate: lot of {len(lot.parts)} parts in {params.lot.folders.path} decoded ({lot.layout})")
     valid = json.dumps({"params": "valid", "sections": sorted(sections)}) + "\n"  # no value: the same bytes while valid
     out = Path(args.out)
     if not (out.is_file() and out.read_text() == valid):

@@ -2,7 +2,7 @@
 
 :func:`load_params` reads the file (:mod:`vitinspect.config.yaml_file`: duplicate keys and alias bombs refused),
 builds the frozen dataclasses of :mod:`vitinspect.config.sections` from it (:mod:`vitinspect.config.schema`: unknown keys,
-missing keys, types, ranges), then checks the rules that relate several keys (here, sizes from
+omitted keys dvc.yaml tracks, types, ranges; other omitted keys take their defaults), then checks the rules that relate several keys (here, sizes from
 :mod:`vitinspect.config.sizing` included) and raises :class:`ParamsError` with one line that names the key, e.g.
 ``params.yaml: data.passed_ratio must be in (0, 1), got 1.5``. What other modules import from those
 modules is re-exported here.
@@ -28,11 +28,24 @@ from vitinspect.data.geometry import Geometry, class_counts
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 
 
-def params_from_dict(data: dict, source: str = "params.yaml") -> Params:
-    """Validate a params mapping and return the typed :class:`Params`."""
+# The keys dvc.yaml names (whole sections, single keys, and the two folder paths it interpolates): DVC fails on
+# one that params.yaml lacks only after it has removed the stage's outputs, so they must be written out. Every
+# other omitted key takes its default (a `data.folders: {path: myparts}` section is enough). tests/unit/config
+# checks this list against dvc.yaml.
+TRACKED_KEYS = frozenset({
+    "data", "nsoartc", "model", "finetune", "train", "pretrain", "evaluate", "attention", "audit", "bundle", "baseline", "lot",
+    "data.folders.path", "lot.folders.path", "data.good_class", "data.grid", "data.num_proc", "data.views",
+    "evaluate.target_escape_rate", "evaluate.threshold", "model.heads", "model.hidden_size", "model.layers", "model.mlp_size",
+    "model.patch_size", "model.source", "nsoartc.eps", "nsoartc.gain", "nsoartc.min_unit_space", "nsoartc.window", "train.threads",
+})
+
+
+def params_from_dict(data: dict, source: str = "params.yaml", required: frozenset = TRACKED_KEYS) -> Params:
+    """Validate a params mapping and return the typed :class:`Params`; omitted keys outside ``required`` take their
+    defaults."""
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: must be a mapping of sections, got {type(data).__name__}")
-    params = build(Params, data, "", source)
+    params = build(Params, data, "", source, required)
     _cross_checks(params, source)
     return params
 
@@ -160,7 +173,7 @@ def defaults_dict() -> dict:
 
 
 __all__ = [  # this module's own, then what it re-exports from the modules it was split into
-    "Params", "ParamsError", "load_params", "params_from_dict", "defaults_dict", "CLASSES", "VIEWS", "VIEW_PAIRS",
+    "Params", "ParamsError", "load_params", "params_from_dict", "defaults_dict", "TRACKED_KEYS", "CLASSES", "VIEWS", "VIEW_PAIRS",
     # sections: the sections and the choices and bounds of their keys
     "Attention", "Audit", "Baseline", "BaselineGrid", "Blender", "BundleSection", "Data", "Decoder", "Defect", "Evaluate",
     "Finetune", "Folders", "Grid", "Lora", "Lot", "LotFolders", "Model", "Nsoartc", "Pretrain", "Split", "Train",

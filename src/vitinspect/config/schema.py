@@ -122,7 +122,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value, tp, key: str, source: str):
+def _convert(value, tp, key: str, source: str, required: frozenset = frozenset()):
     """Convert a YAML value to the annotated type ``tp`` or raise ParamsError."""
 
     def fail(msg):
@@ -131,7 +131,7 @@ def _convert(value, tp, key: str, source: str):
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail(f"must be a mapping, got {short(value)}")
-        return build(tp, value, key, source)
+        return build(tp, value, key, source, required)
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -168,9 +168,10 @@ def _convert(value, tp, key: str, source: str):
     raise TypeError(f"unsupported schema type {_type_name(tp)} for {key}")  # pragma: no cover
 
 
-def build(cls, data: dict, prefix: str, source: str):
-    """The dataclass ``cls`` from the mapping ``data`` (its keys under ``prefix``): every key present and known, each
-    value converted to its annotated type and checked; ParamsError for the first that is not."""
+def build(cls, data: dict, prefix: str, source: str, required: frozenset = frozenset()):
+    """The dataclass ``cls`` from the mapping ``data`` (its keys under ``prefix``): every key known, each value
+    converted to its annotated type and checked; an omitted key takes its default unless it is in ``required``
+    (dotted keys; a mapping holding a required key is required too). ParamsError for the first that is not."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted((k for k in data if k not in names), key=str)
@@ -182,8 +183,11 @@ def build(cls, data: dict, prefix: str, source: str):
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}" if prefix else f.name
         if f.name not in data:
-            raise ParamsError(f"{source}: missing key {key}")
-        value = _convert(data[f.name], hints[f.name], key, source)
+            if key in required or any(r.startswith(f"{key}.") for r in required):
+                raise ParamsError(f"{source}: missing key {key} (dvc.yaml tracks it: it must be written out)")
+            kwargs[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            continue
+        value = _convert(data[f.name], hints[f.name], key, source, required)
         check = f.metadata.get("check")
         if check is not None:
             msg = check(value)

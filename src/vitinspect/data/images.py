@@ -6,6 +6,7 @@ inspection (``vitinspect inspect``, vitinspect.app.lot_reader), so a part is see
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,44 @@ def open_checked(path: Path, max_pixels: int = MAX_PIXELS):
         im.close()
         raise
     return im
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """The file name endings PIL reads (``.png``, ``.jpg``, ``.tif``, ...), lower case: a ``center.json``
+    sidecar beside ``center.png`` is not a second centre image."""
+    from PIL import Image
+
+    return frozenset(Image.registered_extensions())
+
+
+# EXIF orientations that swap width and height (ImageOps.exif_transpose, which load_grey applies, turns them).
+SWAPS_SIDES = (5, 6, 7, 8)
+
+
+def oriented_size(im) -> tuple[int, int]:
+    """(width, height) of an opened image once load_grey applies its EXIF orientation, read without decoding
+    where the format allows (JPEG, TIFF, a PNG whose eXIf chunk precedes its pixels); the header's size
+    otherwise. A guess, never the last word: :func:`load_grey`'s decoded size is (validate decodes every view)."""
+    w, h = im.size
+    try:
+        if im.format == "PNG":  # PNG's getexif() decodes the pixels when the chunk comes after them
+            raw = im.info.get("exif")
+            exif = _quiet(_exif_of, raw) if raw else None
+        else:
+            exif = _quiet(im.getexif)
+        turned = exif is not None and exif.get(0x0112) in SWAPS_SIDES
+    except Exception:  # a broken EXIF block: load_grey decides (PIL ignores it there too, or fails with a reason)
+        turned = False
+    return (h, w) if turned else (w, h)
+
+
+def _exif_of(raw: bytes):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif
 
 
 def _reason(exc: BaseException, path) -> str:

@@ -19,6 +19,8 @@ one, into the same columns. How an image becomes a model input: vitinspect.data.
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import numpy as np
 from vitinspect.core.errors import VitinspectError
 from vitinspect.data.geometry import assign_splits as stratified
 from vitinspect.data.geometry import mask_box
-from vitinspect.data.images import MAX_PIXELS, BadPart, fit_square, load_grey, open_checked
+from vitinspect.data.images import MAX_PIXELS, BadPart, fit_square, image_suffixes, load_grey, open_checked, oriented_size
 
 LABELS_CSV = "labels.csv"
 PARTS_DIR = "parts"
@@ -76,17 +78,22 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _part_files(folder: Path, views: list[str], root: Path, max_pixels: int) -> tuple[tuple[Path, ...], Path | None]:
-    """The view files of one part in view order and its mask, checked from their headers; BadPart otherwise."""
+    """The view files of one part in view order and its mask, checked from their headers (sizes once EXIF
+    orientation is applied, as load_grey decodes them); BadPart otherwise."""
     if not _inside(folder, root):
         raise BadPart(f"{folder}: a link that leaves the data root {root}")
     found: dict[str, list[Path]] = {v: [] for v in [*views, MASK]}
+    others: dict[str, str] = {}  # a view's name with a suffix that is not an image's (center.json): named if the view is missing
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
         raise BadPart(f"{folder}: cannot list it ({exc.strerror})") from None
     for f in entries:
         if not f.name.startswith(".") and f.stem in found and f.is_file():
-            found[f.stem].append(f)
+            if f.suffix.lower() in image_suffixes():
+                found[f.stem].append(f)
+            else:
+                others.setdefault(f.stem, f.name)
     files, sizes = [], {}
     for v in [*views, MASK]:
         if len(found[v]) > 1:
@@ -94,12 +101,13 @@ def _part_files(folder: Path, views: list[str], root: Path, max_pixels: int) -> 
         if not found[v]:
             if v == MASK:
                 continue
-            raise BadPart(f"{folder}: missing view {v!r} (expected one image named {v}.png, {v}.jpg, ...)")
+            aside = f"; {_text(others[v])} is not an image" if v in others else ""
+            raise BadPart(f"{folder}: missing view {v!r} (expected one image named {v}.png, {v}.jpg, ...{aside})")
         f = found[v][0]
         if not _inside(f, root):
             raise BadPart(f"{f}: a link that leaves the data root {root}")
         with open_checked(f, max_pixels) as im:
-            sizes[f.name] = im.size
+            sizes[f.name] = oriented_size(im)
         files.append(f)
     view_sizes = {name: s for name, s in sizes.items() if Path(name).stem != MASK}
     if len(set(view_sizes.values())) > 1:
@@ -118,8 +126,24 @@ def _text(value: str) -> str:
     return value if len(value) <= 80 else value[:77] + "..."
 
 
-def _read_labels(root: Path, classes: list[str] | None) -> list[dict]:
+def _labels_file(root: Path) -> Path:
+    """ROOT/labels.csv, refused (never read) when it is a link leaving the data root or not a regular file
+    (a folder, a FIFO, a device)."""
     path = root / LABELS_CSV
+    if not _inside(path, root.resolve()):
+        raise VitinspectError(f"{path}: a link that leaves the data root {root.resolve()} (not read)")
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise VitinspectError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise VitinspectError(f"{path}: {kind}, not a labels file (remove or rename it to use class sub-folders)")
+    return path
+
+
+def _read_labels(root: Path, classes: list[str] | None) -> list[dict]:
+    path = _labels_file(root)
     try:
         if path.stat().st_size > MAX_LABELS_BYTES:
             raise VitinspectError(f"{path}: over {MAX_LABELS_BYTES >> 20} MiB; is it a labels file?")
@@ -128,7 +152,7 @@ def _read_labels(root: Path, classes: list[str] | None) -> list[dict]:
             header = reader.fieldnames or []
             for col in ("part_id", "label"):
                 if col not in header:
-                    raise VitinspectError(f"{path}: no {col!r} column (the header is {_text(','.join(header))!r}); "
+                    raise VitinspectError(f"{path}: no {col!r} column in its header (of {len(header)} columns); "
                                           "it needs part_id,label and optionally split")
             if len(set(header)) != len(header):
                 raise VitinspectError(f"{path}: repeated column names in the header")
@@ -179,7 +203,7 @@ def detect_layout(root: Path, classes: list[str], layout: str = "auto", labelled
     ``unlabelled`` (a lot: every sub-folder a part) or, for a data set, ``subfolders``."""
     if layout != "auto":
         return layout
-    if (root / LABELS_CSV).is_file():
+    if os.path.lexists(root / LABELS_CSV):  # whatever it is (a folder, a FIFO, a link): read or refused, never passed over
         return "labels"
     if any((root / c).is_dir() for c in classes):
         return "subfolders"
@@ -188,7 +212,7 @@ def detect_layout(root: Path, classes: list[str], layout: str = "auto", labelled
 
 def scan(root, views: list[str], classes: list[str], layout: str = "auto", on_bad_part: str = "error",
          max_pixels: int = MAX_PIXELS, labelled: bool = True) -> Scan:
-    """Find and check the parts under ``root`` (headers only). ``labelled`` False: a lot, whose labels are
+    """Find and check the parts under ``root`` (headers only; validate decodes them: vitinspect.data.folder_checks). ``labelled`` False: a lot, whose labels are
     optional (a labels.csv or class sub-folders are read when there; otherwise every sub-folder is an
     unlabelled part). Dataset-level faults (layout, labels.csv, duplicates, a row without a
     folder or a folder without a row) always raise; a bad part raises, or is skipped with ``on_bad_part: skip``."""
@@ -199,11 +223,13 @@ def scan(root, views: list[str], classes: list[str], layout: str = "auto", on_ba
     layout = detect_layout(root, classes, layout, labelled)
     entries: list[tuple[str, str | None, str | None, Path, dict]] = []
     if layout == "labels":
-        if not (root / LABELS_CSV).is_file():
+        if not os.path.lexists(root / LABELS_CSV):
             raise VitinspectError(f"{root / LABELS_CSV}: missing (data.folders.layout is labels)")
         # The part folders are in parts/ beside labels.csv, or beside it directly (as `vitinspect render` writes them).
         parts_dir = root / PARTS_DIR if (root / PARTS_DIR).is_dir() else root
         rows = _read_labels(root, classes)
+        if not rows:
+            raise VitinspectError(f"{root / LABELS_CSV}: no rows, no parts")
         folders = {d.name for d in _subdirs(parts_dir)}
         for r in rows:
             if r["id"] not in folders:
@@ -236,9 +262,11 @@ def scan(root, views: list[str], classes: list[str], layout: str = "auto", on_ba
             raise VitinspectError(f"{root}: no parts found (expected {LABELS_CSV} + {PARTS_DIR}/, or ROOT/<class>/<part_id>/ "
                                   f"with classes {known})")
     elif layout == "unlabelled":
-        entries = [(d.name, None, None, d, {}) for d in _subdirs(root)]
+        # ROOT/parts/<part_id>/ as in the labels layout, or ROOT/<part_id>/
+        parts_dir = root / PARTS_DIR if (root / PARTS_DIR).is_dir() else root
+        entries = [(d.name, None, None, d, {}) for d in _subdirs(parts_dir)]
         if not entries:
-            raise VitinspectError(f"{root}: no part folders in it")
+            raise VitinspectError(f"{parts_dir}: no part folders in it (an empty lot)")
     else:  # pragma: no cover - params check the value
         raise VitinspectError(f"data.folders.layout must be one of auto, labels, subfolders, got {layout!r}")
     if len(entries) > MAX_PARTS:
@@ -259,10 +287,19 @@ def scan(root, views: list[str], classes: list[str], layout: str = "auto", on_ba
 
 
 def _subdirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` (hidden ones left out), sorted; a name that is not UTF-8 text is refused
+    here (it would fail later, inside DVC or the Arrow files, naming nothing)."""
     try:
-        return sorted(d for d in folder.iterdir() if not d.name.startswith(".") and d.is_dir())
+        found = sorted(d for d in folder.iterdir() if not d.name.startswith(".") and d.is_dir())
     except OSError as exc:
         raise VitinspectError(f"{folder}: cannot list it ({exc.strerror})") from None
+    for d in found:
+        try:
+            d.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = _text(repr(os.fsencode(d.name)))
+            raise VitinspectError(f"{folder}: a folder named {shown} is not UTF-8 text; rename it") from None
+    return found
 
 
 def assign_splits(parts: list[FolderPart], fractions: dict[str, float], seed: int) -> list[FolderPart]:
@@ -312,7 +349,8 @@ def read_one(part: FolderPart, size: int) -> tuple[np.ndarray, np.ndarray]:
     imgs = [load_grey(f) for f in part.views]
     shapes = {img.shape for img in imgs}
     if len(shapes) > 1:
-        raise BadPart(f"{part.folder}: views differ in size once decoded")
+        sizes = ", ".join(f"{f.name} {img.shape[1]}x{img.shape[0]}" for f, img in zip(part.views, imgs))
+        raise BadPart(f"{part.folder}: views differ in size once decoded, EXIF orientation applied ({sizes})")
     views = np.stack([fit_square(img, size) for img in imgs])
     if part.mask is None:
         return views, np.zeros((size, size), dtype=np.uint8)

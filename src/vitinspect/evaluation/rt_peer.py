@@ -153,6 +153,11 @@ def peer_inputs(cols: dict, view_names: list[str], grid, eps: float, classes: li
                               f"nsoartc.min_unit_space={min_unit_space}; raise data.passed_ratio or data.n_images")
     if len(np.unique(y["train"])) < len(classes):
         raise VitinspectError(f"{where}: the train split lacks a class; the peer needs every class to fit")
+    per_class = np.bincount(y["train"], minlength=len(classes))
+    if per_class.min() < MIN_TRAIN_PER_CLASS:  # validate refuses this for folders (vitinspect.data.folder_checks)
+        few = int(per_class.argmin())
+        raise VitinspectError(f"{where}: class {classes[few]!r} has {per_class[few]} training part; the peer's cross-validated "
+                              f"calibration needs at least {MIN_TRAIN_PER_CLASS} per class")
     space = CellUnitSpace.fit(unit)
     return PeerInputs({s: space.zscore(raw[s], eps) for s in SPLITS}, y, space, boxes, feature_seconds)
 
@@ -160,7 +165,15 @@ def peer_inputs(cols: dict, view_names: list[str], grid, eps: float, classes: li
 # --------------------------------------------------------------------------- the classifiers
 
 
-def make_svm(C: float, gamma: float, class_weight: str, seed: int, folds: int = 5):
+# make_svm calibrates on SVM_FOLDS stratified folds; scikit-learn refuses a class with fewer training parts than
+# folds, so fit_peers lowers the folds to the smallest class (and the report says so), down to 2: a class of one
+# part cannot be calibrated. The same 2 is vitinspect.data.folder_checks.MIN_TRAIN_PER_CLASS, which validate
+# checks (a unit test keeps them equal).
+SVM_FOLDS = 5
+MIN_TRAIN_PER_CLASS = 2
+
+
+def make_svm(C: float, gamma: float, class_weight: str, seed: int, folds: int = SVM_FOLDS):
     """StandardScaler -> RBF SVC whose decision function is calibrated into probabilities.
 
     Platt scaling (sigmoid) fitted on out-of-fold decision values, then one SVC refitted on all of
@@ -198,6 +211,7 @@ class Fitted:
     val_macro_f1: float
     grid: list[dict]
     fit_seconds: float
+    folds: int | None = None  # the SVM's calibration folds where fewer than SVM_FOLDS (a class with fewer parts)
 
 
 def _macro_f1(y, pred, n_classes) -> float:
@@ -234,7 +248,11 @@ def fit_peers(inputs: PeerInputs, baseline_params, n_classes: int) -> dict[str, 
     ``baseline.grid`` (C x gamma for the SVM, C for the logistic regression)."""
     p, x, y = baseline_params, inputs.x, inputs.y
     svm_grid = [{"C": c, "gamma": g} for c, g in product(p.grid.C, p.grid.gamma)]
-    svm = choose(lambda C, gamma: make_svm(C, gamma, p.class_weight, p.seed), svm_grid, x["train"], y["train"], x["val"], y["val"], n_classes)
+    folds = int(min(SVM_FOLDS, np.bincount(y["train"]).min()))
+    svm = choose(lambda C, gamma: make_svm(C, gamma, p.class_weight, p.seed, folds), svm_grid, x["train"], y["train"], x["val"], y["val"],
+                 n_classes)
+    if folds < SVM_FOLDS:
+        svm.folds = folds
     logistic = choose(lambda C: make_logistic(C, p.class_weight, p.seed), [{"C": c} for c in p.grid.C],
                       x["train"], y["train"], x["val"], y["val"], n_classes)
     return {"svm": svm, "logistic": logistic}
@@ -294,6 +312,8 @@ def peer_report(fitted: dict[str, Fitted], tested: dict[str, tuple[np.ndarray, f
             "chosen": peer.settings, "class_weight": class_weight, "val_macro_f1": peer.val_macro_f1, "grid": peer.grid,
             "test": metrics if name == "svm" else evaluation_summary(labels, tested[name][0], classes, None, good),
         }
+        if peer.folds is not None:  # said only where it differs from SVM_FOLDS (the reports of other runs keep their bytes)
+            report[name]["calibration_folds"] = f"{peer.folds} (not {SVM_FOLDS}: a class has {peer.folds} training parts)"
     per_part_ms = 1000 * inputs.feature_seconds / sum(len(y[s]) for s in SPLITS)
     run_info = {"extract_ms_per_part": round(per_part_ms, 4), **{
         name: {"fit_seconds_all_grid": round(peer.fit_seconds, 3), "predict_ms_per_part": round(1000 * tested[name][1] / len(labels), 4)}

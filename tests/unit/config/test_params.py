@@ -122,3 +122,35 @@ def test_memory_check_uses_the_machine(monkeypatch):
     monkeypatch.setattr(params_module, "available_memory", lambda: 2**28)  # 256 MiB
     with pytest.raises(ParamsError, match="more than the 0.2 GiB here"):
         params_from_dict(defaults_dict())
+
+
+def _dvc_yaml_keys() -> set[str]:
+    """The params keys dvc.yaml names: each stage's params entries and the ${...} it interpolates."""
+    import re
+
+    text = (ROOT / "dvc.yaml").read_text()
+    keys = set(re.findall(r"\$\{([a-z_.]+)\}", text))
+    for stage in yaml.safe_load(text)["stages"].values():
+        keys.update(k for k in stage.get("params", []) if isinstance(k, str))
+    return keys
+
+
+def test_the_required_keys_are_those_dvc_yaml_names():
+    from vitinspect.config.params import TRACKED_KEYS
+
+    assert TRACKED_KEYS == _dvc_yaml_keys()
+
+
+def test_a_section_of_only_the_keys_a_user_needs_takes_the_defaults_for_the_rest():
+    given = defaults_dict()
+    given["data"]["folders"] = {"path": "myparts"}
+    del given["data"]["seed"], given["data"]["split"], given["baseline"]["grid"]["gamma"], given["lot"]["seed"]
+    p = params_from_dict(given)
+    assert (p.data.folders.path, p.data.folders.layout, p.data.folders.on_bad_part) == ("myparts", "auto", "error")
+    assert p.data.seed == 0 and p.data.split.train == 0.7 and p.baseline.grid.gamma == [0.01, 0.03, 0.1, 0.3] and p.lot.seed == 1000
+    given["data"]["folders"]["layuot"] = "labels"  # unknown keys are still refused
+    with pytest.raises(ParamsError, match="unknown key data.folders.layuot"):
+        params_from_dict(given)
+    del given["data"]["folders"]  # a mapping holding a key dvc.yaml interpolates
+    with pytest.raises(ParamsError, match="missing key data.folders "):
+        params_from_dict(given)
