@@ -5,11 +5,7 @@ offline environment before any third-party import."""
 from __future__ import annotations
 
 import ast
-import copy
 import functools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -25,9 +25,6 @@ import yaml
 from PIL import Image, ImageDraw
 
 from conftest import _build_project, _needs, make_project, run, shared, tiny_dict
-from vitinspect.data import user_parts as folders
-from vitinspect.data import images
-from vitinspect.core.errors import VitinspectError
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
 

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import load_stage, shared, train_args
 
-from vitinspect.deploy import bundle as bundle_format
-from vitinspect.app.command import main as cli_main
 
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)

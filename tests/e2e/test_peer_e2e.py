@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 
-from conftest import ROOT, load_stage, tiny_dict, write_params
-from vitinspect.core.errors import VitinspectError
-from vitinspect.evaluation.rt_peer import CellUnitSpace, cell_boxes, cell_features, feature_names, load_peer, rt_window, save_peer
-from vitinspect.data.geometry import Geometry
+from vitinspect.evaluation.rt_peer import load_peer
 
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)

@@ -7,20 +7,17 @@ determinism go through real dvc in a fresh clone.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import BIN, ROOT, TESTS, load_stage, run, tiny_dict
+from conftest import BIN, TESTS, digest, outs_of, run, run_in_process, stage_cmd
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, run, tiny_dict
-from vitinspect.review.pr_comment import COMMENT_MARKER, comment_body
+from vitinspect.review.pr_comment import COMMENT_MARKER
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
 

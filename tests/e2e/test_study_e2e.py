@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import BIN, TESTS
-from vitinspect.study.claims import compare
-from vitinspect.study.findings import spread
-from vitinspect.study.plan import plan
-from vitinspect.study.runs import figures_of
+from conftest import BIN
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, 
                                  Params, Pretrain, Split, Train)
 from vitinspect.config.sizing import available_memory, memory_estimate, resolve_workers, split_counts
 from vitinspect.data import blender_rig  # by module: tests replace blender_rig.bpy_available
-from vitinspect.data.geometry import Geometry, class_counts
+from vitinspect.data.layout import class_counts, terminal_pitch
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 
 
@@ -120,7 +120,7 @@ def _cross_checks(p: Params, source: str) -> None:
             fail(f"pretrain.decoder.heads ({q.decoder.heads}) must divide pretrain.decoder.hidden_size ({q.decoder.hidden_size})")
         if int((d.image_size // m.patch_size) ** 2 * (1 - q.mask_ratio)) < 1:
             fail(f"pretrain.mask_ratio ({q.mask_ratio}) leaves no visible patch of {(d.image_size // m.patch_size) ** 2}")
-    pitch = Geometry(d.image_size, d.grid.rows, d.grid.cols).pitch
+    pitch = terminal_pitch(d.image_size, d.grid.rows, d.grid.cols)
     if d.source == "folders" and d.image_size / max(d.grid.rows, d.grid.cols) < 4:
         fail(f"data.grid ({d.grid.rows} x {d.grid.cols}) is too dense for data.image_size={d.image_size}: the peer's "
              "RT cells would be under 4 px; lower data.grid.rows/cols or raise data.image_size")

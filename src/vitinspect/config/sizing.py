@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from vitinspect.core import runtime
-from vitinspect.data import geometry
+from vitinspect.data import layout
 
 if TYPE_CHECKING:
     from vitinspect.config.sections import Data, Params
@@ -28,7 +28,7 @@ def resolve_workers(value, cores: int | None = None) -> int:
 def split_counts(d: Data) -> dict[str, dict[str, int]]:
     """Parts per split and class that ``prepare`` makes: each class cut at round(cumulative fraction x n)."""
     out = {"train": {}, "val": {}, "test": {}}
-    for c, n in geometry.class_counts(d.n_images, d.classes, d.passed_ratio).items():
+    for c, n in layout.class_counts(d.n_images, d.classes, d.passed_ratio).items():
         cut_train = int(round(d.split.train * n))
         cut_val = int(round((d.split.train + d.split.val) * n))
         out["train"][c], out["val"][c], out["test"][c] = cut_train, cut_val - cut_train, n - cut_val

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vitinspect.data.layout import class_counts, terminal_pitch
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -25,7 +27,7 @@ class Geometry:
     @property
     def pitch(self) -> float:
         """Distance between neighbouring terminals, px."""
-        return 0.8 * self.image_size / max(self.rows, self.cols, 3)
+        return terminal_pitch(self.image_size, self.rows, self.cols)
 
     @property
     def half(self) -> float:
@@ -52,7 +54,6 @@ class Geometry:
         return b[:, 0].min() - m, b[:, 1].min() - m, b[:, 0].max() + m, b[:, 1].max() + m
 
 
-
 @dataclass(frozen=True)
 class Part:
     """One part: its class and the draws that place and light it."""
@@ -65,27 +66,12 @@ class Part:
     lighting: float  # multiplicative gain
 
 
-
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight (x0, y0, x1, y1) box of a mask, end-exclusive; zeros when empty."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return (0, 0, 0, 0)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-
-def class_counts(n_images: int, classes: list[str], passed_ratio: float) -> dict[str, int]:
-    """Exact class sizes: round(passed_ratio * n) passed, the rest split evenly.
-
-    When the defective parts do not split evenly the first defect classes get one more.
-    """
-    n_passed = int(round(passed_ratio * n_images))
-    defects = [c for c in classes if c != "passed"]
-    base, extra = divmod(n_images - n_passed, len(defects))
-    counts = {c: base + (i < extra) for i, c in enumerate(defects)}
-    return {"passed": n_passed, **counts} if "passed" in classes else counts
-
 
 
 def assign_splits(labels: np.ndarray, fractions: dict[str, float], rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +85,6 @@ def assign_splits(labels: np.ndarray, fractions: dict[str, float], rng: np.rando
         for name, chunk in zip(names, np.split(idx, cuts)):
             out[chunk] = name
     return out
-
 
 
 def draw_part(label: str, geom: Geometry, rng: np.random.Generator, *, tilt_range, retract_range, jitter_px, lighting) -> Part:
@@ -118,7 +103,6 @@ def draw_part(label: str, geom: Geometry, rng: np.random.Generator, *, tilt_rang
     return Part(label, terminal, (float(tilt[0]), float(tilt[1])), retraction, (float(jitter[0]), float(jitter[1])), gain)
 
 
-
 def plan(data_params) -> tuple[np.ndarray, np.ndarray]:
     """Class name and split name of every part (N,), both object arrays: cheap, no pixels."""
     p = data_params
@@ -128,7 +112,6 @@ def plan(data_params) -> tuple[np.ndarray, np.ndarray]:
     labels = labels[order_rng.permutation(len(labels))]
     splits = assign_splits(labels, {"train": p.split.train, "val": p.split.val, "test": p.split.test}, order_rng)
     return labels, splits
-
 
 
 def render_batch(p, indices, labels, geom: "Geometry", draw) -> dict[str, np.ndarray | list]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _bundle_args, load_stage, shared, train_args
+from conftest import _bundle_args, load_stage
 
 from vitinspect.deploy import bundle as bundle_format
 from vitinspect.app.command import main as cli_main

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, TESTS, with_value
@@ -102,7 +100,7 @@ def test_huge_values_are_shown_bounded():
 def test_split_counts_are_what_prepare_makes(tiny_params):
     import numpy as np
 
-    from vitinspect.data import geometry, render2d, synthetic
+    from vitinspect.data import layout, synthetic
     from vitinspect.config.params import split_counts
 
     cols = synthetic.generate(tiny_params.data)
@@ -111,7 +109,7 @@ def test_split_counts_are_what_prepare_makes(tiny_params):
     for s, by_class in expected.items():
         for c, n in by_class.items():
             assert ((labels == c) & (splits == s)).sum() == n, (s, c)
-    assert geometry.class_counts(tiny_params.data.n_images, tiny_params.data.classes, tiny_params.data.passed_ratio) == {
+    assert layout.class_counts(tiny_params.data.n_images, tiny_params.data.classes, tiny_params.data.passed_ratio) == {
         c: sum(expected[s][c] for s in expected) for c in tiny_params.data.classes}
 
 

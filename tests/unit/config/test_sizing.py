@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vitinspect.config.sizing import resolve_workers, split_counts
 from vitinspect.core import runtime
-from vitinspect.data.geometry import class_counts
+from vitinspect.data.layout import class_counts
 
 
 def test_auto_processes_are_the_cores_of_core_runtime(monkeypatch):

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import save_file
 
-from conftest import TESTS, copy_project, load_stage, run, train_args, write_params
+from conftest import TESTS, load_stage, train_args, write_params
 from vitinspect.core.errors import VitinspectError
 
 

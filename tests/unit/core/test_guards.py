@@ -7,20 +7,12 @@ determinism go through real dvc in a fresh clone.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import os
-import shlex
-import shutil
 import subprocess
-from pathlib import Path
 
-import pytest
 import yaml
-from safetensors.torch import load_file
 
-from conftest import BIN, ROOT, TESTS, load_stage, run, tiny_dict
+from conftest import ROOT, TESTS, tiny_dict
 
 STAGES = ("prepare", "nsoartc", "pretrain", "train", "lot", "evaluate", "attention", "audit", "baseline", "bundle")
 CASES = yaml.safe_load((TESTS / "bad_inputs.yaml").read_text())

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import replace
-from vitinspect.data import geometry, render2d, synthetic
+from vitinspect.data import geometry, layout, render2d, synthetic
 
 
 @pytest.mark.parametrize("n,ratio", [(3000, 0.02), (1000, 0.2), (137, 0.05), (50, 0.5)])
 def test_passed_ratio_is_exact(n, ratio):
-    counts = geometry.class_counts(n, ["passed", "tilt_x", "tilt_y", "retracted"], ratio)
+    counts = layout.class_counts(n, ["passed", "tilt_x", "tilt_y", "retracted"], ratio)
     assert counts["passed"] == round(ratio * n)
     assert sum(counts.values()) == n
     defects = [counts[c] for c in ("tilt_x", "tilt_y", "retracted")]

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import shutil
 import struct
 import zlib
@@ -20,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image, ImageDraw
 
-from conftest import _build_project, _needs, make_project, run, shared, tiny_dict
+from conftest import make_project, run, shared, tiny_dict
 from vitinspect.data import user_parts as folders
 from vitinspect.data import images
 from vitinspect.core.errors import VitinspectError

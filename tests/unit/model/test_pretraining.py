@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import ROOT, load_stage, run, tiny_dict, train_args, would_run, write_params
+from conftest import ROOT, load_stage, tiny_dict, train_args, write_params
 from vitinspect.config.params import ParamsError, params_from_dict
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT, make_project, run, tiny_dict
+from conftest import ROOT
 from vitinspect.review.pr_comment import COMMENT_MARKER, comment_body
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import BIN, TESTS
+from conftest import TESTS
 from vitinspect.study.claims import compare
 from vitinspect.study.findings import spread
 from vitinspect.study.plan import plan
