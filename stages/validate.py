@@ -17,6 +17,7 @@ from _boot import runtime, stage_parser  # first: refuses a Python without vitin
 from vitinspect.core.errors import VitinspectError
 from vitinspect.config.params import load_params
 from vitinspect.core.storage import write_text
+from vitinspect.evaluation.gate import too_few
 
 
 
@@ -29,7 +30,7 @@ def main(argv=None) -> None:
     # Every section, named here so that dvc.yaml's params list (checked against this script) holds them all.
     sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
                 "train": params.train, "pretrain": params.pretrain, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
-                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
+                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot, "gate": params.gate}
     # The user's folders are checked here too (headers only, no pixel decoded): a bad part stops the run
     # before DVC reaches prepare and removes its outputs.
     if params.data.source == "folders":
@@ -41,6 +42,9 @@ def main(argv=None) -> None:
             raise VitinspectError(f"{params.data.folders.path}: {good} good ({params.data.good_class!r}) training parts, fewer than "
                                   f"nsoartc.min_unit_space={params.nsoartc.min_unit_space} for the unit space; bring more good "
                                   "parts or lower nsoartc.min_unit_space")
+        problem = too_few(good, params.data.grid.rows, params.data.grid.cols)
+        if problem:
+            raise VitinspectError(f"{params.data.folders.path}: {problem}")
         print(f"validate: {len(found.parts)} parts in {params.data.folders.path} ({found.layout} layout"
               + (f", {len(found.skipped)} skipped" if found.skipped else "") + ")")
     if params.lot.source == "folders":

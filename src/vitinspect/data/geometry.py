@@ -52,6 +52,18 @@ class Geometry:
         return b[:, 0].min() - m, b[:, 1].min() - m, b[:, 0].max() + m, b[:, 1].max() + m
 
 
+def cell_boxes(image_size: int, rows: int, cols: int) -> np.ndarray:
+    """(rows*cols, 4) integer boxes (x0, y0, x1, y1), end-exclusive, one per terminal, row-major.
+
+    A terminal's cell is the pitch x pitch square centred on its base point (Geometry),
+    rounded to whole pixels and clipped to the image: neighbouring cells tile the terminal grid.
+    """
+    geom = Geometry(image_size, rows, cols)
+    half = geom.pitch / 2
+    b = geom.bases()
+    boxes = np.stack([b[:, 0] - half, b[:, 1] - half, b[:, 0] + half, b[:, 1] + half], axis=1)
+    return np.clip(np.round(boxes), 0, image_size).astype(np.int64)
+
 
 @dataclass(frozen=True)
 class Part:

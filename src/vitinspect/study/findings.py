@@ -234,8 +234,11 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
     nan = float("nan")
 
     def get(m, *keys):
-        # escape rate and passed recall: from the operating-point figures the metrics files hold today
-        # (escapes per million; 1 - false-reject rate at argmax), else the older keys
+        # The classifier's figures: eval.json holds them under classifier_ keys since the gate (its headline keys are
+        # the combined verdict's); escape rate and passed recall from the operating-point figures (escapes per
+        # million; 1 - false-reject rate at argmax), else the older keys
+        if isinstance(m, dict) and "classifier_threshold" in m:
+            m = {k[len("classifier_"):]: v for k, v in m.items() if k.startswith("classifier_")}
         if keys == ("escape_rate",) and isinstance(m, dict) and "escapes_per_million" in m:
             return float(m["escapes_per_million"]) / 1e6
         if keys == ("per_class", "passed", "recall") and isinstance(m, dict) and "false_reject_rate_argmax" in m:
