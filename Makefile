@@ -55,7 +55,7 @@ peer: $(STAMP)
 
 # The experiments table a person reads: the headline metrics always, params and other metrics only where
 # the experiments differ, no dependency hashes. SHOW_ARGS e.g. "-A" (all commits) or "--csv".
-SHOW_KEEP := ^(Experiment|metrics/eval\.json:(threshold|accuracy|macro_f1_defects|false_reject_rate)|metrics/lot\.json:(escapes_per_million|false_reject_rate|rejected_per_1000))$$
+SHOW_KEEP := ^(Experiment|metrics/eval\.json:(classifier_threshold|classifier_accuracy|classifier_macro_f1_defects|false_reject_rate)|metrics/lot\.json:(escapes_per_million|false_reject_rate|false_reject_rate_high|classifier_false_reject_rate|rejected_per_1000))$$
 SHOW_DROP := ^(Created|.*/.*|epochs|input|strategy|parameters\..*|train_loss|val\..*|baseline|model_input|relevance_mass\..*|total_parameters|trainable_pct)$$
 SHOW_ARGS ?= --md
 show: $(STAMP)

@@ -15,8 +15,10 @@ from pathlib import Path
 from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.config.params import load_params, resolve_workers
+from vitinspect.core.errors import VitinspectError
 from vitinspect.data.folder_checks import checked_lot, checked_plan
 from vitinspect.core.storage import write_text
+from vitinspect.evaluation.gate import too_few
 
 
 
@@ -29,12 +31,16 @@ def main(argv=None) -> None:
     # Every section, named here so that dvc.yaml's params list (checked against this script) holds them all.
     sections = {"data": params.data, "nsoartc": params.nsoartc, "model": params.model, "finetune": params.finetune,
                 "train": params.train, "pretrain": params.pretrain, "evaluate": params.evaluate, "attention": params.attention, "audit": params.audit,
-                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot}
+                "bundle": params.bundle, "baseline": params.baseline, "lot": params.lot, "gate": params.gate}
     # The user's folders are checked here too, every view decoded once as prepare and lot will decode it: a bad part
     # stops the run before DVC reaches them and removes their outputs (vitinspect.data.folder_checks).
     num_proc = resolve_workers(params.data.num_proc)
     if params.data.source == "folders":
         found = checked_plan(params.data, params.nsoartc.min_unit_space, num_proc)
+        good = sum(q.split == "train" and q.label == params.data.good_class for q in found.parts)
+        problem = too_few(good, params.data.grid.rows, params.data.grid.cols)
+        if problem:
+            raise VitinspectError(f"{params.data.folders.path}: {problem}")
         print(f"validate: {len(found.parts)} parts in {params.data.folders.path} decoded ({found.layout} layout"
               + (f", {len(found.skipped)} skipped" if found.skipped else "") + f", {num_proc} processes)")
     if params.lot.source == "folders":

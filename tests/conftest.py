@@ -458,9 +458,25 @@ def trained(tiny_data, tmp_path_factory):
 # Shared by the unit and end-to-end tests of several subpackages.
 
 
+def tiny_gate(d: Path) -> Path:
+    """The unit-space gate of the tiny data in ``d`` (the evaluate stage's, fitted on its good parts), saved beside it
+    (atomically: workers that race write the same bytes)."""
+    import numpy as np
+
+    from vitinspect.config.params import load_params
+    from vitinspect.evaluation.gate import gate_and_scores, save_gate
+
+    grid = load_params(d / "params.yaml").data.grid
+    gate, _ = gate_and_scores(d / "nsoartc", np.zeros((0, 8, 8, 3), np.uint8), 0, grid, 0.01)
+    if not (d / "gate.npz").exists():
+        save_gate(gate, d / "gate.npz")
+    return d / "gate.npz"
+
+
 def _bundle_args(d: Path, params: Path, out: Path, model: Path, op: Path | None = None) -> list[str]:
     args = ["--params", str(params), "--parts", str(d / "parts"), "--unit-space", str(d / "unit.npz"), "--model", str(model),
-            "--out", str(out / "bundle"), "--metrics", str(out / "ood.json"), "--report", str(out / "ood_report.json")]
+            "--out", str(out / "bundle"), "--metrics", str(out / "ood.json"), "--report", str(out / "ood_report.json"),
+            "--gate", str(tiny_gate(d))]
     return args + (["--operating-point", str(op)] if op else [])
 
 

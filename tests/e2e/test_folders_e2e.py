@@ -130,7 +130,7 @@ def test_foreign_set_runs_end_to_end(foreign):
     assert data["folders"]["layout"] == "subfolders" and data["folders"]["skipped"] == 0
     assert data["defect_contrast"] == {"bent": None, "missing_pin": None}  # no masks: no made-up figure
     ev = _read(foreign, "metrics/eval.json")
-    assert 0 <= ev["accuracy"] <= 1 and ev["macro_f1_defects"] is not None
+    assert 0 <= ev["classifier_accuracy"] <= 1 and ev["classifier_macro_f1_defects"] is not None
     cm = _read(foreign, "metrics/confusion_matrix.json")
     assert cm["labels"] == FOREIGN_CLASSES
     op = _read(foreign, "models/operating_point.json")

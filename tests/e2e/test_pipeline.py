@@ -169,10 +169,15 @@ def test_evaluation_agrees_with_sklearn_from_predictions_csv(built_project):
     defect_best = np.asarray(classes[1:])[probs[:, 1:].argmax(1)]
     assert (np.where(probs[:, 0] >= t, "passed", defect_best) == p).all()
     assert (np.asarray(classes)[probs.argmax(1)] == table["predicted_argmax"]).all()
-    # The lot: its own size, the headline file holds the same keys as the test split's.
+    # The lot: its own size; both headline files hold the combined verdict's figures and the classifier's beside them
+    # (the test split its accuracy and defect macro-F1, the lot the upper bounds of its combined rates).
     lot = json.loads((built_project / "metrics/lot.json").read_text())
     test = json.loads((built_project / "metrics/eval.json").read_text())
-    assert set(lot) == set(test) and lot["threshold"] == t
+    assert set(lot) ^ set(test) == {"classifier_accuracy", "classifier_macro_f1_defects", "escapes_per_million_high", "false_reject_rate_high"}
+    assert lot["classifier_threshold"] == test["classifier_threshold"] == t and lot["gate_threshold"] == test["gate_threshold"] > 0
+    gate = report["lot"]["combined"]
+    assert lot["false_reject_rate"] == gate["false_reject"]["rate"] and lot["false_reject_rate_high"] == gate["false_reject"]["high"]
+    assert (table["verdict"] == "passed").tolist() == (table["gate_score"] <= test["gate_threshold"] + 1e-6).tolist()
     assert report["lot"]["operating_point"]["n"] == 60
     roc = json.loads((built_project / "plots/roc.json").read_text())
     assert sum(r["operating_point"] for r in roc) == 1

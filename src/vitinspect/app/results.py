@@ -26,7 +26,7 @@ BATCH = 64
 
 def columns(b) -> list[str]:
     return ["part", "verdict", "class", *[f"p_{c}" for c in b.classes], "ood_score", "ood_flag", "ood_threshold",
-            "threshold", "error"]
+            "gate_score", "gate_threshold", "threshold", "error"]
 
 
 def rows_for(b, folders, judgement) -> list[dict]:
@@ -36,7 +36,8 @@ def rows_for(b, folders, judgement) -> list[dict]:
         row = {"part": safe_text(folder), "verdict": judgement.verdict[i], "class": judgement.cls[i]}
         row.update({f"p_{c}": round(float(judgement.proba[i, k]), 6) for k, c in enumerate(b.classes)})
         row.update({"ood_score": round(float(judgement.ood_score[i]), 4), "ood_flag": bool(judgement.ood_flag[i]),
-                    "ood_threshold": round(b.calibration.threshold, 4), "threshold": "argmax" if t is None else t, "error": ""})
+                    "ood_threshold": round(b.calibration.threshold, 4), "gate_score": round(float(judgement.scores["gate"][i]), 6),
+                    "gate_threshold": round(b.gate.threshold, 6), "threshold": "argmax" if t is None else t, "error": ""})
         rows.append(row)
     return rows
 

@@ -25,6 +25,7 @@ from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, 
 from vitinspect.config.sizing import available_memory, memory_estimate, resolve_workers, split_counts
 from vitinspect.data import blender_rig  # by module: tests replace blender_rig.bpy_available
 from vitinspect.data.layout import class_counts, terminal_pitch
+from vitinspect.evaluation.gate import too_few
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 
 
@@ -33,7 +34,7 @@ from vitinspect.data.views import VIEW_PAIRS, VIEWS
 # other omitted key takes its default (a `data.folders: {path: myparts}` section is enough). tests/unit/config
 # checks this list against dvc.yaml.
 TRACKED_KEYS = frozenset({
-    "data", "nsoartc", "model", "finetune", "train", "pretrain", "evaluate", "attention", "audit", "bundle", "baseline", "lot",
+    "data", "nsoartc", "model", "finetune", "train", "pretrain", "evaluate", "attention", "audit", "bundle", "baseline", "lot", "gate",
     "data.folders.path", "lot.folders.path", "data.good_class", "data.grid", "data.num_proc", "data.views",
     "evaluate.target_escape_rate", "evaluate.threshold", "model.heads", "model.hidden_size", "model.layers", "model.mlp_size",
     "model.patch_size", "model.source", "nsoartc.eps", "nsoartc.gain", "nsoartc.min_unit_space", "nsoartc.window", "train.threads",
@@ -134,6 +135,9 @@ def _cross_checks(p: Params, source: str) -> None:
             fail(f"data.split leaves class {smallest!r} empty in {split} (per split, the fewest parts of a class: "
                  + ", ".join(f"{s} {min(c.values())}" for s, c in counts.items())
                  + "); raise data.split.val/test, data.n_images or data.passed_ratio")
+    problem = too_few(counts["train"][d.good_class], d.grid.rows, d.grid.cols) if counts else None
+    if problem:
+        fail(problem)
     need, have = memory_estimate(p), available_memory()
     if need > have:
         fail(f"these params need about {need / 2**30:.1f} GiB of memory (data.n_images x data.image_size^2 x views, "

@@ -218,6 +218,16 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """The unit-space gate (vitinspect.evaluation.gate): the share of good parts it may reject, which sets its
+    threshold from good parts alone."""
+
+    false_reject_rate: float = _f(0.01, lambda v: None if MIN_FALSE_ALARM_RATE <= v <= 0.5 else
+                                  f"must be in [{MIN_FALSE_ALARM_RATE:g}, 0.5] (the share of good parts the gate may "
+                                  f"reject), got {short(v)}")
+
+
+@dataclass(frozen=True)
 class LotFolders:
     path: str = _f("parts")
 
@@ -284,6 +294,7 @@ class Params:
     train: Train = field(default_factory=Train)
     pretrain: Pretrain = field(default_factory=Pretrain)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    gate: Gate = field(default_factory=Gate)
     lot: Lot = field(default_factory=Lot)
     attention: Attention = field(default_factory=Attention)
     audit: Audit = field(default_factory=Audit)

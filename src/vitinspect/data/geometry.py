@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitinspect.data.layout import class_counts, terminal_pitch
+from vitinspect.data.layout import class_counts, terminal_bases, terminal_pitch
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,7 @@ class Geometry:
 
     def bases(self) -> np.ndarray:
         """(rows*cols, 2) base points (x, y) of the terminals, row-major, px."""
-        c = self.image_size / 2
-        xs = c + (np.arange(self.cols) - (self.cols - 1) / 2) * self.pitch
-        ys = c + (np.arange(self.rows) - (self.rows - 1) / 2) * self.pitch
-        gx, gy = np.meshgrid(xs, ys)
-        return np.stack([gx.ravel(), gy.ravel()], axis=1)
+        return terminal_bases(self.image_size, self.rows, self.cols)
 
     def housing_box(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) of the housing, px."""

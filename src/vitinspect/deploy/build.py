@@ -45,7 +45,7 @@ def check_parts(b: bundle_format.Bundle, engine, views: np.ndarray, labels: np.n
     pick = [i for k in np.unique(labels) for i in np.flatnonzero(labels == k)[:CHECK_PER_CLASS]]
     v = views[np.sort(pick)]
     j = judge(b, engine, v)
-    return bundle_format.CheckParts(v, j.proba.astype(np.float64), j.ood_score.astype(np.float64))
+    return bundle_format.CheckParts(v, j.proba.astype(np.float64), j.ood_score.astype(np.float64), j.scores["gate"].astype(np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,17 +61,18 @@ class Built:
 
 
 def build(out, splits: dict, classes: list[str], engine, *, input_name: str, unit: UnitSpace, operating_point: dict,
-          data, nsoartc, settings, data_dict: dict) -> Built:
+          data, nsoartc, settings, data_dict: dict, gate) -> Built:
     """The bundle of the network ``engine`` and its OOD guard.
 
     ``splits``: {"train"|"val"|"test": {"views": (N, V, S, S) uint8, "label": (N,) int}}; ``engine``:
     (N, S, S, C) uint8 model input -> (proba (N, K), pooled features (N, D)); ``data``, ``nsoartc`` and
     ``settings``: params' data, nsoartc and bundle sections (or anything with their fields); ``data_dict``:
-    the data section as bundle.json records it; ``out``: the bundle's directory (Bundle.path).
+    the data section as bundle.json records it; ``out``: the bundle's directory (Bundle.path); ``gate``: the
+    evaluate stage's unit-space gate (models/gate.npz), judged here on test and on the probes.
     """
     p = settings
     b = bundle_format.Bundle(out, list(data.views), classes, data.image_size, input_name, nsoartc.window,
-                             nsoartc.gain, nsoartc.eps, unit, None, None, operating_point, data_dict, {})
+                             nsoartc.gain, nsoartc.eps, unit, None, None, operating_point, data_dict, {}, gate=gate)
 
     def features_and_z(views):  # in chunks: the RT channels of a whole split are large
         chunks = [(engine(images)[1], z) for images, z in (composite(b, views[i:i + CHUNK]) for i in range(0, len(views), CHUNK))]
@@ -84,7 +85,9 @@ def build(out, splits: dict, classes: list[str], engine, *, input_name: str, uni
     b = dataclasses.replace(b, features=features, calibration=calibration)
 
     test = judge(b, engine, splits["test"]["views"])
-    kinds = {k: judge(b, engine, v).ood_flag for k, v in ood_probes(splits["test"]["views"], data, p.shift_px, data.seed, p.probes_per_kind).items()}
+    probes = {k: judge(b, engine, v) for k, v in ood_probes(splits["test"]["views"], data, p.shift_px, data.seed, p.probes_per_kind).items()}
+    kinds = {k: j.ood_flag for k, j in probes.items()}
+    gate_rejects = {k: ~gate.accepts(j.scores["gate"]) for k, j in probes.items()}
     probes_flagged = np.concatenate(list(kinds.values()))
     headline = {
         "false_alarm_target": p.false_alarm_rate,
@@ -93,10 +96,12 @@ def build(out, splits: dict, classes: list[str], engine, *, input_name: str, uni
         "probes_flagged": rate(int(probes_flagged.sum()), len(probes_flagged)),
     }
     report = {**headline, "by_kind": {k: rate(int(f.sum()), len(f)) for k, f in kinds.items()},
-              "calibration": calibration.to_dict()}
+              "calibration": calibration.to_dict(),
+              "gate": {"test_rejected": rate(int((~gate.accepts(test.scores["gate"])).sum()), len(test.ood_flag)),
+                       "probes_rejected_by_kind": {k: rate(int(f.sum()), len(f)) for k, f in gate_rejects.items()}}}
     content = bundle_format.manifest(views=data.views, classes=classes, image_size=data.image_size, input_name=input_name,
                                      nsoartc=nsoartc, operating_point=operating_point, calibration=calibration,
-                                     data=data_dict, report=report)
+                                     data=data_dict, report=report, gate=gate)
     check = check_parts(b, engine, splits["test"]["views"], splits["test"]["label"])
     metrics = {"ood": {k: v["rate"] for k, v in headline.items() if isinstance(v, dict)}}
     return Built(b, content, check, report, metrics)

@@ -6,6 +6,8 @@ Layout (``bundle.json`` says which files belong to it)::
                        the data settings (for `vitinspect render`), the OOD figures measured when it was built
     unit_space.npz     per-pixel mean/std of the raw RT channels over passed training parts
     features.npz       class means and shared precision of the model's pooled features (OOD guard)
+    gate.npz           the unit-space gate (evaluation.gate): good parts' mean and shrunk precision of the cell
+                       features, its threshold; bundle.json's ``gate`` says the same threshold
     check_parts.npz    a few test parts' views with the probabilities and OOD scores the bundle gave them
                        when it was built: each engine must give them back when the bundle is opened
     vit/               the trained ViT (save_pretrained + image processor): transformers.pipeline() loads it
@@ -38,16 +40,18 @@ from vitinspect.core.errors import VitinspectError
 from vitinspect.core.text import short
 from vitinspect.deploy.bundle_schema import FORMAT, BadValue, check_array, check_content, fail
 from vitinspect.deploy.ood_guard import Calibration, FeatureSpace
+from vitinspect.evaluation.gate import Gate, from_arrays
 
 MANIFEST = "bundle.json"
 HASHES = "manifest.json"
 UNIT_SPACE = "unit_space.npz"
 FEATURES = "features.npz"
 CHECK_PARTS = "check_parts.npz"
+GATE = "gate.npz"
 MODEL_DIR = "vit"
 ONNX = "model.onnx"
 # What every bundle holds (manifest.json may list more files under vit/).
-REQUIRED = (MANIFEST, UNIT_SPACE, FEATURES, CHECK_PARTS, f"{MODEL_DIR}/config.json", ONNX)
+REQUIRED = (MANIFEST, UNIT_SPACE, FEATURES, GATE, CHECK_PARTS, f"{MODEL_DIR}/config.json", ONNX)
 MAX_JSON_BYTES = 16 << 20  # bundle.json and manifest.json are a few KB; refuse to parse a huge file
 HASH_CHUNK = 1 << 20
 
@@ -59,6 +63,7 @@ class CheckParts:
     views: np.ndarray
     proba: np.ndarray  # (M, K)
     ood_score: np.ndarray  # (M,)
+    gate_score: np.ndarray  # (M,) the gate's MD
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Bundle:
     data: dict  # the params.yaml data section the model learnt from
     report: dict  # OOD figures measured when the bundle was built
     check: CheckParts | None = None  # always set by load()
+    gate: Gate | None = None  # always set by load(); a part passes when the gate accepts it
 
     @property
     def onnx_path(self) -> Path:
@@ -91,7 +97,7 @@ class Bundle:
 
 
 def manifest(*, views, classes, image_size, input_name, nsoartc, operating_point, calibration: Calibration,
-             data: dict, report: dict) -> dict:
+             data: dict, report: dict, gate: Gate) -> dict:
     """The content of bundle.json."""
     return {
         "format": FORMAT,
@@ -102,14 +108,15 @@ def manifest(*, views, classes, image_size, input_name, nsoartc, operating_point
         "nsoartc": {"window": int(nsoartc.window), "gain": float(nsoartc.gain), "eps": float(nsoartc.eps)},
         "operating_point": operating_point,
         "ood": calibration.to_dict(),
+        "gate": gate.info(),
         "data": data,
         "report": report,
-        "files": [UNIT_SPACE, FEATURES, CHECK_PARTS, MODEL_DIR, ONNX, HASHES],
+        "files": [UNIT_SPACE, FEATURES, GATE, CHECK_PARTS, MODEL_DIR, ONNX, HASHES],
     }
 
 
 def write(path: Path, content: dict, unit: UnitSpace, features: FeatureSpace, model_dir: Path, write_onnx,
-          check: CheckParts) -> None:
+          check: CheckParts, gate: Gate) -> None:
     """Fill the (empty, temporary) directory ``path``: ``write_onnx(target_file)`` exports the network;
     manifest.json (the hashes) last."""
     shutil.copytree(model_dir, path / MODEL_DIR)
@@ -117,9 +124,11 @@ def write(path: Path, content: dict, unit: UnitSpace, features: FeatureSpace, mo
         np.savez(fh, mean=unit.mean, std=unit.std, n=np.int64(unit.n))
     with open(path / FEATURES, "wb") as fh:
         np.savez(fh, means=features.means, precision=features.precision)
+    with open(path / GATE, "wb") as fh:
+        np.savez(fh, **gate.arrays())
     with open(path / CHECK_PARTS, "wb") as fh:
         np.savez(fh, views=check.views.astype(np.uint8), proba=check.proba.astype(np.float64),
-                 ood_score=check.ood_score.astype(np.float64))
+                 ood_score=check.ood_score.astype(np.float64), gate_score=check.gate_score.astype(np.float64))
     write_onnx(path / ONNX)
     (path / MANIFEST).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     write_hashes(path, path / HASHES)
@@ -192,7 +201,20 @@ def read_check_parts(z: dict, n_views: int, s: int, k: int) -> CheckParts:
     if np.any(proba < 0) or np.any(proba > 1):
         fail("proba", "must be probabilities in [0, 1]", show=False)
     ood = check_array("ood_score", _field(z, "ood_score"), (len(views),))
-    return CheckParts(views, proba, ood)
+    gate = check_array("gate_score", _field(z, "gate_score"), (len(views),))
+    return CheckParts(views, proba, ood, gate)
+
+
+def read_gate(path: Path, m: dict, image_size: int) -> Gate:
+    """gate.npz, checked (:func:`vitinspect.evaluation.gate.from_arrays`), and the same threshold as bundle.json's."""
+    gate = from_arrays(_npz(path), path)
+    said = m.get("gate", {}).get("threshold") if isinstance(m.get("gate"), dict) else None
+    if said != gate.threshold:
+        raise VitinspectError(f"{path}: threshold {gate.threshold!r} differs from bundle.json's gate.threshold {short(said)}; "
+                              "rebuild the bundle (dvc repro)")
+    if max(gate.rows, gate.cols) > image_size:
+        raise VitinspectError(f"{path}: a {gate.rows} x {gate.cols} grid does not fit {image_size} px images; rebuild the bundle (dvc repro)")
+    return gate
 
 
 def check_model_config(path: Path, classes: list[str], input_name: str, image_size: int) -> None:
@@ -292,9 +314,10 @@ def load(path: str | Path, skip_hashes: tuple[str, ...] = ()) -> Bundle:
     except BadValue as bad:
         key, what = bad.args
         raise VitinspectError(f"{where}: {key} {what}") from None
+    gate = read_gate(path / GATE, m, s)
     check_model_config(path / MODEL_DIR / "config.json", classes, m["input"], s)
     verify_hashes(path, read_hashes(path), skip_hashes)
     ns = m["nsoartc"]
     return Bundle(path, list(views), list(classes), s, m["input"], ns["window"], float(ns["gain"]), float(ns["eps"]),
                   unit, features, Calibration.from_dict(m["ood"]), dict(m["operating_point"]), dict(m["data"]),
-                  dict(m.get("report", {})), check)
+                  dict(m.get("report", {})), check, gate)

@@ -17,7 +17,7 @@ from vitinspect.core.text import short
 from vitinspect.data.views import VIEW_PAIRS, VIEWS
 from vitinspect.deploy.ood_guard import COMPONENTS
 
-FORMAT = 2  # the bundle format this vitinspect writes and reads
+FORMAT = 3  # the bundle format this vitinspect writes and reads (3: the unit-space gate)
 MAX_SIDE = 4096  # image_size bound, as params' data.image_size
 
 
@@ -102,6 +102,8 @@ def check_content(m) -> None:
     _finite("ood.threshold", ood.get("threshold"), -1e12, 1e12)
     n_val = _integer("ood.n_val", ood.get("n_val"), 1, 1 << 40)
     _integer("ood.n_val_flagged", ood.get("n_val_flagged"), 0, n_val)
+    gate = _mapping("gate", m.get("gate"))
+    _finite("gate.threshold", gate.get("threshold"), 0.0, 1e12, lo_open=True)
     _mapping("data", m.get("data"))
     _mapping("report", m.get("report", {}))
     files = m.get("files")

@@ -21,7 +21,7 @@ from vitinspect.core.storage import atomic_path
 from vitinspect.core.text import short
 from vitinspect.deploy.bundle import HASHES, ONNX, Bundle, CheckParts, load, write_hashes
 from vitinspect.deploy.ood_guard import FeatureSpace, pattern_score, pixel_score
-from vitinspect.evaluation.decision import decide
+from vitinspect.evaluation.verdict import combined
 
 ENGINES = ("torch", "onnx")
 # How far an engine may stray from the check parts' recorded figures: ONNX and torch differ by ~1e-6
@@ -29,6 +29,7 @@ ENGINES = ("torch", "onnx")
 # network differs by tenths.
 PROBA_TOLERANCE = 2e-3
 OOD_TOLERANCE = 0.05  # absolute, on the combined (standardised) OOD score, plus 1 % of it
+GATE_TOLERANCE = 1e-9  # relative: the gate is numpy on the composite's bytes, the same whichever engine runs the network
 
 
 def composite(bundle: Bundle, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +152,10 @@ def verify_engine(bundle: Bundle, engine, check: CheckParts) -> None:
     if not np.all(do <= OOD_TOLERANCE + 0.01 * np.abs(check.ood_score)):
         raise VitinspectError(f"{where}: disagrees with the bundle's check parts (an OOD score differs by {float(np.max(do)):.3g}): "
                               "not the network this bundle was built with; rebuild the bundle (dvc repro)")
+    dg = np.abs(j.scores["gate"] - check.gate_score)
+    if not np.all(dg <= GATE_TOLERANCE * np.maximum(np.abs(check.gate_score), 1.0)):
+        raise VitinspectError(f"{bundle.path / 'gate.npz'}: disagrees with the bundle's check parts (a gate score differs by "
+                              f"{float(np.max(dg)):.3g}): not the gate this bundle was built with; rebuild the bundle (dvc repro)")
 
 
 @dataclass(frozen=True)
@@ -158,11 +163,11 @@ class Judgement:
     """Per-part results of one batch; arrays of length N."""
 
     verdict: np.ndarray  # "pass", "reject" or "unknown"
-    cls: np.ndarray  # class name chosen by the operating point (also when unknown)
+    cls: np.ndarray  # the good class where the gate accepts, else the most probable defect (also when unknown)
     proba: np.ndarray  # (N, K)
     ood_score: np.ndarray
     ood_flag: np.ndarray
-    scores: dict  # component -> (N,) raw OOD scores
+    scores: dict  # component -> (N,) raw OOD scores, and "gate": the unit-space gate's MD
     images: np.ndarray  # (N, H, W, 3) model input
 
 
@@ -172,18 +177,26 @@ def ood_scores(bundle: Bundle, z: np.ndarray, features: np.ndarray, feature_spac
             "feature": feature_space.distance(features)}
 
 
+def gate_score(bundle: Bundle, images: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(N,) the gate's MD of the parts: on the NSOARTC composite (the model input, or made from ``z`` for a model
+    of raw views), the same bytes the evaluate stage scored (data/nsoartc, data/lot)."""
+    return bundle.gate.score(images if bundle.input_name == "nsoartc" else to_image(z, bundle.gain))
+
+
 def judge(bundle: Bundle, engine, views: np.ndarray) -> Judgement:
-    """(N, V, H, W) uint8 views -> a Judgement."""
+    """(N, V, H, W) uint8 views -> a Judgement: the combined verdict (evaluation.verdict: the gate passes a part,
+    the classifier names a rejected part's defect), ``unknown`` where the OOD guard flags it."""
     images, z = composite(bundle, views)
     proba, features = engine(images)
     scores = ood_scores(bundle, z, features, bundle.features, bundle.calibration.clip)
-    combined = bundle.calibration.combined(scores)
-    flag = combined > bundle.calibration.threshold
+    ood = bundle.calibration.combined(scores)
+    flag = ood > bundle.calibration.threshold
+    scores["gate"] = gate_score(bundle, images, z)
     good = bundle.operating_point.get("class", "passed")
-    idx = decide(proba, bundle.classes, bundle.operating_point.get("threshold"), good)
+    idx = combined(proba, bundle.gate.accepts(scores["gate"]), bundle.classes, good)
     names = np.asarray(bundle.classes, dtype=object)[idx]
     verdict = np.where(flag, "unknown", np.where(names == good, "pass", "reject")).astype(object)
-    return Judgement(verdict, names, proba, combined, flag, scores, images)
+    return Judgement(verdict, names, proba, ood, flag, scores, images)
 
 
 OPSETS = (14, 21)  # the ONNX opsets torch.onnx exports this network with (as params' bundle.onnx_opset)

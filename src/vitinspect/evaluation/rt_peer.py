@@ -26,7 +26,7 @@ import numpy as np
 from vitinspect.core.errors import VitinspectError
 from vitinspect.composite.nsoartc import VIEW_PAIRS, moments, zscore
 from vitinspect.data.arrow import SPLITS, good_index
-from vitinspect.data.geometry import Geometry
+from vitinspect.data.layout import cell_boxes
 from vitinspect.core.storage import hash_file
 from vitinspect.evaluation.decision import decide, evaluation_summary
 from vitinspect.evaluation.evaluate import val_operating_point
@@ -36,19 +36,6 @@ CHANNELS = ("d1", "d2", "d3")
 
 
 # --------------------------------------------------------------------------- features
-
-
-def cell_boxes(image_size: int, rows: int, cols: int) -> np.ndarray:
-    """(rows*cols, 4) integer boxes (x0, y0, x1, y1), end-exclusive, one per terminal, row-major.
-
-    A terminal's cell is the pitch x pitch square centred on its base point (render.Geometry),
-    rounded to whole pixels and clipped to the image: neighbouring cells tile the terminal grid.
-    """
-    geom = Geometry(image_size, rows, cols)
-    half = geom.pitch / 2
-    b = geom.bases()
-    boxes = np.stack([b[:, 0] - half, b[:, 1] - half, b[:, 0] + half, b[:, 1] + half], axis=1)
-    return np.clip(np.round(boxes), 0, image_size).astype(np.int64)
 
 
 def rt_window(x: np.ndarray, m: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:

@@ -127,11 +127,18 @@ def _table_or(md: str, empty: str) -> str:
 # --------------------------------------------------------------------------- verdicts
 
 
+def judged(report: dict | None, split: str):
+    """The block a verdict is made on: the combined verdict's (gate and classifier, ``combined``) where the report has
+    one, else the classifier's at its operating point (a report from before the gate)."""
+    block = _get(report, split, "combined")
+    return block if isinstance(block, dict) else _get(report, split, "operating_point")
+
+
 def degenerate(report: dict | None) -> list[str]:
     """What makes a model's figures untrustworthy or extreme: classes never predicted, rates at 0 or 1."""
     notes = []
     for split in ("lot", "test"):
-        block = _get(report, split, "operating_point")
+        block = judged(report, split)
         if not block:
             continue
         if not isinstance(block, dict):
@@ -160,8 +167,8 @@ def verdict_of(base: dict | None, new: dict | None) -> dict:
 
     A figure whose k or n is not a finite count (NaN, infinity, negative, a fraction, a string, missing),
     on either side, is "not comparable": never better or worse."""
-    b_lot, n_lot = _get(base, "lot", "operating_point"), _get(new, "lot", "operating_point")
-    b_test, n_test = _get(base, "test", "operating_point"), _get(new, "test", "operating_point")
+    b_lot, n_lot = judged(base, "lot"), judged(new, "lot")
+    b_test, n_test = judged(base, "test"), judged(new, "test")
     esc, p_esc = compare_rates(counted_rate(_get(b_lot, "escape")), counted_rate(_get(n_lot, "escape")))
     fr, p_fr = compare_rates(counted_rate(_get(b_lot, "false_reject")), counted_rate(_get(n_lot, "false_reject")))
     f1 = compare_intervals(interval(_get(b_test, "macro_f1_defects")), interval(_get(n_test, "macro_f1_defects")),
@@ -203,23 +210,29 @@ def headline_rows(base: dict | None, new: dict | None, figures: dict) -> list[st
         return f"| {label} | {b} | {n} | {v} |"
 
     def both(*keys, cell=_rate_cell, **kw):
+        if keys[1] == "judged":
+            return cell(_get(judged(base, keys[0]), *keys[2:]), **kw), cell(_get(judged(new, keys[0]), *keys[2:]), **kw)
         return cell(_get(base, *keys), **kw), cell(_get(new, *keys), **kw)
 
     t = tuple(x if _fraction(x) else None for x in (_get(base, "operating_point", "threshold"), _get(new, "operating_point", "threshold")))
-    lines = ["| figure (at the operating point) | base | workspace | verdict |", "|---|---|---|---|",
+    g = tuple(x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+              for x in (_get(base, "gate", "threshold"), _get(new, "gate", "threshold")))
+    lines = ["| figure (the verdict: the gate and the classifier combined, where there is a gate) | base | workspace | verdict |",
+             "|---|---|---|---|",
              row(f"threshold t on p({_name(_get(new, 'operating_point', 'class'))}), chosen on val",
-                 *(("n/a" if x is None else f"{x:.4g}") for x in t))]
-    lines.append(row("**lot**: escapes per million defective parts", *both("lot", "operating_point", "escape", scale=1e6, unit="ppm"),
+                 *(("n/a" if x is None else f"{x:.4g}") for x in t)),
+             row("gate threshold on MD, from good parts only", *(("none" if x is None else f"{x:.4g}") for x in g))]
+    lines.append(row("**lot**: escapes per million defective parts", *both("lot", "judged", "escape", scale=1e6, unit="ppm"),
                      verdict("escape rate on the lot")))
-    lines.append(row("**lot**: false-reject rate on good parts", *both("lot", "operating_point", "false_reject"),
+    lines.append(row("**lot**: false-reject rate on good parts", *both("lot", "judged", "false_reject"),
                      verdict("false-reject rate on the lot")))
-    lines.append(row("lot: parts rejected per 1,000", *both("lot", "operating_point", "rejected", scale=1e3, unit="per1000")))
-    lines.append(row("**test**: defect macro-F1", *both("test", "operating_point", "macro_f1_defects", cell=_f1_cell),
+    lines.append(row("lot: parts rejected per 1,000", *both("lot", "judged", "rejected", scale=1e3, unit="per1000")))
+    lines.append(row("**test**: defect macro-F1", *both("test", "judged", "macro_f1_defects", cell=_f1_cell),
                      verdict("defect macro-F1 on test")))
-    lines.append(row("test: escape rate", *both("test", "operating_point", "escape")))
-    lines.append(row("test: false-reject rate", *both("test", "operating_point", "false_reject")))
-    lines.append(row("lot at argmax: escapes per million", *both("lot", "argmax", "escape", scale=1e6, unit="ppm")))
-    lines.append(row("lot at argmax: false-reject rate", *both("lot", "argmax", "false_reject")))
+    lines.append(row("test: escape rate", *both("test", "judged", "escape")))
+    lines.append(row("test: false-reject rate", *both("test", "judged", "false_reject")))
+    lines.append(row("lot, classifier alone: false-reject rate", *both("lot", "operating_point", "false_reject")))
+    lines.append(row("lot, gate alone: escapes per million", *both("lot", "gate", "escape", scale=1e6, unit="ppm")))
     return lines
 
 
@@ -263,13 +276,19 @@ def folders_note(data: dict | None) -> str:
 
 # The headline rows that decide whether the ViT earns its keep against the classical peer:
 # (label, how to read it from an eval-shaped dict, lower is better).
+# The ViT's side is the classifier's own figures (eval.json's classifier_ keys since the gate; the older files' plain
+# keys): the peer is a classifier too.
+def _classifier(key):
+    return lambda m: m.get(f"classifier_{key}", m.get(key))
+
+
 PEER_ROWS = (
-    ("accuracy", lambda m: m.get("accuracy"), False),
+    ("accuracy", _classifier("accuracy"), False),
     ("macro-F1", lambda m: m.get("macro_f1"), False),
-    ("defect macro-F1", lambda m: m.get("macro_f1_defects"), False),
-    ("escapes per million defective", lambda m: m.get("escapes_per_million"), True),
-    ("false-reject rate", lambda m: m.get("false_reject_rate"), True),
-    ("operating point t", lambda m: m.get("threshold"), None),
+    ("defect macro-F1", _classifier("macro_f1_defects"), False),
+    ("escapes per million defective", _classifier("escapes_per_million"), True),
+    ("false-reject rate", _classifier("false_reject_rate"), True),
+    ("operating point t", _classifier("threshold"), None),
 )
 
 

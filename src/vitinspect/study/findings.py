@@ -115,9 +115,14 @@ def f2_passed_ratio(st: Study) -> list[str]:
     ratios = sorted((r, s) for r, s in ratios if st.has(s))
     if len(ratios) < 2:
         return lines + ["Not run in this plan.", ""]
-    lines += ["| passed ratio | seeds | parts | passed recall | false-reject rate | escape rate | macro-F1 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| passed ratio | seeds | parts | passed recall | false-reject rate | escape rate | macro-F1 | lot false-reject (verdict) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r:g} | {st.meta(s)} | {st.cell(s, 'passed_recall')} | {st.cell(s, 'false_reject_rate', True)} | "
-              f"{st.cell(s, 'escape_rate', True)} | {st.cell(s, 'macro_f1')} |" for r, s in ratios]
+              f"{st.cell(s, 'escape_rate', True)} | {st.cell(s, 'macro_f1')} | {st.cell(s, 'lot_false_reject_rate', True)} |"
+              for r, s in ratios]
+    lines += ["", "The first columns are the classifier's on the test split; the last is the line's verdict on the lot "
+              "(metrics/lot.json: since issue 37 the unit-space gate's combined verdict, which learns good parts from good parts "
+              "alone): where it stays low at the rare ratio, the gate, not more good parts, is what the line needed."]
     series = {k: [st.values(s, k) for _, s in ratios] for k in ("passed_recall", "false_reject_rate", "escape_rate")}
     link = st.figure(study_panels([r for r, _ in ratios], series, "passed ratio", percent={"false_reject_rate", "escape_rate"}),
                      "f2_ratio.png")
@@ -234,8 +239,11 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
     nan = float("nan")
 
     def get(m, *keys):
-        # escape rate and passed recall: from the operating-point figures the metrics files hold today
-        # (escapes per million; 1 - false-reject rate at argmax), else the older keys
+        # The classifier's figures: eval.json holds them under classifier_ keys since the gate (its headline keys are
+        # the combined verdict's); escape rate and passed recall from the operating-point figures (escapes per
+        # million; 1 - false-reject rate at argmax), else the older keys
+        if isinstance(m, dict) and "classifier_threshold" in m:
+            m = {k[len("classifier_"):]: v for k, v in m.items() if k.startswith("classifier_")}
         if keys == ("escape_rate",) and isinstance(m, dict) and "escapes_per_million" in m:
             return float(m["escapes_per_million"]) / 1e6
         if keys == ("per_class", "passed", "recall") and isinstance(m, dict) and "false_reject_rate_argmax" in m:

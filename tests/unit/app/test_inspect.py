@@ -118,7 +118,15 @@ def test_inspect_from_files_matches_evaluate_on_the_test_split(tiny_bundle, trai
     rows = json.loads((tmp_path / "r.json").read_text())
     got = np.array([[r[f"p_{c}"] for c in classes] for r in rows])
     assert np.abs(got - expected).max() <= 1e-4
-    assert [r["class"] for r in rows] == [classes[k] for k in expected.argmax(axis=1)]
+    # The bundle's gate scores the same composites evaluate scored (data/nsoartc), to the last part, and the class
+    # is the combined verdict's: the good class where the gate accepts, else the most probable defect.
+    from vitinspect.deploy.bundle import load
+    from vitinspect.evaluation.verdict import combined
+
+    gate = load(tiny_bundle).gate
+    scores = gate.score(columns(load_dataset_dir(d / "nsoartc")["test"], ["nsoartc"])["nsoartc"])
+    assert np.abs(np.array([r["gate_score"] for r in rows]) - scores).max() <= 1e-6
+    assert [r["class"] for r in rows] == [classes[k] for k in combined(expected, gate.accepts(scores), classes, "passed")]
 
 
 def test_render_then_inspect_agrees_with_truth_as_the_test_split_says(tiny_bundle, tiny_data, tmp_path, capsys):

@@ -48,10 +48,16 @@ def test_build_fits_the_guard_on_train_and_keeps_each_class_first_test_parts(tin
         features = np.stack([x.mean(1), x.std(1), x[:, ::2].mean(1), x[:, ::3].std(1)], axis=1)
         return np.full((len(images), len(CLASSES)), 1 / len(CLASSES), np.float32), features
 
+    from vitinspect.evaluation.gate import Gate
+
     op = read_operating_point(None, CLASSES)
+    k = 3 * data.grid.rows * data.grid.cols
+    gate = Gate(np.full(k, 40.0), np.eye(k) / 100, 2.0, data.grid.rows, data.grid.cols, 0.01, 0.1, 30, {"k": 0, "n": 30})
     built = build("bundle", splits, CLASSES, engine, input_name="nsoartc", unit=unit, operating_point=op, data=data,
                   nsoartc=tiny_params.nsoartc, settings=dataclasses.replace(tiny_params.bundle, probes_per_kind=4),
-                  data_dict={"image_size": s})
+                  data_dict={"image_size": s}, gate=gate)
+    assert built.content["gate"]["threshold"] == 2.0 and built.bundle.gate is gate
+    assert built.check.gate_score.shape == (8,) and set(built.report["gate"]) == {"test_rejected", "probes_rejected_by_kind"}
     assert built.content["classes"] == CLASSES and built.content["operating_point"] == op
     assert built.report["val"]["n"] == 20 and built.report["test_flagged"]["n"] == 12
     assert set(built.metrics["ood"]) == {"val", "test_flagged", "probes_flagged"}

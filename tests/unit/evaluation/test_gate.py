@@ -1,0 +1,137 @@
+"""The unit-space gate: fitted and thresholded on good parts alone, it rejects what is unlike every good part and
+passes a good part moved within the renderer's jitter; the combined verdict and its headline figures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from vitinspect.composite.nsoartc import UnitSpace, composite, raw_channels
+from vitinspect.config.params import params_from_dict
+from vitinspect.core.errors import ParamsError, VitinspectError
+from vitinspect.data.geometry import plan
+from vitinspect.data.synthetic import render_parts
+from vitinspect.evaluation.gate import (Gate, cell_features, fit_gate, from_arrays, gate_of, load_gate, min_good_parts,
+                                        save_gate, threshold_from_good)
+from vitinspect.evaluation.verdict import LOT_KEYS, combined, headline
+
+from conftest import tiny_dict
+
+CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
+WINDOW, GAIN, EPS = 5, 24.0, 1e-6
+
+
+@pytest.fixture(scope="module")
+def rig():
+    """Rendered parts at the defaults' image size and jitter (64 px, 2 px, 2 x 6 grid), half of them good: their unit
+    space, composites and gate."""
+    data = params_from_dict(tiny_dict(data={"n_images": 240, "passed_ratio": 0.5, "image_size": 64, "jitter_px": 2.0})).data
+    labels, splits = plan(data)
+    cols = render_parts(data, range(len(labels)), labels)
+    views, y = cols["views"], np.array([CLASSES.index(c) for c in labels])
+    space = UnitSpace.fit(raw_channels(views[(splits == "train") & (y == 0)], list(data.views), WINDOW, EPS))
+    comp = composite(views, list(data.views), space, WINDOW, GAIN, EPS)
+    sets = {s: {"label": y[splits == s], "nsoartc": comp[splits == s]} for s in ("train", "val", "test")}
+    gate = gate_of(sets, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc")
+    return data, space, sets, gate, views[splits == "test"], y[splits == "test"]
+
+
+def _score(rig, views):
+    data, space, _, gate, _, _ = rig
+    return gate.score(composite(views, list(data.views), space, WINDOW, GAIN, EPS))
+
+
+def test_the_threshold_is_set_without_any_defective_part(rig):
+    data, _, sets, gate, _, _ = rig
+    good_only = {s: {k: v[c["label"] == 0] for k, v in c.items()} for s, c in sets.items()}
+    again = gate_of(good_only, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc")
+    assert again.threshold == gate.threshold and np.array_equal(again.precision, gate.precision)
+    assert gate.held_out["n"] == int((sets["train"]["label"] == 0).sum() + (sets["val"]["label"] == 0).sum())
+    # a good part scores about 1 (MT's MD = D^2 / k), most of the tiny (32 px) test split's defects score far above the threshold
+    test = gate.score(sets["test"]["nsoartc"])
+    good = sets["test"]["label"] == 0
+    assert 0.3 < np.median(test[good]) < 3 and np.median(test[~good]) > 2 * gate.threshold
+
+
+def test_a_part_unlike_any_good_part_is_rejected_and_a_jittered_good_part_passes(rig):
+    data, _, _, gate, views, _ = rig
+    blank = np.zeros_like(views[:2])
+    grey = np.full_like(views[:2], 128)
+    # another product: the same rig, a 3 x 4 terminal grid
+    other_data = dataclasses.replace(data, grid=dataclasses.replace(data.grid, rows=3, cols=4), seed=7)
+    labels = np.array(["passed"] * 4, dtype=object)
+    other = render_parts(other_data, range(4), labels)["views"]
+    for what in (blank, grey, other):
+        assert (_score(rig, what) > gate.threshold).all()
+    # new good parts drawn centred (no jitter), then moved by up to half of data.jitter_px (2 px: parts are drawn
+    # uniformly within +-2 px per axis) in every view, stay good parts
+    centred = dataclasses.replace(data, jitter_px=0.0, seed=7)
+    fresh = render_parts(centred, range(6), np.array(["passed"] * 6, dtype=object))["views"]
+    for shift in ((0, 0), (1, 0), (0, -1), (1, 1), (-1, 1)):
+        moved = np.roll(fresh, shift, axis=(2, 3))
+        assert (_score(rig, moved) <= gate.threshold).all(), (shift, _score(rig, moved))
+
+
+def test_too_few_good_training_parts_is_one_line_naming_the_count_needed():
+    feats = np.random.default_rng(0).normal(size=(11, 36))
+    assert min_good_parts(2, 6) == 12
+    with pytest.raises(VitinspectError, match=r"^data/nsoartc: the gate's 36 features \(3 channels x 2 x 6 cells of data.grid\) "
+                                              r"need at least 12 good training parts, there are 11; raise data.passed_ratio"):
+        fit_gate(feats, feats[:3], 2, 6, 0.01, "data/nsoartc")
+    fit_gate(np.random.default_rng(1).normal(size=(12, 36)), feats[:0], 2, 6, 0.01, "x")  # 12 is enough, no val part needed
+    with pytest.raises(ParamsError, match=r"need at least 12 good training parts, there are 4"):
+        params_from_dict(tiny_dict(data={"n_images": 200, "passed_ratio": 0.03}))
+
+
+def test_the_threshold_is_the_larger_of_the_log_normal_and_the_empirical_quantile():
+    d = np.exp(np.random.default_rng(0).normal(size=500))
+    t = threshold_from_good(d, 0.01)
+    assert t == pytest.approx(max(np.exp(np.log(d).mean() + 2.326348 * np.log(d).std(ddof=1)), np.quantile(d, 0.99)), rel=1e-6)
+    heavy = np.concatenate([np.ones(95), np.full(5, 100.0)])  # a heavy tail: the empirical quantile wins
+    assert threshold_from_good(heavy, 0.01) == pytest.approx(100.0)
+
+
+def test_the_gate_comes_back_from_its_file_bit_for_bit_and_a_bad_one_is_one_line(rig, tmp_path):
+    gate = rig[3]
+    save_gate(gate, tmp_path / "gate.npz")
+    back = load_gate(tmp_path / "gate.npz")
+    comp = rig[2]["test"]["nsoartc"]
+    assert np.array_equal(back.score(comp), gate.score(comp)) and back.threshold == gate.threshold and back.held_out == gate.held_out
+    bad = {**gate.arrays(), "precision": np.full_like(gate.precision, np.nan)}
+    with pytest.raises(VitinspectError, match=r"^models/gate.npz: not a gate \(the location, precision and settings must be finite"):
+        from_arrays(bad, "models/gate.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(VitinspectError, match=r"junk.npz: not a gate written by the evaluate stage"):
+        load_gate(tmp_path / "junk.npz")
+
+
+def test_cell_features_are_the_mean_distance_from_mid_grey_per_cell_and_channel():
+    img = np.full((1, 32, 32, 3), 128, np.uint8)
+    img[0, :, :, 1] = 138
+    f = cell_features(img, 2, 6).reshape(12, 3)
+    assert np.allclose(f[:, 0], 0) and np.allclose(f[:, 1], 10) and np.allclose(f[:, 2], 0)
+
+
+def test_the_combined_verdict_passes_what_the_gate_accepts_and_names_the_classifiers_defect():
+    proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.2, 0.6, 0.1], [0.9, 0.02, 0.03, 0.05]])
+    assert combined(proba, np.array([True, True, False]), CLASSES, "passed").tolist() == [0, 0, 3]
+    g = Gate(np.zeros(3), np.eye(3), 1.0, 1, 1, 0.01, 0.1, 10, {"k": 0, "n": 10})
+    assert g.accepts(np.array([1.0, 1.0001])).tolist() == [True, False]
+
+
+def test_the_lot_headline_holds_the_combined_rates_with_their_upper_bounds():
+    from vitinspect.evaluation.decision import evaluation_detail
+    from vitinspect.evaluation.verdict import blocks
+
+    y = np.array([0] * 8 + [1, 2])
+    proba = np.tile([0.1, 0.3, 0.3, 0.3], (10, 1))
+    g = Gate(np.zeros(3), np.eye(3), 1.0, 1, 1, 0.01, 0.1, 10, {"k": 0, "n": 10})
+    detail = evaluation_detail(y, proba, CLASSES, 0.5)
+    detail.update(blocks(y, proba, np.array([0.5] * 7 + [2.0] + [3.0, 0.2]), g, CLASSES, "passed"))
+    lot = headline(detail, bounds=True)
+    assert set(lot) == set(LOT_KEYS) and lot["false_reject_rate"] == 0.125 and lot["escapes_per_million"] == 500000.0
+    assert lot["classifier_false_reject_rate"] == 1.0 and 0.125 < lot["false_reject_rate_high"] < 1
+    assert set(headline(detail)) == set(LOT_KEYS) - {"escapes_per_million_high", "false_reject_rate_high"} | {
+        "classifier_accuracy", "classifier_macro_f1_defects"}
