@@ -167,3 +167,33 @@ def test_best_on_val_reports_the_best_epoch():
     summary, _ = training_report(_run(history), "nsoartc", "full", 1, best_on_val=True)
     assert summary["epochs"] == 3 and summary["best_epoch"] == 2 and summary["val"] == {"loss": 0.7, "macro_f1": 0.8}
     assert "best_epoch" not in training_report(_run(history), "nsoartc", "full", 1)[0]
+
+
+def test_a_resumed_run_with_every_lever_on_ends_with_the_same_weights(tiny_data, tmp_path, monkeypatch):
+    """conv stem, shift, label smoothing, linear schedule and best-on-val: stopped after epoch 1, then resumed."""
+    from pathlib import Path
+
+    from vitinspect.config.params import params_from_dict as build
+    from vitinspect.core.storage import load_dataset_dir
+    from vitinspect.model import training
+    from vitinspect.model.training_run import initial_model, run_training, training_data
+
+    p = build(tiny_dict(model={"stem": "conv"}, train={"epochs": 2, "shift_px": 2, "label_smoothing": 0.1, "best_on_val": True,
+                                                      "schedule": "linear", "device": "cpu"}))
+    data = training_data(load_dataset_dir(tiny_data / "nsoartc"), p.train)
+    monkeypatch.chdir(tmp_path)
+
+    def train(ck):
+        model, spec = initial_model(p.model, p.train.seed, data, "", "")
+        return run_training(model, spec, data, p.train, p.finetune, "passed", Path(ck), "live")
+
+    whole = train("a")
+    with monkeypatch.context() as m:
+        def stop_after_one(self, args, state, control, logs=None, **kw):
+            control.should_training_stop = bool(state.epoch and state.epoch >= 1)
+        m.setattr(training.StopOnNonFinite, "on_log", stop_after_one)
+        train("b")
+    resumed = train("b")
+    assert resumed.resumed and resumed.trainer.state.best_model_checkpoint
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
