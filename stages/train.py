@@ -15,7 +15,8 @@ from vitinspect.config.params import load_params
 from vitinspect.core.storage import all_or_nothing, load_dataset_dir, write_json
 from vitinspect.model.strategies import plain_model
 from vitinspect.model.training import discard_foreign_checkpoints, resume_point
-from vitinspect.model.training_run import initial_model, resume_fingerprint, run_training, training_data, training_report
+from vitinspect.model.training_run import (collapse_line, initial_model, resume_fingerprint, run_training, training_data,
+                                           training_report)
 from vitinspect.model.vit import save_model
 
 
@@ -49,7 +50,8 @@ def main(argv=None) -> None:
     run = run_training(model, spec, data, t, params.finetune, good, ckpt, args.live)
     if run.trainer.is_world_process_zero():
         run.live.end()
-        summary, info = training_report(run, t.input, params.finetune.strategy, threads)
+        summary, info = training_report(run, t.input, params.finetune.strategy, threads, data.val["label"], len(data.classes),
+                                        t.best_on_val)
         with all_or_nothing():
             save_model(plain_model(run.model), spec, t.input, data.image_size, args.out)
             write_json(args.metrics, summary)
@@ -59,6 +61,8 @@ def main(argv=None) -> None:
               f"val macro-F1 {summary['val']['macro_f1']:.3f} (defects {summary['val']['macro_f1_defects']:.3f}), "
               f"{good} recall {summary['val'].get('recall_' + good, float('nan')):.3f}; "
               f"{info['images_per_second']} img/s, {run.wall_seconds:.0f} s")
+        if summary["collapsed"]:
+            print(collapse_line(summary, data.val["label"], len(data.classes)))
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def test_exp_run_show_diff_apply_report_and_checkout(project):
     report = (project / "reports/pr.md").read_text()
     assert re.search(r"lot\.passed_ratio\s*\|\s*0\.9\s*\|\s*0\.5\s*\|", report), report
     assert "| metrics/eval.json" in report or "| metrics/lot.json" in report  # the full metrics diff
-    assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise)\*\*", report)
+    assert re.search(r"## Verdict: \*\*(better|worse|unchanged within noise|collapsed)\*\*", report)
     assert "escapes per million defective parts" in report and "<details>" in report
     assert (project / "reports/pr_confusion.png").stat().st_size > 5000
     bad = run([sys.executable, "-m", "vitinspect.review", "--base", "nope"], project, check=False)

@@ -19,7 +19,8 @@ from vitinspect.config.schema import build
 from vitinspect.core.text import short
 from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, HEAD_FUSIONS, INPUTS, LAYOUTS, MAX_BATCH, MAX_EPOCHS,
                                  MAX_IMAGE_SIZE, MAX_PARTS, MAX_PROBES, MAX_SEED, METHODS, MIN_FALSE_ALARM_RATE, ON_BAD_PART,
-                                 RENDERERS, SOURCES, STRATEGIES, Attention, Audit, Baseline, BaselineGrid, Blender, BundleSection, Data,
+                                 RENDERERS, SCHEDULES, SOURCES, STEMS, STRATEGIES, Attention, Audit, Baseline, BaselineGrid,
+                                 Blender, BundleSection, Data,
                                  Decoder, Defect, Evaluate, Finetune, Folders, Grid, Lora, Lot, LotFolders, Model, Nsoartc,
                                  Params, Pretrain, Split, Train)
 from vitinspect.config.sizing import available_memory, memory_estimate, resolve_workers, split_counts
@@ -109,6 +110,13 @@ def _cross_checks(p: Params, source: str) -> None:
             fail(f"data.image_size ({d.image_size}) must be divisible by model.patch_size ({m.patch_size})")
         if m.hidden_size % m.heads:
             fail(f"model.heads ({m.heads}) must divide model.hidden_size ({m.hidden_size})")
+    if m.stem == "conv" and m.source != "scratch":
+        fail(f"model.stem conv needs model.source scratch (a {m.source} encoder comes with its own patchify stem), got {m.source}")
+    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        fail(f"model.stem conv needs model.patch_size a power of two >= 2 (one stride-2 convolution per halving), got {m.patch_size}")
+    if p.train.shift_px >= d.image_size / 4:
+        fail(f"train.shift_px ({p.train.shift_px}) must be under a quarter of data.image_size ({d.image_size}): "
+             "the terminals would leave the view")
     if m.source in ("scratch", "pretrain") and p.finetune.last_blocks > m.layers:
         fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
     if m.source == "pretrain":
@@ -182,7 +190,7 @@ __all__ = [  # this module's own, then what it re-exports from the modules it wa
     "Attention", "Audit", "Baseline", "BaselineGrid", "Blender", "BundleSection", "Data", "Decoder", "Defect", "Evaluate",
     "Finetune", "Folders", "Grid", "Lora", "Lot", "LotFolders", "Model", "Nsoartc", "Pretrain", "Split", "Train",
     "BLENDER_DEVICES", "DATA_SOURCES", "HEAD_FUSIONS", "INPUTS", "LAYOUTS", "METHODS", "ON_BAD_PART", "RENDERERS",
-    "SOURCES", "STRATEGIES", "MAX_BATCH", "MAX_EPOCHS", "MAX_IMAGE_SIZE", "MAX_PARTS", "MAX_PROBES", "MAX_SEED",
+    "SCHEDULES", "SOURCES", "STEMS", "STRATEGIES", "MAX_BATCH", "MAX_EPOCHS", "MAX_IMAGE_SIZE", "MAX_PARTS", "MAX_PROBES", "MAX_SEED",
     "MIN_FALSE_ALARM_RATE",
     # schema, sizing, safe_yaml
     "short", "resolve_workers", "class_counts", "split_counts", "memory_estimate", "available_memory", "read_yaml",

@@ -25,6 +25,10 @@ LAYOUTS = ("auto", "labels", "subfolders")
 ON_BAD_PART = ("error", "skip")
 RENDERERS = ("2d", "blender")
 BLENDER_DEVICES = ("auto", "cpu", "gpu")
+STEMS = ("patch", "conv")  # vitinspect.model.stem.STEMS: transformers' patchify convolution, or log2(patch) stride-2 convs
+# transformers' lr_scheduler_type names train.schedule may take: cosine (today's), linear (warmup, then a straight
+# decay to 0: with a large train.warmup_ratio the triangular one-cycle), cosine_with_min_lr (decays to a tenth of train.lr).
+SCHEDULES = ("cosine", "linear", "cosine_with_min_lr")
 
 
 # Sizes are bounded: generous (ten to a hundred times what this project runs) but finite, so that a typo
@@ -142,6 +146,7 @@ class Model:
     layers: int = _f(4, count(256))
     heads: int = _f(4, count(256))
     mlp_size: int = _f(128, count(32768))
+    stem: str = _f("patch", one_of(STEMS))  # conv: model.source scratch, model.patch_size a power of two (cross-checks)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,10 @@ class Train:
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
     threads: object = _f(2, auto_or_positive_int)
     label_fraction: float = _f(1.0, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}")
+    label_smoothing: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    shift_px: int = _f(0, lambda v: None if 0 <= v <= 64 else f"must be an integer in [0, 64] px, got {short(v)}")  # < image_size / 4: a cross-check
+    schedule: str = _f("cosine", one_of(SCHEDULES))
+    best_on_val: bool = _f(False)
 
 
 @dataclass(frozen=True)

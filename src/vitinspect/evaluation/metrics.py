@@ -61,3 +61,19 @@ def confusion(labels: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict
     rows = m.sum(axis=1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros(m.shape, dtype=float), where=rows > 0)
     return {"labels": list(classes), "counts": m.tolist(), "normalized": [[_r(v) for v in row] for row in norm]}
+
+
+def one_class_macro_f1(labels: np.ndarray, k: int) -> float:
+    """The macro-F1 (over all k classes) of predicting one class for every part, the best such class chosen.
+
+    Predicting class j everywhere: its precision is its share p_j = n_j / N, its recall 1, its F1
+    2 p_j / (1 + p_j) = 2 n_j / (N + n_j); every other class has F1 0. So the level is
+    max_j 2 n_j / (N + n_j) / k, reached by the majority class (0 for an empty split)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=k).astype(float)
+    n = counts.sum()
+    return _r(float((2 * counts / (n + counts)).max()) / k) if n else 0.0
+
+
+def collapsed(macro_f1: float, labels: np.ndarray, k: int) -> bool:
+    """Whether a model's macro-F1 on ``labels`` is at or below :func:`one_class_macro_f1` (rounded as metrics are)."""
+    return bool(_r(macro_f1) <= one_class_macro_f1(labels, k))

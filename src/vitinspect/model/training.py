@@ -75,10 +75,12 @@ def balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def weighted_loss(weights: torch.Tensor):
+def weighted_loss(weights: torch.Tensor, label_smoothing: float = 0.0):
+    """Class-weighted cross-entropy (the Trainer's own label smoother is bypassed by a custom loss, so it is here)."""
     def loss(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device),
+                                                 label_smoothing=label_smoothing)
 
     return loss
 
@@ -252,9 +254,16 @@ class CheckpointTrainer(Trainer):
         model = self.model if model is None else model
         if _is_peft(model):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        # type(model): transformers' ViT, or the conv-stem subclass that rebuilds its stem (vitinspect.model.stem)
         loaded = type(model).from_pretrained(resume_from_checkpoint, attn_implementation="eager", use_safetensors=True)
         result = model.load_state_dict(loaded.state_dict(), strict=True)
         return result
+
+    def _load_best_model(self):
+        """``train.best_on_val``: the best epoch's weights, through the same name conversion as a resume."""
+        if _is_peft(self.model):
+            return super()._load_best_model()
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
 def _is_peft(model) -> bool:
@@ -267,8 +276,9 @@ def _is_peft(model) -> bool:
 
 def trainer_args(output_dir, p, **specific) -> TrainingArguments:
     """TrainingArguments from a params section with epochs, batch_size, lr, weight_decay, warmup_ratio,
-    seed and device (train.*, pretrain.*): a cosine schedule, a log per epoch, bf16 on CUDA, no progress
-    bars, no hub, no loader workers; ``specific`` adds to or overrides that."""
+    seed and device (train.*, pretrain.*): a cosine schedule (``schedule``, where the section has it: a
+    transformers ``lr_scheduler_type``), a log per epoch, bf16 on CUDA, no progress bars, no hub, no loader
+    workers; ``specific`` adds to or overrides that."""
     use_cpu, bf16 = resolve_device(p.device)
     return TrainingArguments(**{
         "output_dir": str(output_dir),
@@ -277,7 +287,7 @@ def trainer_args(output_dir, p, **specific) -> TrainingArguments:
         "learning_rate": p.lr,
         "weight_decay": p.weight_decay,
         "warmup_steps": p.warmup_ratio,
-        "lr_scheduler_type": "cosine",
+        **schedule_args(getattr(p, "schedule", "cosine")),
         "logging_strategy": "epoch",
         "seed": p.seed,
         "data_seed": p.seed,
@@ -292,6 +302,24 @@ def trainer_args(output_dir, p, **specific) -> TrainingArguments:
     })
 
 
+def schedule_args(schedule: str) -> dict:
+    """TrainingArguments for ``train.schedule``: transformers' own schedulers (cosine_with_min_lr ends at a tenth of the peak)."""
+    if schedule == "cosine_with_min_lr":
+        return {"lr_scheduler_type": schedule, "lr_scheduler_kwargs": {"min_lr_rate": 0.1}}
+    return {"lr_scheduler_type": schedule}
+
+
+def best_args(train_params) -> dict:
+    """``train.label_smoothing`` and ``train.best_on_val`` (the best epoch on val macro-F1 kept, its checkpoint
+    spared by ``save_total_limit``); at their defaults nothing, so the Trainer's arguments stay today's."""
+    t, out = train_params, {}
+    if t.label_smoothing:
+        out["label_smoothing_factor"] = t.label_smoothing
+    if t.best_on_val:
+        out.update(load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True)
+    return out
+
+
 def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir: Path, class_weights=None,
                  good: str = "passed") -> Trainer:
     """A Trainer that evaluates, logs and checkpoints once per epoch."""
@@ -302,7 +330,7 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         return epoch_metrics(np.asarray(pred.label_ids), np.asarray(logits).argmax(-1), classes, good)
 
     args = trainer_args(checkpoint_dir, t, per_device_eval_batch_size=max(t.batch_size, 256),
-                        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2)
+                        eval_strategy="epoch", save_strategy="epoch", save_total_limit=2, **best_args(t))
     trainer = CheckpointTrainer(
         callbacks=[StopOnNonFinite()],
         model=model,
@@ -311,7 +339,7 @@ def make_trainer(model, train_ds, val_ds, classes, train_params, checkpoint_dir:
         eval_dataset=val_ds,
         data_collator=collate,
         compute_metrics=compute_metrics,
-        compute_loss_func=weighted_loss(class_weights) if class_weights is not None else None,
+        compute_loss_func=weighted_loss(class_weights, t.label_smoothing) if class_weights is not None else None,
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log as a dict; EpochLog prints one line an epoch
     return trainer

@@ -19,6 +19,8 @@ from dvclive import Live
 
 from vitinspect.core.errors import VitinspectError
 from vitinspect.data.arrow import MappedImages, columns, label_names, labelled_subset
+from vitinspect.evaluation.metrics import collapsed, one_class_macro_f1
+from vitinspect.model.augment import shifted
 from vitinspect.model.prediction import to_pixel_values
 from vitinspect.model.strategies import apply_strategy, count_trainable
 from vitinspect.model.training import EpochLog, ImageDataset, balanced_weights, diverged, fingerprint, make_trainer, resume_point
@@ -116,7 +118,7 @@ def run_training(model, spec: InputSpec, data: TrainingData, train_params, finet
     trainable, total = count_trainable(model)
     convert = functools.partial(to_pixel_values, spec=spec)
     c = data.column
-    train_ds = ImageDataset(data.train[c], data.train["label"], convert)
+    train_ds = ImageDataset(data.train[c], data.train["label"], shifted(convert, t.shift_px))  # val is never shifted
     val_ds = ImageDataset(data.val[c], data.val["label"], convert)
     weights = balanced_weights(data.train["label"], len(data.classes)) if t.class_weighting == "balanced" else None
 
@@ -141,12 +143,19 @@ def run_training(model, spec: InputSpec, data: TrainingData, train_params, finet
     return TrainingRun(model, trainer, result, live, wall, bool(resume), trainable, total)
 
 
-def training_report(run: TrainingRun, input_name: str, strategy: str, threads: int) -> tuple[dict, dict]:
+def training_report(run: TrainingRun, input_name: str, strategy: str, threads: int, val_labels=None, n_classes: int = 0,
+                    best_on_val: bool = False) -> tuple[dict, dict]:
     """(metrics/train.json: the final epoch's val figures, train loss, epochs and parameter counts, the same
     bytes every run on CPU; logs/train_run.json: images/s, wall seconds, device, bf16, world size, resumed,
-    threads, which vary run to run)."""
+    threads, which vary run to run). With ``best_on_val`` the val figures are the best epoch's (the weights
+    saved; the first of equal macro-F1s, as the Trainer keeps it), and ``best_epoch`` says which. Given the val
+    labels, ``collapsed``: whether val macro-F1 is at or below that of predicting one class
+    (:func:`vitinspect.evaluation.metrics.one_class_macro_f1`)."""
     history, args = run.trainer.state.log_history, run.trainer.args
-    last = [e for e in history if "eval_loss" in e][-1]
+    evals = [e for e in history if "eval_loss" in e]
+    last = evals[-1]
+    if best_on_val:
+        last = max(evals, key=lambda e: (e.get("eval_macro_f1", float("-inf")), -e["epoch"]))
     summary = {
         "input": input_name,
         "strategy": strategy,
@@ -156,6 +165,11 @@ def training_report(run: TrainingRun, input_name: str, strategy: str, threads: i
         # The last epoch's mean training loss, from the log (a resumed run's result.training_loss covers fewer steps).
         "train_loss": round(float([e["loss"] for e in history if "loss" in e][-1]), 6),
     }
+    if best_on_val:
+        summary["epochs"] = int(round(evals[-1]["epoch"]))
+        summary["best_epoch"] = int(round(last["epoch"]))
+    if val_labels is not None:
+        summary["collapsed"] = collapsed(summary["val"].get("macro_f1", 0.0), val_labels, n_classes)
     info = {
         "images_per_second": round(float(run.result.metrics["train_samples_per_second"]), 1),
         "wall_seconds": round(run.wall_seconds, 1),
@@ -166,3 +180,12 @@ def training_report(run: TrainingRun, input_name: str, strategy: str, threads: i
         "threads": threads,
     }
     return summary, info
+
+
+def collapse_line(summary: dict, val_labels, n_classes: int) -> str | None:
+    """The train stage's one line about a collapsed run (None when it learnt more than one class)."""
+    if not summary.get("collapsed"):
+        return None
+    return (f"train: collapsed: val macro-F1 {summary['val'].get('macro_f1', 0.0):.3f} is at or below "
+            f"{one_class_macro_f1(val_labels, n_classes):.3f}, that of predicting one class for every part; "
+            "the model has not learnt (metrics/train.json: collapsed true; see docs/training.md)")

@@ -17,6 +17,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.storage import atomic_path
+from vitinspect.model.stem import CONFIG_KEY, STEMS, model_class, stem_of
 
 EAGER = "eager"
 
@@ -37,20 +38,24 @@ def encoder_kwargs(model_params, image_size: int) -> dict:
 
 
 def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfig:
-    """The ViTConfig of ``model.source: scratch``."""
+    """The ViTConfig of ``model.source: scratch``; with ``model.stem: conv`` it records ``vitinspect_stem``
+    (:mod:`vitinspect.model.stem`), which :func:`load_trained` reads back."""
+    stem = getattr(model_params, "stem", "patch")
     return ViTConfig(
         **encoder_kwargs(model_params, image_size),
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={c: i for i, c in enumerate(labels)},
         attn_implementation=EAGER,
+        **({CONFIG_KEY: stem} if stem != "patch" else {}),  # the patchify stem's config stays transformers' own
     )
 
 
 def build_scratch(model_params, image_size: int, labels: list[str], seed: int) -> ViTForImageClassification:
-    """A freshly initialised ViT; the same seed gives the same weights."""
+    """A freshly initialised ViT (with ``model.stem: conv``, its convolutional stem); the same seed gives the same weights."""
     torch.manual_seed(seed)
-    model = ViTForImageClassification(scratch_config(model_params, image_size, labels))
+    config = scratch_config(model_params, image_size, labels)
+    model = model_class(stem_of(config))(config)
     assert model.config._attn_implementation == EAGER, "attentions need eager attention"
     return model
 
@@ -103,14 +108,27 @@ def load_pretrained(path: str, labels: list[str], allow_download: bool = False) 
     return model, spec
 
 
+def saved_stem(path: Path) -> str:
+    """The stem ``config.json`` records (``patch`` when none, or when the file is unreadable: from_pretrained then says why)."""
+    try:
+        stem = json.loads((Path(path) / "config.json").read_text()).get(CONFIG_KEY, "patch")
+    except (OSError, ValueError, AttributeError):
+        return "patch"
+    if stem not in STEMS:
+        raise VitinspectError(f"{path}/config.json: unknown {CONFIG_KEY} {str(stem)[:40]!r} (known: {', '.join(STEMS)})")
+    return stem
+
+
 def load_trained(path: str | Path) -> ViTForImageClassification:
-    """A model saved by the train stage, eager attention, in eval mode."""
+    """A model saved by the train stage, eager attention, in eval mode: the one call that loads every stem
+    (``vitinspect_stem: conv`` in config.json rebuilds the convolutional stem first; every tensor must match)."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise VitinspectError(f"{path}: no trained model (config.json missing); run dvc repro")
+    cls = model_class(saved_stem(path))
     try:
         with quiet_transformers():  # its load report table would come before our one line
-            model, info = ViTForImageClassification.from_pretrained(
+            model, info = cls.from_pretrained(
                 path, attn_implementation=EAGER, local_files_only=True, use_safetensors=True, output_loading_info=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

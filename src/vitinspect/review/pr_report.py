@@ -36,6 +36,7 @@ EVALUATION = "reports/evaluation.json"
 EVAL = "metrics/eval.json"  # the headline figures of the test split
 CONFUSION = "metrics/confusion_matrix.json"
 PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
+TRAIN = "metrics/train.json"  # the train stage's figures; its "collapsed" decides the verdict
 
 
 def confusion_or_none(matrix: dict | None, where: str) -> dict | None:
@@ -162,11 +163,19 @@ def _predicted(block) -> dict:
     return {c: n for c, n in counts.items() if _count(n)} if isinstance(counts, dict) else {}
 
 
-def verdict_of(base: dict | None, new: dict | None) -> dict:
+def verdict_of(base: dict | None, new: dict | None, new_train: dict | None = None) -> dict:
     """The verdicts on the three judged figures and the overall word with its reasons.
 
     A figure whose k or n is not a finite count (NaN, infinity, negative, a fraction, a string, missing),
-    on either side, is "not comparable": never better or worse."""
+    on either side, is "not comparable": never better or worse. A workspace whose training collapsed
+    (``"collapsed": true`` in ``new_train``, metrics/train.json) is called collapsed: none of its figures is compared."""
+    if isinstance(new_train, dict) and new_train.get("collapsed") is True:
+        f1 = _get(new_train, "val", "macro_f1")
+        said = f"val macro-F1 {f1:.3f}" if _fraction(f1) else "val macro-F1"
+        names = ("escape rate on the lot", "false-reject rate on the lot", "defect macro-F1 on test")
+        return {"overall": "collapsed", "figures": {k: ("not compared", None) for k in names},
+                "reasons": [f"training collapsed ({said} at or below that of predicting one class, `{TRAIN}`): "
+                            "the model has not learnt, so its figures are not compared with the base's"]}
     b_lot, n_lot = judged(base, "lot"), judged(new, "lot")
     b_test, n_test = judged(base, "test"), judged(new, "test")
     esc, p_esc = compare_rates(counted_rate(_get(b_lot, "escape")), counted_rate(_get(n_lot, "escape")))
@@ -241,9 +250,10 @@ def _name(c) -> str:
 
 
 def build_report(base: str, metrics_md: str, params_md: str, base_eval: dict | None, new_eval: dict | None,
-                 figure: str | None) -> str:
-    """reports/pr.md as markdown. base_eval / new_eval: reports/evaluation.json at the base and in the workspace."""
-    j = verdict_of(base_eval, new_eval)
+                 figure: str | None, new_train: dict | None = None) -> str:
+    """reports/pr.md as markdown. base_eval / new_eval: reports/evaluation.json at the base and in the workspace;
+    new_train: the workspace's metrics/train.json."""
+    j = verdict_of(base_eval, new_eval, new_train)
     lines = [f"# vitinspect: workspace vs `{base}`", ""]
     notes = degenerate(new_eval)
     if notes:
@@ -357,6 +367,7 @@ def main(argv=None) -> None:
     base_cm = confusion_or_none(at_revision(args.base, CONFUSION), f"{CONFUSION} at revision {args.base}")
     new_cm = confusion_or_none(in_workspace(CONFUSION), f"{CONFUSION} (workspace)")
     data, vit_eval, peer_eval = in_workspace("metrics/data.json"), in_workspace(EVAL), in_workspace(PEER)
+    new_train = in_workspace(TRAIN)
     for name in ("dvc.lock", "params.yaml", "dvc.yaml"):
         check_yaml_at_revision(args.base, name)
     metrics_md = _dvc_diff(["dvc", "metrics", "diff", args.base, "--md"], args.base)
@@ -371,7 +382,7 @@ def main(argv=None) -> None:
         png = out.with_name(out.stem + "_confusion.png")
         save_figure(confusion_pair(base_cm, new_cm, f"base ({args.base})", "workspace"), png)
         figure = png.name
-    report = build_report(args.base, metrics_md, params_md, base_eval, new_eval, figure)
+    report = build_report(args.base, metrics_md, params_md, base_eval, new_eval, figure, new_train)
     report += folders_note(data)
     peer = peer_section(vit_eval, peer_eval)
     report += ("\n" + peer) if peer else ""
