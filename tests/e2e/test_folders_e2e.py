@@ -380,7 +380,7 @@ def test_labels_faults_through_dvc_repro_leave_every_output(round_trip):
 
 def test_skip_leaves_out_a_bad_part_and_lists_it(tmp_path):
     proj = make_project(tmp_path / "proj", foreign_params())  # a project of its own: the shared one stays as built
-    make_foreign(proj / "foreign", 10, 3)
+    make_foreign(proj / "foreign", 12, 3)  # 12 good parts: 8 train them, what the gate's 24 features need
     make_foreign(proj / "foreign_lot", 1, 4, labelled=False)
     bad = _first(proj / "foreign", "bent")
     (bad / "left.jpg").write_bytes(b"\xff\xd8\xff broken")
@@ -392,4 +392,4 @@ def test_skip_leaves_out_a_bad_part_and_lists_it(tmp_path):
     assert data["skipped"] == 1 and data["skipped_parts"][0]["part"] == bad.name
     assert "left.jpg: unreadable image" in data["skipped_parts"][0]["reason"]
     n = sum(sum(c.values()) for c in _read(proj, "metrics/data.json")["counts"].values())
-    assert n == 3 * 10 - 1
+    assert n == 3 * 12 - 1

@@ -70,8 +70,9 @@ def test_what_each_edit_reruns(project):
         assert would_run(project) == {"validate"} | expected, key  # validate checks every params change, alone
         (project / "params.yaml").write_text(original)
     for path, expected in (("stages/evaluate.py", {"evaluate"}), ("src/vitinspect/explain/maps.py", {"attention"}),
-                           # validate too: it scans data.source folders with vitinspect.data.user_parts, which splits by geometry's rule
-                           ("src/vitinspect/data/geometry.py", {"validate", "prepare", "lot", "baseline", "bundle", "pretrain"})):
+                           # validate too: it scans data.source folders with vitinspect.data.user_parts, which splits by geometry's rule;
+                           # not baseline: the peer's cells are the grid's (data.layout), not how a part is drawn
+                           ("src/vitinspect/data/geometry.py", {"validate", "prepare", "lot", "bundle", "pretrain"})):
         code = (project / path).read_text()
         (project / path).write_text(code + "\n# a code change\n")
         assert would_run(project) == expected, path
