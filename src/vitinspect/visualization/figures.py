@@ -19,6 +19,16 @@ def _grid_cell(ax, column_title: str | None, row_label: str | None) -> None:
         ax.set_ylabel(row_label, fontsize=9)
 
 
+def _finished(fig, axes, title: str) -> plt.Figure:
+    """No ticks on any panel, the title above them, laid out."""
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _first_of_each(labels, classes):
     labels = np.asarray(labels)
     return [(c, int(np.flatnonzero(labels == c)[0])) for c in classes if (labels == c).any()]
@@ -120,12 +130,7 @@ def attention_panels(rows: list[dict], title: str) -> plt.Figure:
                 axes[r, 2 * c].set_title(name, fontsize=8)
                 axes[r, 2 * c + 1].set_title(f"{name}: map", fontsize=8)
         axes[r, 0].set_ylabel(row["label"], fontsize=7)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finished(fig, axes, title)
 
 
 def photo_panels(images: list[np.ndarray], maps: dict[str, np.ndarray], names: list[str], predictions: list[str]) -> plt.Figure:
@@ -207,12 +212,7 @@ def inspection_panel(views: np.ndarray, view_names: list[str], composite: np.nda
     axes[0, -2].set_title("composite", fontsize=8)
     _overlay(axes[0, -1], composite, heat)
     axes[0, -1].set_title("gradient x attention", fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finished(fig, axes, title)
 
 
 def mae_panels(original, masked, reconstruction, pasted, title: str) -> plt.Figure:

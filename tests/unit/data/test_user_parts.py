@@ -1,26 +1,19 @@
-"""`data.source: folders`: the user's own parts, read from image folders (vitinspect.data.user_parts), through DVC.
-
-- the pixel rules (16-bit, float, colour, palette; pad and resize) and both layouts, as units;
-- a round trip: `vitinspect render` output read back as folders gives the render source's composites and
-  metrics byte for byte, through `dvc repro`;
-- a foreign set (RGB JPEG 200 x 150 px, four cameras, other class names, class sub-folders, no masks, an
-  unlabelled lot), drawn here with PIL's ImageDraw, end to end: metrics, review, inspect;
-- a table of folder faults, each through `dvc repro`: one line, exit non-zero, every output intact.
+"""`data.source: folders`: the user's own parts, read from image folders (vitinspect.data.user_parts), as units:
+the pixel rules (16-bit, float, colour, palette; pad and resize), both layouts, a user's split, a skipped part.
+Through `dvc repro` (the round trip, a foreign set, the fault tables): tests/e2e/test_folders_e2e.py.
 """
 
 from __future__ import annotations
 
 import csv
-import shutil
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from conftest import make_project, run, shared, tiny_dict
 from vitinspect.data import user_parts as folders
 from vitinspect.data import images
 from vitinspect.core.errors import VitinspectError
@@ -135,141 +128,3 @@ def test_stratified_split_and_a_skipped_part_are_reported(tmp_path):
     for c in ("good", "bad"):
         got = [p.split for p in parts if p.label == c]
         assert got.count("train") in (13, 14) and got.count("val") == 3
-
-
-# ------------------------------------------------------------------ the foreign set
-
-
-def _draw_view(label: str, view: str, defect: int, rng: np.random.Generator, size=(200, 150)) -> Image.Image:
-    """A connector face drawn with ImageDraw: a dark housing, a 2 x 4 grid of copper pins whose tips move in
-    the side views with their height (parallax); a bent pin's tip moves further, a missing pin is absent."""
-    w, h = size
-    im = Image.new("RGB", size, (40, 44, 52))
-    d = ImageDraw.Draw(im)
-    jx, jy = rng.integers(-2, 3, 2)
-    d.rectangle([30 + jx, 30 + jy, 170 + jx, 120 + jy], fill=(70, 72, 80))
-    sx, sy = SHIFT[view]
-    for k in range(8):
-        cx, cy = 50 + 33 * (k % 4) + jx, 55 + 40 * (k // 4) + jy
-        if label == "missing_pin" and k == defect:
-            continue
-        bx, by = sx, sy
-        if label == "bent" and k == defect:
-            bx, by = (3 * sx + 6, 3 * sy + 6) if view != "center" else (5, 5)
-        d.rectangle([cx - 7, cy - 7, cx + 7, cy + 7], fill=(120, 90, 60))  # the base
-        d.ellipse([cx + bx - 6, cy + by - 6, cx + bx + 6, cy + by + 6], fill=(230, 170, 90))  # the tip
-    noise = rng.normal(0, 6, (h, w, 3))
-    return Image.fromarray(np.clip(np.asarray(im, np.float64) + noise, 0, 255).astype(np.uint8))
-
-
-def make_foreign(root: Path, n_per_class: int, seed: int, labelled: bool = True, masks: bool = False) -> None:
-    """The foreign set; ``masks``: each part's mask.png, the defective pin's square around its base and tip
-    in the centre view (empty for a good part)."""
-    rng = np.random.default_rng(seed)
-    for c in FOREIGN_CLASSES:
-        for i in range(n_per_class):
-            folder = root / c / f"{c}-{seed}-{i:03d}" if labelled else root / f"part-{c}-{i:03d}"
-            folder.mkdir(parents=True)
-            defect = int(rng.integers(8))
-            state = rng.bit_generator.state
-            for v in FOREIGN_VIEWS:
-                _draw_view(c, v, defect, rng).save(folder / f"{v}.jpg", quality=92)
-            if masks:
-                after = rng.bit_generator.state
-                rng.bit_generator.state = state
-                jx, jy = rng.integers(-2, 3, 2)  # the centre view's jitter, drawn first
-                rng.bit_generator.state = after
-                mask = Image.new("L", (200, 150))
-                if c != FOREIGN_CLASSES[0]:
-                    cx, cy = 50 + 33 * (defect % 4) + jx, 55 + 40 * (defect // 4) + jy
-                    ImageDraw.Draw(mask).rectangle([cx - 8, cy - 8, cx + 12, cy + 12], fill=255)
-                mask.save(folder / "mask.png")
-
-
-def foreign_params(path="foreign", lot="foreign_lot") -> dict:
-    return tiny_dict(data={"source": "folders", "folders": {"path": path, "layout": "auto", "on_bad_part": "error"},
-                           "classes": FOREIGN_CLASSES, "good_class": "ok", "views": FOREIGN_VIEWS, "grid": {"rows": 2, "cols": 4}},
-                     lot={"source": "folders", "folders": {"path": lot}})
-
-
-def _build_foreign(base: Path) -> None:
-    root = make_project(base / "proj", foreign_params())
-    make_foreign(root / "foreign", 30, 0)
-    make_foreign(root / "foreign_lot", 4, 1, labelled=False)
-    run("git add -A && git commit -qm 'foreign parts'", root)
-    run("dvc repro", root)
-    run("git add -A && git commit -qm repro", root)
-
-
-@pytest.fixture(scope="session")
-def foreign(tmp_path_factory) -> Path:
-    return shared(tmp_path_factory, "foreign", _build_foreign) / "proj"
-
-
-# ------------------------------------------------------------------ the round trip
-
-
-# ------------------------------------------------------------------ bad data: through dvc repro
-
-
-def _corrupt(path: Path) -> None:
-    path.write_bytes(b"not an image at all")
-
-
-def _resize(path: Path) -> None:
-    Image.open(path).resize((100, 75)).save(path)
-
-
-def _relink_outside(folder: Path) -> None:
-    outside = folder.parents[3] / f"outside-{folder.name}"
-    shutil.copytree(folder, outside)
-    shutil.rmtree(folder)
-    folder.symlink_to(outside, target_is_directory=True)
-
-
-def _first(root: Path, cls: str) -> Path:
-    return sorted((root / cls).iterdir())[0]
-
-
-def _csv_edit(fn):
-    def edit(root: Path):
-        path = root / "labels.csv"
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        header, rows = fn(list(rows[0]), rows)
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-    return edit
-
-
-# (name, layout, edit of the data root, a fragment of the one-line error)
-SUBFOLDER_FAULTS = [
-    ("missing view", lambda r: (_first(r, "bent") / "left.jpg").unlink(), "missing view 'left'"),
-    ("unreadable view", lambda r: _corrupt(_first(r, "bent") / "center.jpg"), "center.jpg: unreadable image"),
-    ("empty view", lambda r: (_first(r, "ok") / "top.jpg").write_bytes(b""), "top.jpg: unreadable image"),
-    ("views of different sizes", lambda r: _resize(_first(r, "ok") / "right.jpg"), "views differ in size"),
-    ("duplicate part id", lambda r: shutil.copytree(_first(r, "ok"), r / "bent" / _first(r, "ok").name), "duplicate part id"),
-    ("folder not a class", lambda r: shutil.copytree(_first(r, "ok"), r / "scratched" / "x1"), "not a class of data.classes"),
-    ("no good part", lambda r: shutil.rmtree(r / "ok"), "no good part ('ok', data.good_class)"),
-    ("class without parts", lambda r: shutil.rmtree(r / "missing_pin"), "class 'missing_pin' has no training part"),
-    ("mask of the wrong size", lambda r: Image.new("L", (20, 20)).save(_first(r, "bent") / "mask.png"), "mask is 20x20 px"),
-    ("symlink leaving the root", lambda r: _relink_outside(_first(r, "bent")), "a link that leaves the data root"),
-    ("two images for one view", lambda r: shutil.copy(_first(r, "ok") / "left.jpg", _first(r, "ok") / "left.png"),
-     "several images for 'left'"),
-    ("bomb header", lambda r: (_first(r, "ok") / "center.jpg").write_bytes(_png_header(90_000, 90_000)), "refused before decoding"),
-]
-LABELS_FAULTS = [
-    ("row without folder", lambda r: shutil.rmtree(r / "part-00003"), "has no folder"),
-    ("folder without row", lambda r: shutil.copytree(r / "part-00003", r / "part-99999"), "a part folder with no row"),
-    ("label not in classes", _csv_edit(lambda h, rows: (h, [dict(x, label="bent") if i == 2 else x for i, x in enumerate(rows)])),
-     "label 'bent' of part"),
-    ("duplicate row", _csv_edit(lambda h, rows: (h, rows + rows[:1])), "duplicate part_id"),
-    ("no part_id column", _csv_edit(lambda h, rows: (["id" if c == "part_id" else c for c in h],
-                                                      [dict(x, id=x["part_id"]) for x in rows])), "no 'part_id' column"),
-    ("bad split", _csv_edit(lambda h, rows: (h, [dict(x, split="holdout") if i == 0 else x for i, x in enumerate(rows)])),
-     "split 'holdout'"),
-]
-
-
