@@ -9,7 +9,7 @@ from __future__ import annotations
 from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.data.arrow import good_index
-from vitinspect.explain.attention import INPUTS, NO_MASKS, load_photos, panel_rows, photo_maps, score_attention
+from vitinspect.explain.attention import MAP_INPUTS, NO_MASKS, load_photos, panel_rows, photo_maps, score_attention
 from vitinspect.visualization.figures import attention_panels, photo_panels
 from vitinspect.model.prediction import model_and_test_split
 from vitinspect.config.params import load_params
@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     params = load_params(args.params)
     p = params.attention
     runtime.set_threads(params.train.threads)
-    model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *INPUTS])
+    model, own, spec, classes, cols = model_and_test_split(args.data, args.model, ["label", "mask", *MAP_INPUTS])
     scored = score_attention(model, spec, own, classes, cols, good_index(args.data, classes, params.data.good_class), p)
     photos, names = load_photos(p.extra_images, spec.size)  # a bad entry fails before anything is written
     with all_or_nothing(), atomic_path(args.figures, is_dir=True) as tmp:

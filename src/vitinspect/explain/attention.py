@@ -15,7 +15,7 @@ from vitinspect.core.errors import VitinspectError
 from vitinspect.explain.maps import compute_maps, headline_scores, high_norm_tokens, mean_scores, score_maps, upsample
 from vitinspect.model.prediction import predict_proba, to_pixel_values
 
-INPUTS = ("raw", "nsoartc")  # the report's order (composite.nsoartc.INPUTS lists them the other way round)
+MAP_INPUTS = ("raw", "nsoartc")  # composite.nsoartc.INPUTS in the report's order: the raw view first, as the source compared them
 BATCH = 1024  # parts converted to float at a time (a multiple of compute_maps' batch: the same maps)
 NO_MASKS = "no masks: no defective test part has a mask.png, so no map is scored (drawn only)"
 
@@ -42,7 +42,7 @@ class Scored:
 def score_attention(model, spec, own: str, classes: list[str], cols: dict, good: int, settings) -> Scored:
     """Maps of every defective test part (label != ``good``) on both inputs, scored where a mask is.
 
-    ``cols``: the test split's columns ``label`` (N,), ``mask`` (N, S, S) and both INPUTS (uint8 images);
+    ``cols``: the test split's columns ``label`` (N,), ``mask`` (N, S, S) and both MAP_INPUTS (uint8 images);
     ``own``: the input the model was trained on; ``settings``: params' attention section (methods,
     head_fusion, discard_ratio).
     """
@@ -56,7 +56,7 @@ def score_attention(model, spec, own: str, classes: list[str], cols: dict, good:
         report.update({"n_defective": int(defective.sum()), "n_without_mask": int((~has_mask).sum())})
     if not has_mask.any():
         report["masks"] = NO_MASKS
-    for name in INPUTS:
+    for name in MAP_INPUTS:
         images = cols[name][defective]
         parts = [compute_maps(model, to_pixel_values(images[i:i + BATCH], spec), p.methods, p.head_fusion, p.discard_ratio)
                  for i in range(0, len(images), BATCH)]
@@ -65,7 +65,7 @@ def score_attention(model, spec, own: str, classes: list[str], cols: dict, good:
         report["methods"][method] = {
             name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method][has_mask], masks[has_mask]),
                                                                  labels[has_mask], classes)}
-            for name in INPUTS
+            for name in MAP_INPUTS
         }
     if has_mask.any():
         report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective][has_mask], spec), masks[has_mask])
@@ -79,8 +79,8 @@ def panel_rows(scored: Scored, cols: dict, classes: list[str], k: int, panels: i
     size = scored.masks.shape[-1]
     return [
         {"label": f"{classes[k]} #{j}\n{m}", "mask": scored.masks[j],
-         "images": {n: cols[n][scored.rows[j]] for n in INPUTS},
-         "maps": {n: upsample(scored.maps[n][m][j:j + 1], size)[0] for n in INPUTS}}
+         "images": {n: cols[n][scored.rows[j]] for n in MAP_INPUTS},
+         "maps": {n: upsample(scored.maps[n][m][j:j + 1], size)[0] for n in MAP_INPUTS}}
         for j in np.flatnonzero(scored.labels == k)[:panels] for m in methods
     ]
 

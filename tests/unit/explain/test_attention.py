@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.explain.attention import INPUTS, NO_MASKS, load_photos, panel_rows, photo_maps, score_attention
+from vitinspect.explain.attention import MAP_INPUTS, NO_MASKS, load_photos, panel_rows, photo_maps, score_attention
 from vitinspect.model.vit import InputSpec, build_scratch
 
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
@@ -41,7 +41,7 @@ def test_defective_parts_are_scored_on_both_inputs(model, tiny_params):
     assert scored.maps["raw"]["rollout"].shape == (6, 4, 4)  # (N, g, g): 32 px / patch 8
     report = scored.report
     assert report["n_parts"] == 6 and set(report["methods"]) == {"rollout", "last_layer"}
-    assert [n for n in report["methods"]["rollout"]] == list(INPUTS) and report["methods"]["rollout"]["nsoartc"]["in_distribution"]
+    assert [n for n in report["methods"]["rollout"]] == list(MAP_INPUTS) and report["methods"]["rollout"]["nsoartc"]["in_distribution"]
     assert scored.metrics["model_input"] == "nsoartc" and "token_norms" in report
     rows = panel_rows(scored, cols, CLASSES, 1, 1, p.methods)
     assert [r["label"] for r in rows] == ["tilt_x #0\nrollout", "tilt_x #0\nlast_layer"]
@@ -62,3 +62,9 @@ def test_photos_are_read_and_a_bad_extra_image_is_named(model, tiny_params, tmp_
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(VitinspectError, match="attention.extra_images entry .*empty.png.* not an image"):
         load_photos([str(tmp_path / "empty.png")], S)
+
+
+def test_the_maps_are_drawn_on_every_input_a_model_may_take():
+    from vitinspect.composite.nsoartc import INPUTS
+
+    assert sorted(MAP_INPUTS) == sorted(INPUTS)
