@@ -553,3 +553,12 @@ def run_in_process(cmd: str) -> None:
     from vitinspect.core.runtime import run_stage
 
     run_stage(load_stage(Path(argv[1]).stem).main, argv[2:])
+
+
+def edit_params(path: Path, **values) -> None:
+    """Set keys of the params file ``path`` in place, each named dotted (``train.epochs``) or with ``__``
+    (``train__epochs``, as a keyword argument)."""
+    d = yaml.safe_load(path.read_text())
+    for key, value in values.items():
+        d = with_value(key.replace("__", "."), value, d)
+    path.write_text(yaml.safe_dump(d, sort_keys=False))

@@ -42,21 +42,11 @@ def test_baseline_json_has_the_keys_of_eval_json_s_classifier_end_to_end(built_p
 def test_baseline_params_rerun_baseline_alone_and_train_params_never_rerun_it(project):
     from functools import partial
 
-    import yaml
-
-    from conftest import run, would_run
+    from conftest import edit_params, run, would_run
 
     proj = project
 
-    def set_params(**changes):
-        d = yaml.safe_load((proj / "params.yaml").read_text())
-        for key, value in changes.items():
-            *parents, leaf = key.split(".")
-            node = d
-            for k in parents:
-                node = node[k]
-            node[leaf] = value
-        (proj / "params.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    set_params = partial(edit_params, proj / "params.yaml")
 
     dry = partial(would_run, proj)  # what `dvc repro --dry` lists
     set_params(**{"baseline.class_weight": "balanced"})

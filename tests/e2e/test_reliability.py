@@ -17,24 +17,13 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import BIN, TESTS, digest, outs_of, run, run_in_process, stage_cmd
+from conftest import BIN, TESTS, digest, edit_params, outs_of, run, run_in_process, stage_cmd
 
 pytestmark = pytest.mark.slow  # runs real dvc (tests/e2e/)
 
 
 STAGES = ("prepare", "nsoartc", "pretrain", "train", "lot", "evaluate", "attention", "audit", "baseline", "bundle")
 CASES = yaml.safe_load((TESTS / "bad_inputs.yaml").read_text())
-
-
-def edit_params(root: Path, **override):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for key, value in override.items():
-        *parents, leaf = key.split("__")
-        node = params
-        for k in parents:
-            node = node[k]
-        node[leaf] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def truncate(path: Path):
@@ -49,15 +38,15 @@ def break_input(root: Path, what: str) -> str | None:
     elif what == "truncated_parts_arrow":
         truncate(next((root / "data/parts/train").glob("*.arrow")))
     elif what == "too_few_passed":
-        edit_params(root, nsoartc__min_unit_space=1000)
+        edit_params(root / "params.yaml", nsoartc__min_unit_space=1000)
     elif what == "truncated_nsoartc_arrow":
         truncate(next((root / "data/nsoartc/train").glob("*.arrow")))
     elif what == "pretrained_missing_path":
-        edit_params(root, model__source="pretrained", model__name_or_path="nowhere/vit")
+        edit_params(root / "params.yaml", model__source="pretrained", model__name_or_path="nowhere/vit")
     elif what == "pretrained_not_a_vit":
         (root / "notvit").mkdir()
         (root / "notvit/config.json").write_text(json.dumps({"model_type": "bert"}))
-        edit_params(root, model__source="pretrained", model__name_or_path="notvit")
+        edit_params(root / "params.yaml", model__source="pretrained", model__name_or_path="notvit")
     elif what == "output_outside_project":
         return stage_cmd(root, "train").replace("--metrics metrics/train.json", "--metrics ../escaped.json")
     elif what == "truncated_model_weights":
@@ -69,9 +58,9 @@ def break_input(root: Path, what: str) -> str | None:
     elif what in ("class_count_mismatch", "image_size_mismatch"):
         # A params change that makes the data disagree with the trained model, data stages rerun.
         if what == "class_count_mismatch":
-            edit_params(root, data__classes=["passed", "tilt_x", "tilt_y"])
+            edit_params(root / "params.yaml", data__classes=["passed", "tilt_x", "tilt_y"])
         else:
-            edit_params(root, data__image_size=64)
+            edit_params(root / "params.yaml", data__image_size=64)
         for s in ("prepare", "nsoartc"):
             run_in_process(stage_cmd(root, s))
     elif what == "missing_unit_space":
@@ -79,14 +68,14 @@ def break_input(root: Path, what: str) -> str | None:
     elif what == "missing_lot":
         shutil.rmtree(root / "data/lot")
     elif what == "extra_image_missing":
-        edit_params(root, attention__extra_images=["photos/none.png"])
+        edit_params(root / "params.yaml", attention__extra_images=["photos/none.png"])
     elif what == "extra_image_empty":
         (root / "empty.png").write_bytes(b"")
-        edit_params(root, attention__extra_images=["empty.png"])
+        edit_params(root / "params.yaml", attention__extra_images=["empty.png"])
     elif what == "truncated_init_weights":
         truncate(root / "models/vit_init/model.safetensors")
     elif what == "unknown_reference_model":
-        edit_params(root, audit__reference_models=["acme/not-a-vit"])
+        edit_params(root / "params.yaml", audit__reference_models=["acme/not-a-vit"])
     elif what == "parts_cut_at_batch_boundary":
         # A valid Arrow stream with fewer record batches: it reads, as a shorter split, unless row counts are checked.
         import pyarrow as pa
@@ -100,7 +89,7 @@ def break_input(root: Path, what: str) -> str | None:
         shutil.rmtree(root / "data/parts/val")
         (root / "data/parts/dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     elif what == "views_reordered":
-        edit_params(root, data__views=["center", "right", "left"])  # valid params, but the parts hold left before right
+        edit_params(root / "params.yaml", data__views=["center", "right", "left"])  # valid params, but the parts hold left before right
     elif what == "nsoartc_missing_column":
         import datasets
 
@@ -118,10 +107,10 @@ def break_input(root: Path, what: str) -> str | None:
         (root / "models/vit/preprocessor_config.json").write_text(json.dumps(proc))
     elif what == "extra_image_fifo":
         os.mkfifo(root / "pipe.png")
-        edit_params(root, attention__extra_images=["pipe.png"])
+        edit_params(root / "params.yaml", attention__extra_images=["pipe.png"])
     elif what == "extra_image_decompression_bomb":
         (root / "bomb.png").write_bytes(png_header_only(30000, 30000))
-        edit_params(root, attention__extra_images=["bomb.png"])
+        edit_params(root / "params.yaml", attention__extra_images=["bomb.png"])
     else:  # pragma: no cover
         raise KeyError(what)
     return None
