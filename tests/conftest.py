@@ -51,7 +51,8 @@ TINY = {
     "attention": {"panels": 1},
     "lot": {"n_parts": 60},
     "audit": {"reference_models": ["google/vit-base-patch16-224"]},
-    "baseline": {"grid": {"C": [1.0, 10.0], "gamma": [0.01, 0.1]}},
+    "baseline": {"grid": {"C": [1.0, 10.0], "gamma": [0.01, 0.1]},
+                 "cnn": {"widths": [4, 8], "epochs": 2, "batch_size": 16, "lr": 0.003, "threads": 1}},
 }
 
 

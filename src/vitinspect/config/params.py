@@ -19,7 +19,7 @@ from vitinspect.config.schema import build
 from vitinspect.core.text import short
 from vitinspect.config.sections import (BLENDER_DEVICES, CLASSES, DATA_SOURCES, HEAD_FUSIONS, INPUTS, LAYOUTS, MAX_BATCH, MAX_EPOCHS,
                                  MAX_IMAGE_SIZE, MAX_PARTS, MAX_PROBES, MAX_SEED, METHODS, MIN_FALSE_ALARM_RATE, ON_BAD_PART,
-                                 RENDERERS, SCHEDULES, SOURCES, STEMS, STRATEGIES, Attention, Audit, Baseline, BaselineGrid,
+                                 RENDERERS, SCHEDULES, SOURCES, STEMS, STRATEGIES, Attention, Audit, Baseline, BaselineCnn, BaselineGrid,
                                  Blender, BundleSection, Data,
                                  Decoder, Defect, Evaluate, Finetune, Folders, Grid, Lora, Lot, LotFolders, Model, Nsoartc,
                                  Params, Pretrain, Split, Train)
@@ -117,6 +117,13 @@ def _cross_checks(p: Params, source: str) -> None:
     if p.train.shift_px >= d.image_size / 4:
         fail(f"train.shift_px ({p.train.shift_px}) must be under a quarter of data.image_size ({d.image_size}): "
              "the terminals would leave the view")
+    c = p.baseline.cnn
+    if c.enabled and c.shift_px >= d.image_size / 4:
+        fail(f"baseline.cnn.shift_px ({c.shift_px}) must be under a quarter of data.image_size ({d.image_size}): "
+             "the terminals would leave the view")
+    if c.enabled and 2 ** len(c.widths) > d.image_size:
+        fail(f"baseline.cnn.widths has {len(c.widths)} blocks, each halving the image: data.image_size ({d.image_size}) "
+             f"must be at least {2 ** len(c.widths)}; list fewer widths")
     if m.source in ("scratch", "pretrain") and p.finetune.last_blocks > m.layers:
         fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
     if m.source == "pretrain":

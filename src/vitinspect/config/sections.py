@@ -273,11 +273,45 @@ class BaselineGrid:
     gamma: list[float] = _f([0.01, 0.03, 0.1, 0.3], positive_list)
 
 
+def widths_value(v):
+    """The CNN peer's blocks: 1 to 8 channel counts, each in [1, 4096] (eight 2x2 pools take 256 px to 1)."""
+    if not 1 <= len(v) <= 8:
+        return f"must list 1 to 8 block widths (one conv block each), got {short(list(v))}"
+    bad = [w for w in v if not 1 <= w <= 4096]
+    return f"must hold channel counts in [1, 4096], got {short(bad[0])}" if bad else None
+
+
+@dataclass(frozen=True)
+class BaselineCnn:
+    """The CNN peer (vitinspect.model.cnn_run): a plain conv net trained by train's machinery on nsoartc's split.
+    The keys the Trainer reads are train's (same names, same meaning); its own seed, so the ViT's train.seed never
+    reruns it."""
+
+    enabled: bool = _f(True)
+    input: str = _f("nsoartc", one_of(INPUTS))
+    widths: list[int] = _f([16, 32, 64, 128], widths_value)
+    dropout: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    epochs: int = _f(30, count(MAX_EPOCHS))
+    batch_size: int = _f(64, count(MAX_BATCH))
+    lr: float = _f(2e-3, positive_at_most(1e6))
+    weight_decay: float = _f(0.05, non_negative)
+    warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    label_smoothing: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    shift_px: int = _f(2, lambda v: None if 0 <= v <= 64 else f"must be an integer in [0, 64] px, got {short(v)}")  # < image_size / 4: a cross-check
+    schedule: str = _f("cosine", one_of(SCHEDULES))
+    class_weighting: str = _f("none", one_of(("none", "balanced")))
+    best_on_val: bool = _f(False)
+    seed: int = _f(0, seed_value)
+    device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
+    threads: object = _f(2, auto_or_positive_int)
+
+
 @dataclass(frozen=True)
 class Baseline:
     grid: BaselineGrid = field(default_factory=BaselineGrid)
     class_weight: str = _f("none", one_of(("none", "balanced")))
     seed: int = _f(0, seed_value)
+    cnn: BaselineCnn = field(default_factory=BaselineCnn)
 
 
 @dataclass(frozen=True)

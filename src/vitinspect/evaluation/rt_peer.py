@@ -281,11 +281,9 @@ def peer_report(fitted: dict[str, Fitted], tested: dict[str, tuple[np.ndarray, f
     eval.json's key for key. ``tested``: name -> (test probabilities (N, K), predict seconds); ``hashes``: name ->
     the saved model file and its SHA-256; ``foreign_cells``: the parts are the user's folders (cells not on terminals)."""
     svm, x, y = fitted["svm"], inputs.x, inputs.y
-    op = val_operating_point(y["val"], predict_proba(svm.model, x["val"]), classes, good, evaluate_params, where)
-    names = np.asarray(classes)
-    labels, preds = y["test"], decide(tested["svm"][0], classes, op["threshold"], good)
-    matrix = confusion(labels, preds, classes)
-    metrics = evaluation_summary(labels, tested["svm"][0], classes, op["threshold"], good)
+    labels = y["test"]
+    scored = peer_scores(y["val"], predict_proba(svm.model, x["val"]), labels, tested["svm"][0], classes, good, evaluate_params, where)
+    op, metrics, matrix = scored.operating_point, scored.metrics, scored.confusion_matrix
     report = {
         "features": {"cells": int(len(inputs.boxes)), "per_part": int(x["train"].shape[1]), "unit_space_size": inputs.space.n,
                      **({"cells_placed": FOREIGN_CELLS} if foreign_cells else {})},
@@ -309,7 +307,31 @@ def peer_report(fitted: dict[str, Fitted], tested: dict[str, tuple[np.ndarray, f
     line = (f"baseline: {len(inputs.boxes)} cells x 3 features; SVM {svm.settings} test accuracy {metrics['accuracy']:.3f}, "
             f"macro-F1 {metrics['macro_f1']:.3f}, escapes per million {metrics.get('escapes_per_million')}, false-reject rate "
             f"{metrics.get('false_reject_rate')} at t={op['threshold']}; logistic accuracy {lr['accuracy']:.3f}, macro-F1 {lr['macro_f1']:.3f}")
-    return PeerReport(metrics, [{"actual": a, "predicted": b} for a, b in zip(names[labels], names[preds])], matrix, report, run_info, line)
+    return PeerReport(metrics, scored.records, matrix, report, run_info, line)
+
+
+@dataclass
+class PeerScores:
+    """A peer judged as the ViT is: its operating point (chosen on val), its test figures (eval.json's keys), the
+    test confusion matrix and one {actual, predicted} record per test part, at that operating point."""
+
+    operating_point: dict
+    metrics: dict
+    confusion_matrix: dict
+    records: list[dict]
+
+
+def peer_scores(y_val: np.ndarray, proba_val: np.ndarray, y_test: np.ndarray, proba_test: np.ndarray, classes: list[str],
+                good: str, evaluate_params, where: str) -> PeerScores:
+    """Every peer's figures (the SVM's, the CNN's) by the ViT's rule and settings: labels (N,) int, probabilities
+    (N, K) of val and test; the operating point by :func:`vitinspect.evaluation.evaluate.val_operating_point`, the
+    test figures by :func:`vitinspect.evaluation.decision.evaluation_summary`, so they sit beside eval.json's."""
+    op = val_operating_point(y_val, proba_val, classes, good, evaluate_params, where)
+    preds = decide(proba_test, classes, op["threshold"], good)
+    names = np.asarray(classes)
+    records = [{"actual": a, "predicted": b} for a, b in zip(names[y_test], names[preds])]
+    metrics = evaluation_summary(y_test, proba_test, classes, op["threshold"], good)
+    return PeerScores(op, metrics, confusion(y_test, preds, classes), records)
 
 
 # --------------------------------------------------------------------------- saving and loading

@@ -108,11 +108,12 @@ class TrainingRun:
 
 
 def run_training(model, spec: InputSpec, data: TrainingData, train_params, finetune_params, good: str, checkpoints: Path,
-          live_dir: str) -> TrainingRun:
+          live_dir: str, section: str = "train") -> TrainingRun:
     """Apply the fine-tuning strategy, then train with the HF Trainer (an evaluation, a log line, a dvclive
     step in ``live_dir`` and a checkpoint in ``checkpoints`` per epoch), resuming from the highest-numbered
     complete checkpoint. Raises a one-line VitinspectError when a checkpoint cannot be written or the loss
-    diverges (no model or metrics are written then)."""
+    diverges (no model or metrics are written then); ``section``: the params section ``train_params`` is, named
+    in that line (the CNN peer's is baseline.cnn)."""
     t = train_params
     model = apply_strategy(model, finetune_params)
     trainable, total = count_trainable(model)
@@ -138,8 +139,8 @@ def run_training(model, spec: InputSpec, data: TrainingData, train_params, finet
     wall = time.perf_counter() - start
     bad = diverged(trainer.state.log_history)
     if bad:
-        raise VitinspectError(f"params.yaml: train.lr={t.lr:g}: training diverged ({bad['key']} is {bad['value']} at epoch "
-                              f"{bad['epoch']:g}), so no model or metrics are written; lower train.lr")
+        raise VitinspectError(f"params.yaml: {section}.lr={t.lr:g}: training diverged ({bad['key']} is {bad['value']} at epoch "
+                              f"{bad['epoch']:g}), so no model or metrics are written; lower {section}.lr")
     return TrainingRun(model, trainer, result, live, wall, bool(resume), trainable, total)
 
 

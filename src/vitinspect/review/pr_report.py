@@ -30,12 +30,12 @@ from vitinspect.core.runtime import output_path, run_command
 from vitinspect.core.storage import save_figure, write_text
 from vitinspect.evaluation.decision import ALPHA, compare_intervals, compare_rates
 from vitinspect.review.pr_comment import comment_body
+from vitinspect.review.peer_table import CNN_PEER, PEER, peer_section
 from vitinspect.review.revisions import at_revision, check_yaml_at_revision, in_workspace
 
 EVALUATION = "reports/evaluation.json"
 EVAL = "metrics/eval.json"  # the headline figures of the test split
 CONFUSION = "metrics/confusion_matrix.json"
-PEER = "metrics/baseline.json"  # the RT+SVM peer, same keys as EVAL
 TRAIN = "metrics/train.json"  # the train stage's figures; its "collapsed" decides the verdict
 
 
@@ -284,51 +284,6 @@ def folders_note(data: dict | None) -> str:
             f"{f.get('parts_with_mask', 0)} with a defect mask.\n")
 
 
-# The headline rows that decide whether the ViT earns its keep against the classical peer:
-# (label, how to read it from an eval-shaped dict, lower is better).
-# The ViT's side is the classifier's own figures (eval.json's classifier_ keys since the gate; the older files' plain
-# keys): the peer is a classifier too.
-def _classifier(key):
-    return lambda m: m.get(f"classifier_{key}", m.get(key))
-
-
-PEER_ROWS = (
-    ("accuracy", _classifier("accuracy"), False),
-    ("macro-F1", lambda m: m.get("macro_f1"), False),
-    ("defect macro-F1", _classifier("macro_f1_defects"), False),
-    ("escapes per million defective", _classifier("escapes_per_million"), True),
-    ("false-reject rate", _classifier("false_reject_rate"), True),
-    ("operating point t", _classifier("threshold"), None),
-)
-
-
-def peer_section(vit_eval, peer_eval, title: str = "ViT vs the RT+SVM peer (workspace, test split)") -> str:
-    """Markdown: the ViT and the classical peer on the headline rows, with which one is ahead.
-
-    vit_eval, peer_eval: dicts shaped like metrics/eval.json (metrics/baseline.json is). Empty when
-    either is missing, so a report from a revision without the peer stays as it was.
-    """
-    if not vit_eval or not peer_eval:
-        return ""
-    lines = [f"## {title}", "", "| figure | ViT | RT+SVM | ahead |", "|---|---:|---:|---|"]
-    for label, get, lower in PEER_ROWS:
-        a, b = (x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-                for x in (get(vit_eval), get(peer_eval)))
-        if a is None or b is None:
-            ahead = "n/a"
-        elif lower is None:  # a setting, not a figure: nobody is ahead
-            ahead = ""
-        elif abs(a - b) <= 1e-9:
-            ahead = "tie"
-        else:
-            ahead = "ViT" if (a < b) == lower else "RT+SVM"
-        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
-        lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ahead} |")
-    lines += ["", "Both on the same test parts, each at its own operating point chosen on val by the same rule; "
-              "the peer's fit and predict times are in logs/baseline_run.json.", ""]
-    return "\n".join(lines)
-
-
 def _dvc_diff(cmd: list[str], base: str) -> str:
     """A dvc diff's markdown; its failure is one line naming the revision and the files it reads."""
     try:
@@ -346,13 +301,14 @@ def main(argv=None) -> None:
     ap.add_argument("--image-url-base", help="absolute https URL the comment's images are published under")
     ap.add_argument("--head-sha", help="the pull request's head commit, named in the comment")
     ap.add_argument("--run-url", help="the workflow run (and its artifact), linked from the comment")
-    ap.add_argument("--peer", action="store_true", help="print only the ViT vs RT+SVM table of the workspace and stop (for make show)")
+    ap.add_argument("--peer", action="store_true", help="print only the ViT vs the peers (RT+SVM, CNN) table of the workspace and stop")
     args = ap.parse_args(argv)
     for option, path in (("--out", args.out), ("--comment", args.comment)):  # refused before any diff runs
         if path and (Path(path).is_dir() or Path(path).is_symlink()):
             raise VitinspectError(f"{option} {path}: is a folder or a link, not a file; give a file path (nothing was written)")
     if args.peer:
-        print(peer_section(in_workspace(EVAL), in_workspace(PEER)) or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
+        print(peer_section(in_workspace(EVAL), in_workspace(PEER), in_workspace(CNN_PEER))
+              or f"no {EVAL} or {PEER} in the workspace; run dvc repro")
         return
     for out in (args.out, args.comment):
         if out:
@@ -367,6 +323,7 @@ def main(argv=None) -> None:
     base_cm = confusion_or_none(at_revision(args.base, CONFUSION), f"{CONFUSION} at revision {args.base}")
     new_cm = confusion_or_none(in_workspace(CONFUSION), f"{CONFUSION} (workspace)")
     data, vit_eval, peer_eval = in_workspace("metrics/data.json"), in_workspace(EVAL), in_workspace(PEER)
+    cnn_eval = in_workspace(CNN_PEER)
     new_train = in_workspace(TRAIN)
     for name in ("dvc.lock", "params.yaml", "dvc.yaml"):
         check_yaml_at_revision(args.base, name)
@@ -384,7 +341,7 @@ def main(argv=None) -> None:
         figure = png.name
     report = build_report(args.base, metrics_md, params_md, base_eval, new_eval, figure, new_train)
     report += folders_note(data)
-    peer = peer_section(vit_eval, peer_eval)
+    peer = peer_section(vit_eval, peer_eval, cnn_eval)
     report += ("\n" + peer) if peer else ""
     write_text(out, report)
     print(f"report: {out}")

@@ -97,14 +97,16 @@ def test_a_planted_foreign_model_file_is_refused_before_unpickling(tmp_path):
 def baseline_run(tiny_data, tmp_path_factory):
     """The baseline stage in-process on the shared tiny data."""
     d = tmp_path_factory.mktemp("baseline")
-    params = write_params(d / "params.yaml", baseline={"grid": {"C": [1.0, 10.0], "gamma": [0.01, 0.1]}})
+    params = write_params(d / "params.yaml", baseline={"grid": {"C": [1.0, 10.0], "gamma": [0.01, 0.1]},
+                                                      "cnn": {"widths": [4, 8], "epochs": 2, "batch_size": 16, "threads": 1}})
     import os
 
     old = os.getcwd()
     os.chdir(d)
     try:
-        load_stage("baseline").main(["--params", str(params), "--parts", str(tiny_data / "parts"), "--model", "peer",
-                                     "--metrics", "baseline.json", "--confusion-records", "records.json",
+        load_stage("baseline").main(["--params", str(params), "--parts", str(tiny_data / "parts"), "--data", str(tiny_data / "nsoartc"),
+                                     "--model", "peer", "--metrics", "baseline.json", "--confusion-records", "records.json",
+                                     "--cnn-metrics", "cnn.json", "--cnn-confusion-records", "cnn_records.json",
                                      "--figure", "confusion.png", "--report", "report.json", "--run-info", "run.json"])
     finally:
         os.chdir(old)
@@ -131,6 +133,23 @@ def test_baseline_stage_writes_eval_shaped_metrics_and_hashes_its_models(baselin
         assert hasattr(model, "predict_proba")
     # The same predictions come back from the saved SVM: recompute the accuracy.
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1_defects"] <= 1.0
+
+
+def test_baseline_stage_trains_the_cnn_peer_and_scores_it_as_the_svm(baseline_run):
+    """The CNN's figures hold exactly the SVM's keys, at its own operating point chosen on val; its weights load back."""
+    from vitinspect.model.cnn_peer import load_cnn
+
+    d = baseline_run
+    svm, cnn = (json.loads((d / name).read_text()) for name in ("baseline.json", "cnn.json"))
+    report, records = json.loads((d / "report.json").read_text()), json.loads((d / "cnn_records.json").read_text())
+    assert set(cnn) == set(svm) and cnn["threshold"] == report["cnn"]["operating_point"]["threshold"]
+    assert report["cnn"]["widths"] == [4, 8] and report["cnn"]["epochs"] == 2 and report["cnn"]["input"] == "nsoartc"
+    assert len(records) == len(json.loads((d / "records.json").read_text())) and set(records[0]) == {"actual", "predicted"}
+    assert sum(map(sum, report["cnn"]["confusion_matrix"]["counts"])) == len(records)
+    assert json.loads((d / "run.json").read_text())["cnn"]["train_wall_seconds"] > 0  # timings: the log only
+    assert "train_wall_seconds" not in report["cnn"]
+    model = load_cnn(d / "peer" / "cnn")
+    assert model.config.widths == [4, 8] and model.config.input_name == "nsoartc"
 
 
 def test_a_planted_model_file_makes_a_loader_fail_with_one_line(baseline_run, tmp_path):
@@ -168,7 +187,7 @@ def test_baseline_stage_reads_the_parts_never_a_model_of_train():
     import yaml
 
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["baseline"]
-    assert "data/parts" in stage["deps"] and "data/nsoartc" not in stage["deps"]
+    assert "data/parts" in stage["deps"] and "data/nsoartc" in stage["deps"]  # the CNN peer reads the composites
     assert not any(d.startswith("models/") for d in stage["deps"])  # never a model of train's
     # The ViT's operating-point rule and settings too (the peer is decided the same way), never train.*.
     assert set(stage["params"]) == {"data.views", "data.grid", "data.good_class", "nsoartc.eps", "nsoartc.min_unit_space",
@@ -203,14 +222,39 @@ def test_f6_pieces_paired_interval_answer_and_splice():
 
 
 def test_review_peer_section_names_who_is_ahead():
+    """Without CNN figures (a revision before the CNN peer, or baseline.cnn.enabled false): the SVM is the stronger
+    peer by default, and the CNN's column says n/a."""
     from vitinspect.review.pr_report import peer_section
 
     vit = {"accuracy": 0.9, "macro_f1": 0.8, "macro_f1_defects": 0.85, "escapes_per_million": 100.0,
            "false_reject_rate": 0.3, "threshold": 0.3}
     peer = {**vit, "accuracy": 0.95, "escapes_per_million": 500.0, "threshold": 0.6}
-    md = peer_section(vit, peer)
-    assert "| accuracy | 0.9000 | 0.9500 | RT+SVM |" in md
-    assert "| escapes per million defective | 100.0000 | 500.0000 | ViT |" in md
-    assert "| operating point t | 0.3000 | 0.6000 |  |" in md
-    assert "| macro-F1 | 0.8000 | 0.8000 | tie |" in md
-    assert peer_section(vit, None) == ""
+    for cnn in (None, {}):
+        md = peer_section(vit, peer, cnn)
+        assert "| figure | ViT | RT+SVM | CNN | ahead (ViT vs RT+SVM) |" in md
+        assert "| accuracy | 0.9000 | 0.9500 | n/a | RT+SVM |" in md
+        assert "| escapes per million defective | 100.0000 | 500.0000 | n/a | ViT |" in md
+        assert "| operating point t | 0.3000 | 0.6000 | n/a |  |" in md
+        assert "| macro-F1 | 0.8000 | 0.8000 | n/a | tie |" in md
+        assert "stronger peer, the one with the higher macro-F1: **RT+SVM** (RT+SVM 0.8000)" in md and "no figures here" in md
+    assert peer_section(vit, None) == "" and peer_section(None, peer, vit) == ""
+
+
+def test_review_peer_section_judges_the_vit_against_the_stronger_peer():
+    from vitinspect.review.peer_table import stronger_peer
+    from vitinspect.review.pr_report import peer_section
+
+    vit = {"classifier_accuracy": 0.9, "macro_f1": 0.8, "classifier_macro_f1_defects": 0.85, "classifier_escapes_per_million": 100.0,
+           "classifier_false_reject_rate": 0.3, "classifier_threshold": 0.3}
+    svm = {"accuracy": 0.95, "macro_f1": 0.7, "macro_f1_defects": 0.9, "escapes_per_million": 500.0, "false_reject_rate": 0.2,
+           "threshold": 0.6}
+    cnn = {**svm, "accuracy": 0.85, "macro_f1": 0.82, "escapes_per_million": 50.0, "threshold": 0.5}
+    md = peer_section(vit, svm, cnn)
+    assert "| figure | ViT | RT+SVM | CNN | ahead (ViT vs CNN) |" in md
+    assert "| accuracy | 0.9000 | 0.9500 | 0.8500 | ViT |" in md  # against the CNN, not the SVM's higher accuracy
+    assert "| macro-F1 | 0.8000 | 0.7000 | 0.8200 | CNN |" in md
+    assert "| escapes per million defective | 100.0000 | 500.0000 | 50.0000 | CNN |" in md
+    assert "**CNN** (RT+SVM 0.7000 and CNN 0.8200)" in md and "no figures here" not in md
+    assert stronger_peer({"RT+SVM": svm, "CNN": {**cnn, "macro_f1": 0.7}}) == "RT+SVM"  # a tie: the first named
+    assert stronger_peer({"RT+SVM": {"macro_f1": float("nan")}, "CNN": None}) is None
+    assert "ahead (ViT vs the stronger peer)" in peer_section(vit, {"accuracy": 0.9})
