@@ -46,7 +46,7 @@ def _git(repo: Path, *args: str) -> str:
                           env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
-def _files(name: str, rng, contrast: bool = False) -> dict[str, object]:
+def _files(name: str, rng, contrast: bool = False, cnn: bool = False) -> dict[str, object]:
     r = lambda lo=0.0, hi=1.0: round(float(rng.uniform(lo, hi)), 6)  # noqa: E731
     per = {c: {"recall": r(0.4), "f1": r(0.4)} for c in CLASSES}
     test = {"accuracy": r(0.6), "macro_f1": r(0.5), "escape": {"rate": r(0, 0.02)}, "false_reject": {"rate": r(0, 0.3)},
@@ -72,6 +72,12 @@ def _files(name: str, rng, contrast: bool = False) -> dict[str, object]:
         "plots/baseline_confusion.json": [{"actual": t, "predicted": p} for t, p in zip(truth, peer)],
         "plots/predictions.csv": "id,label,predicted\n" + "".join(f"part-{i:05d},{t},{p}\n" for i, (t, p) in enumerate(zip(truth, vit))),
     }
+    if cnn:  # the CNN peer, right on 95 % of the parts; its own generator, so every other value stays as it was
+        own = np.random.default_rng(sum(map(ord, name)))
+        guess = np.where(own.random(n) < 0.95, truth, own.choice(CLASSES, n))
+        files["metrics/baseline_cnn.json"] = {"accuracy": round(float((guess == truth).mean()), 6), "macro_f1": 0.97,
+                                              "escape_rate": 0.001, "false_reject_rate": 0.02, "per_class": {"passed": {"recall": 0.9}}}
+        files["plots/baseline_cnn_confusion.json"] = [{"actual": t, "predicted": p} for t, p in zip(truth, guess)]
     if contrast:
         files["metrics/data.json"] = {"defect_contrast": CONTRAST["blender" if name.startswith("study-blender-") else "2d"]}
     if name.startswith(("study-pt-full", "study-pt-big", "study-ptraw-full", "study-ptraw-big")):
@@ -89,10 +95,11 @@ def _params(setting: str, settings: dict) -> dict:
     return p
 
 
-def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = False) -> dict[str, dict]:
+def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = False, cnn: bool = False) -> dict[str, dict]:
     """name -> {rev, params, metrics}, as ``collect`` returns them, each rev a commit of ``repo`` holding its files.
     ``settings``: SETTINGS, or e.g. {**SETTINGS, **BLENDER} (appended: the records before them keep their values);
-    ``contrast``: also commit metrics/data.json (then every rev differs from the golden report's)."""
+    ``contrast``: also commit metrics/data.json (then every rev differs from the golden report's); ``cnn``: also the CNN
+    peer's figures and records (the golden report's runs predate it)."""
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     rng = np.random.default_rng(27)
@@ -101,7 +108,7 @@ def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = Fa
         for seed in range(seeds):
             name = f"study-{setting}-s{seed}"
             _git(repo, "rm", "-rq", "--ignore-unmatch", ".")
-            files = _files(name, rng, contrast)
+            files = _files(name, rng, contrast, cnn)
             for path, content in files.items():
                 f = repo / path
                 f.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""F6's arithmetic: the ViT against the RT+SVM peer on the same test parts of one experiment."""
+"""F6's arithmetic: the ViT against a peer (the RT+SVM machine, the CNN) on the same test parts of one experiment."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from vitinspect.study.runs import json_at
 
 PEER_METRICS, PEER_REPORT, VIT_PREDICTIONS, PEER_RECORDS = (
     "metrics/baseline.json", "reports/baseline.json", "plots/predictions.csv", "plots/baseline_confusion.json")
+CNN_METRICS, CNN_RECORDS = "metrics/baseline_cnn.json", "plots/baseline_cnn_confusion.json"  # absent before the CNN peer
 
 
 def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2000) -> dict | None:
@@ -51,16 +52,19 @@ def paired_accuracy(vit_pred, vit_true, peer_pred, peer_true, resamples: int = 2
 
 @functools.lru_cache(maxsize=None)
 def peer_of(rev: str) -> dict:
-    """The peer's figures and the per-part predictions of both machines in one experiment (read once per commit:
-    a commit's files never change, and F6 and the renderer sections both ask). Read it, never change it."""
+    """The peers' figures and the paired comparisons of the ViT with each, in one experiment: {"svm", "report", "cnn"
+    (None in a run before the CNN peer or with it off), "paired" (against the SVM), "paired_cnn"} (read once per
+    commit: a commit's files never change, and F6 and the renderer sections both ask). Read it, never change it."""
     import io
 
     import pandas as pd
 
-    out = {"svm": json_at(rev, PEER_METRICS), "report": json_at(rev, PEER_REPORT) or {}}
-    records = json_at(rev, PEER_RECORDS)
+    out = {"svm": json_at(rev, PEER_METRICS), "report": json_at(rev, PEER_REPORT) or {}, "cnn": json_at(rev, CNN_METRICS) or None}
     proc = run_command(["git", "show", f"{rev}:{VIT_PREDICTIONS}"], check=False)
-    if records and proc:
-        table = pd.read_csv(io.StringIO(proc))
-        out["paired"] = paired_accuracy(table["predicted"], table["label"], [r["predicted"] for r in records], [r["actual"] for r in records])
+    table = pd.read_csv(io.StringIO(proc)) if proc else None
+    for key, path in (("paired", PEER_RECORDS), ("paired_cnn", CNN_RECORDS)):  # "paired": the SVM's, as before the CNN
+        records = json_at(rev, path)
+        if records and table is not None:
+            out[key] = paired_accuracy(table["predicted"], table["label"], [r["predicted"] for r in records],
+                                       [r["actual"] for r in records])
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitinspect.study.claims import BY_FINDING, answer
-from vitinspect.study.findings import Study, f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f6_peer, fmt, paired_wins
+from vitinspect.study.findings import Study, f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f6_peer, fmt, paired_wins, stronger_peer
 from vitinspect.study.paired import peer_of
 from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
 from vitinspect.study.runs import json_at
@@ -19,7 +19,7 @@ from vitinspect.study.runs import json_at
 LABELS = {"blender": "Blender"}
 COMPARED = {"F1": "macro-F1, 10 epochs against 5", "F2": "passed recall, passed ratio 0.2 against 0.02",
             "F3": "relevance mass of the NSOARTC model's map, on the raw view against on the composite",
-            "F6": "the ViT against the RT+SVM peer on macro-F1, seeds ahead beyond the 95 % interval"}
+            "F6": "the ViT against the stronger peer (RT+SVM or CNN) on macro-F1, seeds ahead beyond the 95 % interval"}
 
 
 def markers(renderer: str) -> tuple[str, str]:
@@ -35,7 +35,9 @@ def of_renderer(records: dict[str, dict], renderer: str) -> dict[str, dict]:
 def summary(st: Study, finding: str) -> tuple[str, str]:
     """A finding's figures and its answer word on one study, e.g. ("0.903 against 0.563, ±0.038", "yes")."""
     if finding == "F6":
-        paired = [p for p in (peer_of(st.records[n]["rev"]).get("paired") for n in st.by_setting.get("base", [])) if p]
+        peers = [peer_of(st.records[n]["rev"]) for n in st.by_setting.get("base", [])]
+        _, key = stronger_peer(peers)
+        paired = [p[key] for p in peers if p.get(key)]
         if not paired:
             return "not run", "not judged"
         wins, losses = paired_wins(paired)
@@ -62,8 +64,8 @@ def context_rows(sts: list[Study]) -> list[str]:
     def first(st, path):
         return (json_at(st.first("base")["rev"], path) or {}) if st.has("base") else {}
 
-    def svm(st, key):
-        v = [(peer_of(st.records[n]["rev"]).get("svm") or {}).get(key) for n in st.by_setting.get("base", [])]
+    def svm(st, key, peer="svm"):
+        v = [(peer_of(st.records[n]["rev"]).get(peer) or {}).get(key) for n in st.by_setting.get("base", [])]
         v = [float(x) for x in v if isinstance(x, (int, float))]
         return fmt(float(np.mean(v))) if v else "n/a"
 
@@ -77,6 +79,7 @@ def context_rows(sts: list[Study]) -> list[str]:
             ("the same, seed by seed", [", ".join(fmt(x) for x in st.values("base", "accuracy")) for st in sts]),
             ("ViT test macro-F1, baseline", [st.cell("base", "macro_f1") for st in sts]),
             ("RT+SVM peer test accuracy", [svm(st, "accuracy") for st in sts]),
+            ("CNN peer test accuracy", [svm(st, "accuracy", "cnn") for st in sts]),
             *[(f"defect contrast in the composite, {c}", [fmt(x.get(c)) for x in contrast]) for c in classes]]
     return [f"| {label} | {a} | {b} |" for label, (a, b) in rows]
 
