@@ -1,4 +1,4 @@
-"""The classical peer: RT features per terminal cell, their unit space, the fitted SVM and its safe loading."""
+"""The peers: RT features per terminal cell, their unit space, the fitted SVM and its safe loading; the CNN peer."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def test_baseline_json_has_the_keys_of_eval_json_s_classifier_end_to_end(built_p
     assert report["svm"]["test"] == peer
     for name in ("svm", "logistic"):
         assert load_peer(built_project / "models/baseline" / f"{name}.joblib", report["models"][name]["sha256"])
+    # The CNN peer: the SVM's keys exactly, the same test parts, its weights inside models/baseline.
+    from vitinspect.model.cnn_peer import load_cnn
+
+    cnn = json.loads((built_project / "metrics/baseline_cnn.json").read_text())
+    assert set(cnn) == set(peer) and cnn["threshold"] == report["cnn"]["operating_point"]["threshold"]
+    assert len(json.loads((built_project / "plots/baseline_cnn_confusion.json").read_text())) == len(vit_records)
+    assert load_cnn(built_project / "models/baseline" / "cnn").config.widths == report["cnn"]["widths"]
 
 
 @pytest.mark.slow
@@ -51,6 +58,9 @@ def test_baseline_params_rerun_baseline_alone_and_train_params_never_rerun_it(pr
     dry = partial(would_run, proj)  # what `dvc repro --dry` lists
     set_params(**{"baseline.class_weight": "balanced"})
     assert dry() == {"validate", "baseline"}  # validate checks every params change, alone
+    run("git checkout -- params.yaml", proj)
+    set_params(**{"baseline.cnn.epochs": 1})  # the CNN peer's settings too: baseline alone, never train
+    assert dry() == {"validate", "baseline"}
     run("git checkout -- params.yaml", proj)
     set_params(**{"train.epochs": 1, "train.lr": 0.01, "train.class_weighting": "balanced"})
     stages = dry()
