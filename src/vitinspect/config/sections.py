@@ -25,7 +25,9 @@ LAYOUTS = ("auto", "labels", "subfolders")
 ON_BAD_PART = ("error", "skip")
 RENDERERS = ("2d", "blender")
 BLENDER_DEVICES = ("auto", "cpu", "gpu")
-STEMS = ("patch", "conv")  # vitinspect.model.stem.STEMS: transformers' patchify convolution, or log2(patch) stride-2 convs
+# model.stem: transformers' patchify convolution, log2(patch) stride-2 convs (vitinspect.model.stem), or auto: conv
+# for a scratch model whose patch size is a power of two, else the encoder's own patchify stem (vitinspect.model.stem.resolve)
+STEMS = ("auto", "patch", "conv")
 # transformers' lr_scheduler_type names train.schedule may take: cosine (today's), linear (warmup, then a straight
 # decay to 0: with a large train.warmup_ratio the triangular one-cycle), cosine_with_min_lr (decays to a tenth of train.lr).
 SCHEDULES = ("cosine", "linear", "cosine_with_min_lr")
@@ -146,7 +148,7 @@ class Model:
     layers: int = _f(4, count(256))
     heads: int = _f(4, count(256))
     mlp_size: int = _f(128, count(32768))
-    stem: str = _f("patch", one_of(STEMS))  # conv: model.source scratch, model.patch_size a power of two (cross-checks)
+    stem: str = _f("auto", one_of(STEMS))  # conv: model.source scratch, model.patch_size a power of two (cross-checks)
 
 
 @dataclass(frozen=True)
@@ -167,20 +169,20 @@ class Finetune:
 @dataclass(frozen=True)
 class Train:
     input: str = _f("nsoartc", one_of(INPUTS))
-    epochs: int = _f(10, count(MAX_EPOCHS))
-    batch_size: int = _f(64, count(MAX_BATCH))
+    epochs: int = _f(30, count(MAX_EPOCHS))
+    batch_size: int = _f(32, count(MAX_BATCH))
     lr: float = _f(1e-3, positive_at_most(1e6))  # finite; a rate that diverges is train's one-line error (tested at 1e6)
     weight_decay: float = _f(0.05, non_negative)
-    warmup_ratio: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    warmup_ratio: float = _f(0.2, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
     seed: int = _f(0, seed_value)
     class_weighting: str = _f("none", one_of(("none", "balanced")))
     device: str = _f("auto", one_of(("auto", "cpu", "cuda")))
     threads: object = _f(2, auto_or_positive_int)
     label_fraction: float = _f(1.0, lambda v: None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}")
-    label_smoothing: float = _f(0.0, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
-    shift_px: int = _f(0, lambda v: None if 0 <= v <= 64 else f"must be an integer in [0, 64] px, got {short(v)}")  # < image_size / 4: a cross-check
+    label_smoothing: float = _f(0.1, lambda v: None if 0 <= v < 1 else f"must be in [0, 1), got {short(v)}")
+    shift_px: int = _f(2, lambda v: None if 0 <= v <= 64 else f"must be an integer in [0, 64] px, got {short(v)}")  # < image_size / 4: a cross-check
     schedule: str = _f("cosine", one_of(SCHEDULES))
-    best_on_val: bool = _f(False)
+    best_on_val: bool = _f(True)
 
 
 @dataclass(frozen=True)

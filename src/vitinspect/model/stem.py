@@ -57,6 +57,15 @@ class ConvStem(torch.nn.Module):
         return self.convs(x)
 
 
+def resolve(stem: str, source: str, patch_size: int) -> str:
+    """The stem ``model.stem`` builds: ``auto`` is ``conv`` for a scratch model whose patch size is a power of two
+    (the default recipe: it learns on Blender parts where the patchify stem stays at chance in 2 of 3 seeds,
+    docs/training.md), else ``patch`` (a pretrained or MAE-pretrained encoder keeps its own patchify stem)."""
+    if stem != "auto":
+        return stem
+    return "conv" if source == "scratch" and conv_count(patch_size) is not None else "patch"
+
+
 def stem_of(config) -> str:
     """The stem a config records (``patch`` when it records none: transformers' own)."""
     return getattr(config, CONFIG_KEY, None) or "patch"

@@ -17,7 +17,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.storage import atomic_path
-from vitinspect.model.stem import CONFIG_KEY, STEMS, model_class, stem_of
+from vitinspect.model.stem import CONFIG_KEY, STEMS, model_class, resolve, stem_of
 
 EAGER = "eager"
 
@@ -40,7 +40,8 @@ def encoder_kwargs(model_params, image_size: int) -> dict:
 def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfig:
     """The ViTConfig of ``model.source: scratch``; with ``model.stem: conv`` it records ``vitinspect_stem``
     (:mod:`vitinspect.model.stem`), which :func:`load_trained` reads back."""
-    stem = getattr(model_params, "stem", "patch")
+    m = model_params
+    stem = resolve(getattr(m, "stem", "patch"), getattr(m, "source", "scratch"), m.patch_size)
     return ViTConfig(
         **encoder_kwargs(model_params, image_size),
         num_labels=len(labels),

@@ -12,7 +12,7 @@ import torch
 
 from vitinspect.core.errors import VitinspectError
 from vitinspect.explain.audit import count_parameters, group_of
-from vitinspect.model.stem import ConvStem, ConvStemViTForImageClassification, conv_count, stem_widths
+from vitinspect.model.stem import ConvStem, ConvStemViTForImageClassification, conv_count, resolve, stem_widths
 from vitinspect.model.strategies import apply_strategy, plain_model
 from vitinspect.model.vit import InputSpec, build_scratch, load_trained, save_model
 
@@ -41,8 +41,16 @@ def test_the_token_grid_is_the_patchify_stems_and_the_count_is_known():
         ConvStem(3, 64, 6)
 
 
-def test_the_default_config_records_no_stem(tiny_params):
-    model = build_scratch(tiny_params.model, 32, CLASSES, seed=0)
+def test_auto_is_conv_from_scratch_and_the_encoders_own_stem_otherwise(tiny_params):
+    assert tiny_params.model.stem == "auto"
+    assert build_scratch(tiny_params.model, 32, CLASSES, seed=0).config.vitinspect_stem == "conv"
+    assert resolve("auto", "scratch", 8) == "conv" and resolve("auto", "scratch", 6) == "patch"
+    assert resolve("auto", "pretrain", 8) == "patch" and resolve("auto", "pretrained", 16) == "patch"
+    assert resolve("patch", "scratch", 8) == "patch" and resolve("conv", "scratch", 8) == "conv"
+
+
+def test_a_patch_stem_config_records_no_stem(tiny_params):
+    model = build_scratch(dataclasses.replace(tiny_params.model, stem="patch"), 32, CLASSES, seed=0)
     assert type(model).__name__ == "ViTForImageClassification"
     assert not hasattr(model.config, "vitinspect_stem")
 
