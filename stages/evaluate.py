@@ -18,7 +18,7 @@ from vitinspect.config.params import load_params
 from vitinspect.core.storage import all_or_nothing, atomic_path, dataset_meta, load_dataset_dir, save_figure, write_json
 from vitinspect.data.arrow import MappedImages, columns
 from vitinspect.evaluation.evaluate import evaluate, lot_split
-from vitinspect.evaluation.gate import gate_and_scores, save_gate
+from vitinspect.evaluation.gate import gate_and_scores, moves_from, save_gate
 from vitinspect.model.prediction import model_and_test_split, predict_images
 from vitinspect.visualization.figures import confusion_figure
 
@@ -45,6 +45,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory (val and test splits)")
     ap.add_argument("--lot", required=True, help="the lot stage's dataset directory")
     ap.add_argument("--model", required=True, help="trained model directory")
+    ap.add_argument("--unit-space", required=True, help="nsoartc's unit space (.npz): the gate moves good parts against it")
     for flag, what in OUTPUTS.items():
         ap.add_argument(flag, required=True, type=runtime.output_path, help=what)
     args = ap.parse_args(argv)
@@ -58,8 +59,9 @@ def main(argv=None) -> None:
     val = {**columns(val_ds, ["label"]), input_name: MappedImages(val_ds, input_name)}
     lot_meta = dataset_meta(args.lot)
     lot = lot_split(args.lot, lot_meta, input_name, classes, cols[input_name].shape[1:])
+    moves = moves_from(args.unit_space, params.nsoartc.gain, params.nsoartc.eps, params.gate.shift_px)
     gate, gate_scores = gate_and_scores(args.data, lot["nsoartc"], classes.index(params.data.good_class), params.data.grid,
-                                        params.gate.false_reject_rate)
+                                        params.gate.false_reject_rate, moves)
     proba = functools.partial(predict_images, model, spec=spec, batch_size=p.batch_size)
     sets = {"val": (val["label"].astype(int), proba(val[input_name])),
             "test": (cols["label"].astype(int), proba(cols[input_name])),

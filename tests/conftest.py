@@ -465,10 +465,11 @@ def tiny_gate(d: Path) -> Path:
     import numpy as np
 
     from vitinspect.config.params import load_params
-    from vitinspect.evaluation.gate import gate_and_scores, save_gate
+    from vitinspect.evaluation.gate import gate_and_scores, moves_from, save_gate
 
-    grid = load_params(d / "params.yaml").data.grid
-    gate, _ = gate_and_scores(d / "nsoartc", np.zeros((0, 8, 8, 3), np.uint8), 0, grid, 0.01)
+    p = load_params(d / "params.yaml")
+    moves = moves_from(d / "unit.npz", p.nsoartc.gain, p.nsoartc.eps, p.gate.shift_px)
+    gate, _ = gate_and_scores(d / "nsoartc", np.zeros((0, 8, 8, 3), np.uint8), 0, p.data.grid, 0.01, moves)
     if not (d / "gate.npz").exists():
         save_gate(gate, d / "gate.npz")
     return d / "gate.npz"

@@ -124,6 +124,9 @@ def _cross_checks(p: Params, source: str) -> None:
     if c.enabled and 2 ** len(c.widths) > d.image_size:
         fail(f"baseline.cnn.widths has {len(c.widths)} blocks, each halving the image: data.image_size ({d.image_size}) "
              f"must be at least {2 ** len(c.widths)}; list fewer widths")
+    if p.gate.shift_px >= d.image_size / 4:
+        fail(f"gate.shift_px ({p.gate.shift_px}) must be under a quarter of data.image_size ({d.image_size}): "
+             "the terminals would leave the view")
     if m.source in ("scratch", "pretrain") and p.finetune.last_blocks > m.layers:
         fail(f"finetune.last_blocks ({p.finetune.last_blocks}) must be <= model.layers ({m.layers})")
     if m.source == "pretrain":

@@ -236,6 +236,9 @@ class Gate:
     false_reject_rate: float = _f(0.01, lambda v: None if MIN_FALSE_ALARM_RATE <= v <= 0.5 else
                                   f"must be in [{MIN_FALSE_ALARM_RATE:g}, 0.5] (the share of good parts the gate may "
                                   f"reject), got {short(v)}")
+    # how far a good part may move and still pass: the gate learns the good parts with copies moved by every integer
+    # (dx, dy) within +-shift_px (the renderer's data.jitter_px, 2 px at the defaults); < data.image_size / 4: a cross-check
+    shift_px: int = _f(2, lambda v: None if 0 <= v <= 64 else f"must be an integer in [0, 64] px, got {short(v)}")
 
 
 @dataclass(frozen=True)

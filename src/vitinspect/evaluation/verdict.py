@@ -3,7 +3,7 @@
 A part **passes** when the unit-space gate accepts it (MD <= the gate's threshold); a rejected part carries
 the classifier's most probable defect class, for the rework station. The classifier does not veto: at the
 defaults (42 good training parts) its operating point rejects 751 of the lot's 1,800 good parts where the
-gate rejects 9, and the gate alone lets none of the 200 defective parts through, so requiring both would
+gate rejects none, and the gate alone lets none of the 200 defective parts through, so requiring both would
 reject at least 751 good parts for no escape fewer. Its figures stay beside the combined ones, under
 ``classifier_`` keys.
 

@@ -13,8 +13,8 @@ from vitinspect.config.params import params_from_dict
 from vitinspect.core.errors import ParamsError, VitinspectError
 from vitinspect.data.geometry import plan
 from vitinspect.data.synthetic import render_parts
-from vitinspect.evaluation.gate import (Gate, cell_features, fit_gate, from_arrays, gate_of, load_gate, min_good_parts,
-                                        save_gate, threshold_from_good)
+from vitinspect.evaluation.gate import (Gate, Moves, cell_features, fit_gate, from_arrays, gate_of, load_gate, min_good_parts,
+                                        moved_features, save_gate, threshold_from_good)
 from vitinspect.evaluation.verdict import LOT_KEYS, combined, headline
 
 from conftest import tiny_dict
@@ -26,7 +26,7 @@ WINDOW, GAIN, EPS = 5, 24.0, 1e-6
 @pytest.fixture(scope="module")
 def rig():
     """Rendered parts at the defaults' image size and jitter (64 px, 2 px, 2 x 6 grid), half of them good: their unit
-    space, composites and gate."""
+    space, composites and gate (gate.shift_px 2, the default)."""
     data = params_from_dict(tiny_dict(data={"n_images": 240, "passed_ratio": 0.5, "image_size": 64, "jitter_px": 2.0})).data
     labels, splits = plan(data)
     cols = render_parts(data, range(len(labels)), labels)
@@ -34,29 +34,31 @@ def rig():
     space = UnitSpace.fit(raw_channels(views[(splits == "train") & (y == 0)], list(data.views), WINDOW, EPS))
     comp = composite(views, list(data.views), space, WINDOW, GAIN, EPS)
     sets = {s: {"label": y[splits == s], "nsoartc": comp[splits == s]} for s in ("train", "val", "test")}
-    gate = gate_of(sets, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc")
-    return data, space, sets, gate, views[splits == "test"], y[splits == "test"]
+    moves = Moves(space.mean, space.std, GAIN, EPS, 2)
+    gate = gate_of(sets, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc", moves)
+    return data, space, sets, gate, views[splits == "test"], y[splits == "test"], moves
 
 
 def _score(rig, views):
-    data, space, _, gate, _, _ = rig
+    data, space, _, gate, *_ = rig
     return gate.score(composite(views, list(data.views), space, WINDOW, GAIN, EPS))
 
 
 def test_the_threshold_is_set_without_any_defective_part(rig):
-    data, _, sets, gate, _, _ = rig
+    data, _, sets, gate, _, _, moves = rig
     good_only = {s: {k: v[c["label"] == 0] for k, v in c.items()} for s, c in sets.items()}
-    again = gate_of(good_only, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc")
+    again = gate_of(good_only, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc", moves)
     assert again.threshold == gate.threshold and np.array_equal(again.precision, gate.precision)
-    assert gate.held_out["n"] == int((sets["train"]["label"] == 0).sum() + (sets["val"]["label"] == 0).sum())
+    # every good train and val part with its 25 copies moved within +-2 px
+    assert gate.held_out["n"] == 25 * int((sets["train"]["label"] == 0).sum() + (sets["val"]["label"] == 0).sum())
     # a good part scores about 1 (MT's MD = D^2 / k), most of the tiny (32 px) test split's defects score far above the threshold
     test = gate.score(sets["test"]["nsoartc"])
     good = sets["test"]["label"] == 0
     assert 0.3 < np.median(test[good]) < 3 and np.median(test[~good]) > 2 * gate.threshold
 
 
-def test_a_part_unlike_any_good_part_is_rejected_and_a_jittered_good_part_passes(rig):
-    data, _, _, gate, views, _ = rig
+def test_a_part_unlike_any_good_part_is_rejected_and_a_jittered_good_part_passes(rig, monkeypatch):
+    data, _, _, gate, views, _, _ = rig
     blank = np.zeros_like(views[:2])
     grey = np.full_like(views[:2], 128)
     # another product: the same rig, a 3 x 4 terminal grid
@@ -65,13 +67,35 @@ def test_a_part_unlike_any_good_part_is_rejected_and_a_jittered_good_part_passes
     other = render_parts(other_data, range(4), labels)["views"]
     for what in (blank, grey, other):
         assert (_score(rig, what) > gate.threshold).all()
-    # new good parts drawn centred (no jitter), then moved by up to half of data.jitter_px (2 px: parts are drawn
-    # uniformly within +-2 px per axis) in every view, stay good parts
+    # new good parts drawn centred (no jitter), then moved by up to data.jitter_px (2 px: parts are drawn uniformly
+    # within +-2 px per axis) in every view, stay good parts
     centred = dataclasses.replace(data, jitter_px=0.0, seed=7)
     fresh = render_parts(centred, range(6), np.array(["passed"] * 6, dtype=object))["views"]
-    for shift in ((0, 0), (1, 0), (0, -1), (1, 1), (-1, 1)):
+    for shift in [(dy, dx) for dy in (-2, -1, 0, 1, 2) for dx in (-2, -1, 0, 1, 2)]:
         moved = np.roll(fresh, shift, axis=(2, 3))
         assert (_score(rig, moved) <= gate.threshold).all(), (shift, _score(rig, moved))
+    # and new good parts drawn at every corner and edge of the renderer's own jitter
+    import vitinspect.data.geometry as geometry
+
+    draw = geometry.draw_part
+    for jitter in [(jx, jy) for jx in (-2.0, 0.0, 2.0) for jy in (-2.0, 0.0, 2.0)]:
+        monkeypatch.setattr(geometry, "draw_part", lambda *a, j=jitter, **k: dataclasses.replace(draw(*a, **k), jitter=j))
+        at = render_parts(dataclasses.replace(data, seed=8), range(6), np.array(["passed"] * 6, dtype=object))["views"]
+        assert (_score(rig, at) <= gate.threshold).all(), (jitter, _score(rig, at))
+
+
+def test_a_moved_copy_is_the_composite_made_again_and_copy_0_0_is_the_composite_itself(rig):
+    data, space, sets, gate, views, y, moves = rig
+    views = views[y == 0][:4]  # good parts: a defect's clipped pixels decode only approximately (the gate learns good ones)
+    comp = sets["test"]["nsoartc"][y == 0][:4]
+    f = moved_features(comp, data.grid.rows, data.grid.cols, moves)
+    assert f.shape == (4, 25, 36) and np.array_equal(f[:, 0], cell_features(comp, data.grid.rows, data.grid.cols))
+    assert moved_features(comp, 2, 6, None).shape == (4, 1, 36)
+    # a part's copy moved by (dx, dy) is close to the composite of its views moved by the camera
+    k = moves.shifts().index((1, -2))
+    edge = np.pad(views[:4], ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge")[:, :, 2 + 2:2 + 2 + 64, 2 - 1:2 - 1 + 64]
+    again = cell_features(composite(edge, list(data.views), space, WINDOW, GAIN, EPS), 2, 6)
+    assert np.abs(f[:, k] - again).max() < 0.5, np.abs(f[:, k] - again).max()
 
 
 def test_too_few_good_training_parts_is_one_line_naming_the_count_needed():
@@ -99,6 +123,7 @@ def test_the_gate_comes_back_from_its_file_bit_for_bit_and_a_bad_one_is_one_line
     back = load_gate(tmp_path / "gate.npz")
     comp = rig[2]["test"]["nsoartc"]
     assert np.array_equal(back.score(comp), gate.score(comp)) and back.threshold == gate.threshold and back.held_out == gate.held_out
+    assert back.shift_px == 2 and back.info()["shift_px"] == 2
     bad = {**gate.arrays(), "precision": np.full_like(gate.precision, np.nan)}
     with pytest.raises(VitinspectError, match=r"^models/gate.npz: not a gate \(the location, precision and settings must be finite"):
         from_arrays(bad, "models/gate.npz")
@@ -135,3 +160,11 @@ def test_the_lot_headline_holds_the_combined_rates_with_their_upper_bounds():
     assert lot["classifier_false_reject_rate"] == 1.0 and 0.125 < lot["false_reject_rate_high"] < 1
     assert set(headline(detail)) == set(LOT_KEYS) - {"escapes_per_million_high", "false_reject_rate_high"} | {
         "classifier_accuracy", "classifier_macro_f1_defects"}
+
+
+def test_gate_shift_px_is_checked_by_the_params_schema():
+    assert params_from_dict(tiny_dict()).gate.shift_px == 2
+    for value, message in [(8, r"gate.shift_px \(8\) must be under a quarter of data.image_size \(32\)"),
+                           (-1, r"gate.shift_px.*must be an integer in \[0, 64\] px, got -1"), (1.5, r"gate.shift_px")]:
+        with pytest.raises(ParamsError, match=message):
+            params_from_dict(tiny_dict(gate={"shift_px": value}))
