@@ -33,8 +33,11 @@ def _wilson(k, n):
     return r["low"], r["high"]
 
 
-def test_bundle_holds_every_piece_and_pipeline_still_loads_the_vit(tiny_bundle, tiny_data):
-    from transformers import pipeline
+def test_bundle_holds_every_piece_and_its_vit_loads_with_one_call(tiny_bundle, tiny_data):
+    import torch
+
+    from vitinspect.model.prediction import to_pixel_values
+    from vitinspect.model.vit import load_trained, trained_input
 
     m = json.loads((tiny_bundle / "bundle.json").read_text())
     assert m["views"] == ["center", "left", "right"] and m["classes"][0] == "passed"
@@ -45,14 +48,14 @@ def test_bundle_holds_every_piece_and_pipeline_still_loads_the_vit(tiny_bundle, 
         assert (tiny_bundle / f).exists(), f
     b = bundle_format.load(tiny_bundle)
     assert b.unit.mean.shape == (3, 32, 32)
-    clf = pipeline("image-classification", model=str(tiny_bundle / "vit"))
-    from PIL import Image
-
+    vit = load_trained(tiny_bundle / "vit")  # the default conv stem: the one documented call (docs/inspection.md)
+    _, spec = trained_input(vit, tiny_bundle / "vit")
     from vitinspect.deploy.engine import composite
 
     images, _ = composite(b, _test_split(tiny_data)["views"][:2])
-    out = clf(Image.fromarray(images[0]))
-    assert {o["label"] for o in out} <= set(b.classes)
+    with torch.no_grad():
+        logits = vit(pixel_values=to_pixel_values(images, spec)).logits
+    assert logits.shape == (2, len(b.classes)) and [vit.config.id2label[i] for i in range(len(b.classes))] == b.classes
 
 
 def test_operating_point_threshold_decides_passed(trained_model, tmp_path):

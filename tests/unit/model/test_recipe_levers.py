@@ -73,9 +73,10 @@ def test_the_schedule_names_reach_the_trainer(tiny_params, tmp_path, schedule):
 
 
 def test_the_levers_off_add_nothing_and_on_reach_the_trainer(tiny_params, tmp_path):
-    t = dataclasses.replace(tiny_params.train, device="cpu")
+    t = dataclasses.replace(tiny_params.train, device="cpu", label_smoothing=0.0, best_on_val=False)
     assert best_args(t) == {}
     on = dataclasses.replace(t, label_smoothing=0.1, best_on_val=True)
+    assert best_args(tiny_params.train) == best_args(on)  # the default recipe has both on
     args = trainer_args(tmp_path, on, eval_strategy="epoch", save_strategy="epoch", **best_args(on))
     assert args.label_smoothing_factor == 0.1
     assert args.load_best_model_at_end and args.metric_for_best_model == "macro_f1" and args.greater_is_better

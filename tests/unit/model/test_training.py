@@ -33,13 +33,14 @@ def test_every_strategy_trains_and_counts_what_it_says(trained, strategy):
         assert (hidden + 1) * classes < counts["trainable"] < counts["total"] / 2
     else:
         assert 0 < counts["trainable"] < counts["total"] / 2
-    # The saved model is a plain ViT (LoRA merged) with its processor: what `pipeline` loads.
-    from PIL import Image
-    from transformers import pipeline
+    # The saved model is a plain ViT (LoRA merged), the default conv stem included: the one documented call loads it.
+    import torch
 
-    clf = pipeline("image-classification", model=str(out / "vit"))
-    labels = {o["label"] for o in clf(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))}
-    assert labels == {"passed", "tilt_x", "tilt_y", "retracted"}
+    from vitinspect.model.vit import load_trained
+
+    model = load_trained(out / "vit")
+    assert model.config.vitinspect_stem == "conv" and set(model.config.id2label.values()) == {"passed", "tilt_x", "tilt_y", "retracted"}
+    assert model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.shape == (1, 4)
     weights = load_file(out / "vit" / "model.safetensors")
     assert not any("lora_" in k for k in weights)
     assert read(out / "live" / "metrics.json")["step"] == TRAINED[strategy]["epochs"] - 1

@@ -18,13 +18,13 @@ from vitinspect.model.vit import InputSpec, build_scratch, load_pretrained
 CLASSES = ["passed", "tilt_x", "tilt_y", "retracted"]
 
 
-def test_default_model_is_about_150k_parameters():
+def test_default_model_is_about_160k_parameters():
     from vitinspect.config.params import Params
 
     p = Params()
     model = build_scratch(p.model, p.data.image_size, CLASSES, seed=0)
     _, total = count_trainable(model)
-    assert 140_000 < total < 160_000
+    assert 140_000 < total < 170_000  # 162,115 with the default conv stem (150,787 with transformers' patchify one)
     assert model.config._attn_implementation == "eager"
 
 
