@@ -97,9 +97,10 @@ def table(path: str) -> str:
     for name, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         acc = [r["accuracy"] for r in rs]
-        one = sum(1 for r in rs if sum(1 for c in r["pred_counts"] if c) <= 1)
+        counted = [r for r in rs if r.get("pred_counts")]  # the first probes did not record them
+        one = f"{sum(1 for r in counted if sum(1 for c in r['pred_counts'] if c) <= 1)} of {len(counted)}" if counted else "n/a"
         out.append(f"| {name} | {len(rs)} | {', '.join(f'{a:.3f}' for a in acc)} | {np.mean(acc):.3f} ± {(max(acc) - min(acc)) / 2:.3f} "
-                   f"| {min(r['macro_f1_defects'] for r in rs):.3f} | {np.mean([r['recall_good'] for r in rs]):.2f} | {one} of {len(rs)} "
+                   f"| {min(r['macro_f1_defects'] for r in rs):.3f} | {np.mean([r['recall_good'] for r in rs]):.2f} | {one} "
                    f"| {np.mean([r['wall'] for r in rs]):.0f} |")
     return "\n".join(out)
 

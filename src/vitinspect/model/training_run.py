@@ -137,6 +137,9 @@ def run_training(model, spec: InputSpec, data: TrainingData, train_params, finet
     except OSError as exc:  # disk full or read-only while writing a checkpoint: the next run removes the partial one
         raise VitinspectError(f"{exc.filename or checkpoints}: cannot write ({exc.strerror or exc})") from None
     wall = time.perf_counter() - start
+    # Under DDP with train.best_on_val every rank loads the best checkpoint at the end of train(): no rank may go
+    # on (rank 0 removes the checkpoints once the model is saved) before all have.
+    trainer.accelerator.wait_for_everyone()
     bad = diverged(trainer.state.log_history)
     if bad:
         raise VitinspectError(f"params.yaml: {section}.lr={t.lr:g}: training diverged ({bad['key']} is {bad['value']} at epoch "

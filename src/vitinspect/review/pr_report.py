@@ -146,8 +146,8 @@ def degenerate(report: dict | None) -> list[str]:
             continue
         never = [c for c, n in _predicted(block).items() if n == 0]
         if never:
-            notes.append(f"{split}: the model never predicts {', '.join(f'`{c}`' for c in never)} "
-                         f"({block['n']} parts)")
+            n = block.get("n", sum(_predicted(block).values()))  # an unlabelled lot's block counts predictions only
+            notes.append(f"{split}: the model never predicts {', '.join(f'`{c}`' for c in never)} ({n} parts)")
         for key, what in (("escape", "escape rate"), ("false_reject", "false-reject rate")):
             r = counted_rate(block.get(key)) or {}
             if r.get("n") and r["k"] in (0, r["n"]) and r.get("low") is not None:

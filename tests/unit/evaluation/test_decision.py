@@ -252,3 +252,10 @@ def test_class_indices_outside_the_classes_are_refused_not_miscounted():
             epoch_metrics(np.array(labels), np.array(preds), ["passed", "tilt_x", "tilt_y"])
     with pytest.raises(ValueError, match="2 labels but 3 predictions"):
         confusion_counts(np.array([0, 1]), np.array([0, 1, 1]), 3)
+
+
+def test_an_unlabelled_lot_whose_verdict_never_names_a_class_is_noted_with_its_part_count():
+    # a folder of parts without labels: its block counts predictions and rejections only (no "n")
+    lot = {"rejected": {"k": 6, "n": 6, "rate": 1.0}, "predicted_counts": {"passed": 0, "tilt_x": 3, "tilt_y": 2, "retracted": 1}}
+    notes = degenerate({"lot": {"combined": lot}})
+    assert notes == ["lot: the model never predicts `passed` (6 parts)"], notes
