@@ -3,7 +3,7 @@
 The lever table of docs/training.md ("Learning on realistic parts") was made with this. It trains through the train
 stage's own functions (training_data, initial_model, run_training) with the project's params.yaml and the given
 overrides, one seed after another, and appends one JSON line per run (test accuracy, defect macro-F1, per-class
-recall, predicted-class counts, the val curve, the train losses, wall seconds) to --out; --table prints the
+recall, predicted-class counts, every test part's predicted class, the val curve, the train losses, wall seconds) to --out; --table prints the
 markdown table of a results file, one row per run name (mean ± half the range over seeds).
 
     python benchmarks/levers.py run --project . --name recipe --seeds 0,1,2 --out levers.jsonl
@@ -79,6 +79,7 @@ def run(args) -> None:
                "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "macro_f1_defects": m["macro_f1_defects"],
                "recall_good": m[f"recall_{good}"], "recalls": {c: m[f"recall_{c}"] for c in data.classes},
                "pred_counts": np.bincount(probs.argmax(-1), minlength=len(data.classes)).tolist(),
+               "test_predicted": probs.argmax(-1).tolist(),  # per test part, in the split's order: for paired intervals
                "val_macro_f1": [round(e.get("eval_macro_f1", 0.0), 3) for e in evals],
                "val_accuracy": [round(e.get("eval_accuracy", 0.0), 3) for e in evals],
                "train_loss": [round(e["loss"], 3) for e in history if "loss" in e]}
