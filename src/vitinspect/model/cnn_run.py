@@ -51,9 +51,10 @@ class CnnPeerResult:
 OFF = CnnPeerResult(None, {}, [], {"enabled": False}, {}, "baseline: CNN peer off (baseline.cnn.enabled: false)")
 
 
-def fit_cnn(ds, cnn_params, good: str, work: Path) -> tuple[CnnPeer, InputSpec, object]:
+def fit_cnn(ds, cnn_params, good: str, work: Path) -> tuple[CnnPeer, InputSpec, object, str]:
     """Train the CNN on nsoartc's DatasetDict ``ds`` (train, val) with ``baseline.cnn``'s settings; ``work``: a
-    directory for the checkpoints and the per-epoch log. Returns (model, its InputSpec, the TrainingRun)."""
+    directory for the checkpoints and the per-epoch log. Returns (model, its InputSpec, the TrainingRun, the
+    image column it read)."""
     c = cnn_params
     set_threads(c.threads)
     data = training_data(ds, SimpleNamespace(input=c.input, label_fraction=1.0, seed=c.seed))
@@ -62,7 +63,7 @@ def fit_cnn(ds, cnn_params, good: str, work: Path) -> tuple[CnnPeer, InputSpec, 
     run = run_training(model, spec, data, c, FULL, good, work / "checkpoints", str(work / "live"), section="baseline.cnn")
     if run.live is not None:
         run.live.end()
-    return run.model, spec, run
+    return run.model, spec, run, data.column
 
 
 def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, where: str) -> CnnPeerResult:
@@ -75,8 +76,7 @@ def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, whe
     if label_names(ds["train"]) != classes:
         raise VitinspectError(f"{where}: classes {label_names(ds['train'])} differ from the parts' {classes}; run dvc repro nsoartc")
     with tempfile.TemporaryDirectory(prefix="vitinspect-cnn-") as tmp:  # no resume: removed whatever happens
-        model, spec, run = fit_cnn(ds, c, good, Path(tmp))
-    column = "nsoartc" if c.input == "nsoartc" else "raw"
+        model, spec, run, column = fit_cnn(ds, c, good, Path(tmp))
     y = {s: columns(ds[s], ["label"])["label"].astype(int) for s in ("val", "test")}
     proba_val = predict_images(model, MappedImages(ds["val"], column), spec)
     start = time.perf_counter()

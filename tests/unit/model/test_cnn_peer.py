@@ -60,17 +60,17 @@ def test_cnn_trains_with_train_s_machinery_lowers_its_loss_and_is_the_same_bytes
     from vitinspect.model.cnn_run import fit_cnn
 
     ds = load_dataset_dir(tiny_data / "nsoartc")
-    first, spec, run = fit_cnn(ds, cnn_params, "passed", tmp_path / "a")
+    first, spec, run, _ = fit_cnn(ds, cnn_params, "passed", tmp_path / "a")
     losses = [e["loss"] for e in run.trainer.state.log_history if "loss" in e]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert [e["epoch"] for e in run.trainer.state.log_history if "eval_macro_f1" in e] == [1, 2, 3, 4]  # per-epoch evaluation
     assert run.trainer.args.label_smoothing_factor == cnn_params.label_smoothing and run.trainer.args.lr_scheduler_type == "cosine"
     assert spec.size == 32
-    again, _, _ = fit_cnn(ds, cnn_params, "passed", tmp_path / "b")
+    again, _, _, _ = fit_cnn(ds, cnn_params, "passed", tmp_path / "b")
     assert _state_bytes(again) == _state_bytes(first)
     import dataclasses
 
-    other, _, _ = fit_cnn(ds, dataclasses.replace(cnn_params, seed=1, epochs=1), "passed", tmp_path / "c")
+    other, _, _, _ = fit_cnn(ds, dataclasses.replace(cnn_params, seed=1, epochs=1), "passed", tmp_path / "c")
     assert _state_bytes(other) != _state_bytes(first)
 
 
