@@ -10,6 +10,8 @@ file is {} and its records [].
 
 from __future__ import annotations
 
+import functools
+
 from _boot import runtime, stage_parser  # first: refuses a Python without vitinspect, sets the offline environment
 
 from vitinspect.config.params import load_params
@@ -20,19 +22,22 @@ from vitinspect.evaluation.rt_peer import fit_peers, peer_inputs, peer_report, p
 from vitinspect.model.cnn_run import cnn_peer
 from vitinspect.visualization.figures import confusion_figure
 
+# A file output: a folder there is refused when the arguments are read, before the minutes of the CNN's training.
+OUTPUT_FILE = functools.partial(runtime.output_path, file=True)
+
 
 def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--parts", required=True, help="prepare's dataset directory")
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory (the CNN's images)")
     ap.add_argument("--model", required=True, type=runtime.output_path, help="directory: svm.joblib, logistic.joblib, cnn/")
-    ap.add_argument("--metrics", required=True, type=runtime.output_path, help="JSON: the SVM on the test split, eval.json's keys")
-    ap.add_argument("--confusion-records", required=True, type=runtime.output_path, help="JSON: one {actual, predicted} per sample")
-    ap.add_argument("--cnn-metrics", required=True, type=runtime.output_path, help="JSON: the CNN on the test split, the same keys")
-    ap.add_argument("--cnn-confusion-records", required=True, type=runtime.output_path, help="JSON: the CNN's {actual, predicted}")
-    ap.add_argument("--figure", required=True, type=runtime.output_path, help="PNG: the SVM's confusion matrix")
-    ap.add_argument("--report", required=True, type=runtime.output_path, help="JSON: choices, logistic regression, hashes (same bytes every run)")
-    ap.add_argument("--run-info", type=runtime.output_path,
+    ap.add_argument("--metrics", required=True, type=OUTPUT_FILE, help="JSON: the SVM on the test split, eval.json's keys")
+    ap.add_argument("--confusion-records", required=True, type=OUTPUT_FILE, help="JSON: one {actual, predicted} per sample")
+    ap.add_argument("--cnn-metrics", required=True, type=OUTPUT_FILE, help="JSON: the CNN on the test split, the same keys")
+    ap.add_argument("--cnn-confusion-records", required=True, type=OUTPUT_FILE, help="JSON: the CNN's {actual, predicted}")
+    ap.add_argument("--figure", required=True, type=OUTPUT_FILE, help="PNG: the SVM's confusion matrix")
+    ap.add_argument("--report", required=True, type=OUTPUT_FILE, help="JSON: choices, logistic regression, hashes (same bytes every run)")
+    ap.add_argument("--run-info", type=OUTPUT_FILE,
                     help="JSON: feature, fit and predict times (vary run to run: a log, not a DVC out)")
     args = ap.parse_args(argv)
 

@@ -258,3 +258,21 @@ def test_review_peer_section_judges_the_vit_against_the_stronger_peer():
     assert stronger_peer({"RT+SVM": svm, "CNN": {**cnn, "macro_f1": 0.7}}) == "RT+SVM"  # a tie: the first named
     assert stronger_peer({"RT+SVM": {"macro_f1": float("nan")}, "CNN": None}) is None
     assert "ahead (ViT vs the stronger peer)" in peer_section(vit, {"accuracy": 0.9})
+
+
+@pytest.mark.parametrize("option", ["--metrics", "--cnn-metrics", "--cnn-confusion-records", "--report"])
+def test_a_folder_where_a_baseline_file_goes_is_refused_before_any_work(in_tmp, option):
+    # the CNN makes the stage minutes long: a folder at a file output is refused when the arguments are read, not
+    # when the file is written, and the user's folder stays as it was
+    folder = in_tmp / "taken"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    outs = {"--metrics": "m.json", "--confusion-records": "c.json", "--cnn-metrics": "cm.json",
+            "--cnn-confusion-records": "cc.json", "--figure": "f.png", "--report": "r.json"}
+    outs[option] = "taken"
+    args = ["--parts", "no/parts", "--data", "no/nsoartc", "--model", "models/baseline"]
+    for k, v in outs.items():
+        args += [k, v]
+    with pytest.raises(VitinspectError, match=r"^taken: is a folder, where a file is to be written; left as it is"):
+        load_stage("baseline").main(args)
+    assert (folder / "mine.txt").read_text() == "keep" and sorted(p.name for p in in_tmp.iterdir()) == ["taken"]
