@@ -46,7 +46,24 @@ def _git(repo: Path, *args: str) -> str:
                           env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
-def _files(name: str, rng, contrast: bool = False, cnn: bool = False) -> dict[str, object]:
+# The lot's judges (issue 37), fixed per setting: (k, n) of good parts rejected and of defective parts passed
+LOT = {"base": {"verdict": ((0, 1800), (14, 200)), "classifier": ((861, 1800), (1, 200)), "gate_at": ((42, 1800), (1, 200)),
+                "classifier_at": ((858, 1800), (1, 200)), "svm_at": ((1700, 1800), (1, 200)), "cnn_at": ((300, 1800), (1, 200))},
+       "ratio0.2": {"verdict": ((0, 1800), (2, 200)), "classifier": ((20, 1800), (1, 200)), "gate_at": ((3, 1800), (1, 200)),
+                    "classifier_at": ((20, 1800), (1, 200)), "svm_at": ((90, 1800), (1, 200)), "cnn_at": ((5, 1800), (1, 200))}}
+
+
+def _lot_files(setting: str) -> tuple[dict, dict]:
+    """(reports/evaluation.json's "lot", reports/baseline.json's lot blocks) of :data:`LOT`'s counts."""
+    from vitinspect.evaluation.decision import rate
+
+    j = {judge: {"false_reject": rate(*fr), "escape": rate(*esc)} for judge, (fr, esc) in LOT[setting].items()}
+    lot = {"combined": j["verdict"], "operating_point": j["classifier"],
+           "at_escape_target": {"gate": j["gate_at"], "classifier": j["classifier_at"]}}
+    return lot, {"lot": {"at_escape_target": j["svm_at"]}, "cnn": {"lot": {"at_escape_target": j["cnn_at"]}}}
+
+
+def _files(name: str, rng, contrast: bool = False, cnn: bool = False, lot: bool = False) -> dict[str, object]:
     r = lambda lo=0.0, hi=1.0: round(float(rng.uniform(lo, hi)), 6)  # noqa: E731
     per = {c: {"recall": r(0.4), "f1": r(0.4)} for c in CLASSES}
     test = {"accuracy": r(0.6), "macro_f1": r(0.5), "escape": {"rate": r(0, 0.02)}, "false_reject": {"rate": r(0, 0.3)},
@@ -78,6 +95,10 @@ def _files(name: str, rng, contrast: bool = False, cnn: bool = False) -> dict[st
         files["metrics/baseline_cnn.json"] = {"accuracy": round(float((guess == truth).mean()), 6), "macro_f1": 0.97,
                                               "escape_rate": 0.001, "false_reject_rate": 0.02, "per_class": {"passed": {"recall": 0.9}}}
         files["plots/baseline_cnn_confusion.json"] = [{"actual": t, "predicted": p} for t, p in zip(truth, guess)]
+    setting = name[len("study-"):].rsplit("-s", 1)[0]
+    if lot and setting in LOT:
+        files["reports/evaluation.json"]["lot"], extra = _lot_files(setting)
+        files["reports/baseline.json"].update(extra)
     if contrast:
         files["metrics/data.json"] = {"defect_contrast": CONTRAST["blender" if name.startswith("study-blender-") else "2d"]}
     if name.startswith(("study-pt-full", "study-pt-big", "study-ptraw-full", "study-ptraw-big")):
@@ -95,11 +116,13 @@ def _params(setting: str, settings: dict) -> dict:
     return p
 
 
-def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = False, cnn: bool = False) -> dict[str, dict]:
+def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = False, cnn: bool = False,
+                      lot: bool = False) -> dict[str, dict]:
     """name -> {rev, params, metrics}, as ``collect`` returns them, each rev a commit of ``repo`` holding its files.
     ``settings``: SETTINGS, or e.g. {**SETTINGS, **BLENDER} (appended: the records before them keep their values);
     ``contrast``: also commit metrics/data.json (then every rev differs from the golden report's); ``cnn``: also the CNN
-    peer's figures and records (the golden report's runs predate it)."""
+    peer's figures and records (the golden report's runs predate it); ``lot``: also the lot judges' counts (:data:`LOT`,
+    issue 37; the golden report's runs predate them too)."""
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     rng = np.random.default_rng(27)
@@ -108,7 +131,7 @@ def committed_records(repo: Path, settings: dict = SETTINGS, contrast: bool = Fa
         for seed in range(seeds):
             name = f"study-{setting}-s{seed}"
             _git(repo, "rm", "-rq", "--ignore-unmatch", ".")
-            files = _files(name, rng, contrast, cnn)
+            files = _files(name, rng, contrast, cnn, lot)
             for path, content in files.items():
                 f = repo / path
                 f.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ NO_RENDERED_LOT = ("no lot: lot.source render draws our renderer's parts, which 
 
 def lot_chunk(data_params, indices, labels, space: UnitSpace, window: int, gain: float, eps: float) -> dict:
     """Columns of the lot's parts ``indices`` (of ``labels``, the lot's plan): ``id`` (``lot-<n>``), ``label``
-    (class index), ``raw`` (the centre view) and ``nsoartc`` (the composite against the unit space), uint8."""
+    (class index), ``raw`` (the centre view), ``nsoartc`` (the composite against the unit space) and ``views``
+    (every view, data.views' order), uint8."""
     cols = render_parts(data_params, indices, labels)
     views = list(data_params.views)
     return {
@@ -30,6 +31,7 @@ def lot_chunk(data_params, indices, labels, space: UnitSpace, window: int, gain:
         "label": [list(data_params.classes).index(c) for c in cols["label"]],
         "raw": cols["views"][:, views.index("center")],
         "nsoartc": composite(cols["views"], views, space, window, gain, eps),
+        "views": cols["views"],
     }
 
 
@@ -39,17 +41,19 @@ def counts(labels, classes) -> dict[str, int]:
 
 
 def folder_lot_chunk(parts, classes, size: int, space: UnitSpace, window: int, gain: float, eps: float,
-                     on_bad_part: str) -> tuple[dict, list]:
+                     on_bad_part: str, view_names: list[str]) -> tuple[dict, list]:
     """The lot columns of a chunk of a folder lot (vitinspect.data.user_parts.FolderPart), label -1 where the lot has
-    no labels, and the parts skipped as unreadable."""
+    no labels, its views in ``view_names``' order (data.views), and the parts skipped as unreadable."""
     cols, skipped = read_parts(parts, size, on_bad_part)
     views = [f.stem for f in parts[0].views] if parts else []
     n = len(cols["id"])
+    order = [views.index(v) for v in view_names] if n else []
     return {
         "id": cols["id"],
         "label": [-1 if c is None else list(classes).index(c) for c in cols["label"]],
         "raw": cols["views"][:, views.index("center")] if n else np.zeros((0, size, size), dtype=np.uint8),
         "nsoartc": composite(cols["views"], views, space, window, gain, eps) if n else np.zeros((0, size, size, 3), dtype=np.uint8),
+        "views": cols["views"][:, order] if n else np.zeros((0, len(view_names), size, size), dtype=np.uint8),
     }, skipped
 
 
@@ -76,7 +80,7 @@ def make_lot(lot, data, nsoartc, space: UnitSpace, scratch, num_proc: int) -> Lo
     import datasets  # 1.4 s to import: only where a data set is made (a bad params.yaml fails before it)
 
     data = dataclasses.replace(data, seed=lot.seed, n_images=lot.n_parts, passed_ratio=lot.passed_ratio)
-    features = arrow.lot_features(data.classes, data.image_size)
+    features = arrow.lot_features(data.classes, data.image_size, len(data.views))
     summary = {"source": lot.source}
     if lot.source == "folders":
         found = scan(lot.folders.path, list(data.views), list(data.classes), on_bad_part=data.folders.on_bad_part, labelled=False)
@@ -84,7 +88,7 @@ def make_lot(lot, data, nsoartc, space: UnitSpace, scratch, num_proc: int) -> Lo
         labels = np.array([q.label for q in parts], dtype=object)
         ranges = arrow.chunk_ranges(len(parts), arrow.chunk_size(data.image_size))
         job_args = [(folder_lot_chunk, (parts[a:b], list(data.classes), data.image_size, space, nsoartc.window, nsoartc.gain,
-                                        nsoartc.eps, data.folders.on_bad_part)) for a, b in ranges]
+                                        nsoartc.eps, data.folders.on_bad_part, list(data.views))) for a, b in ranges]
         summary.update({"path": lot.folders.path, "layout": found.layout, "scored": found.layout != "unlabelled"})
     elif data.source == "folders":  # our renderer cannot draw the user's parts: no lot, said so
         labels, job_args = np.array([], dtype=object), []

@@ -340,8 +340,9 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
     return np.sort(np.concatenate(keep))
 
 
-def lot_features(classes, size):
-    """Features of the ``lot`` output: id, label, the raw centre view and the NSOARTC composite."""
+def lot_features(classes, size, n_views):
+    """Features of the ``lot`` output: id, label, the raw centre view, the NSOARTC composite and every view (in
+    data.views' order: the peers judge the lot from them)."""
     import datasets
 
     return datasets.Features({
@@ -349,4 +350,5 @@ def lot_features(classes, size):
         "label": datasets.ClassLabel(names=list(classes)),
         "raw": datasets.Array2D(shape=(size, size), dtype="uint8"),
         "nsoartc": datasets.Array3D(shape=(size, size, 3), dtype="uint8"),
+        "views": datasets.Array3D(shape=(n_views, size, size), dtype="uint8"),
     })

@@ -189,6 +189,25 @@ def operating_point(p_passed: np.ndarray, is_passed: np.ndarray, setting, target
             "rule": RULE, "classes": list(classes), chosen_on: rates}
 
 
+def at_escape_target(pass_score: np.ndarray, is_passed: np.ndarray, target_escape_rate: float) -> dict:
+    """One judge read off its ROC on a labelled set at an escape target, to compare judges at the same escapes.
+
+    ``pass_score`` (N,): higher is more like a good part (p(passed); minus the gate's MD); a part passes when its
+    score is at least t. Of every t, the one that rejects the fewest good parts while at most
+    floor(target x defective parts) of the defective ones pass. A measurement: the set's own defective parts
+    choose t (the same rule for every judge), never a threshold to deploy. Returns {target_escape_rate,
+    escapes_allowed, escape, false_reject} (rates k of n with Wilson intervals; None without defective or good
+    parts)."""
+    s, good = np.asarray(pass_score, dtype=np.float64), np.asarray(is_passed, dtype=bool)
+    bad = np.sort(s[~good])[::-1]  # the defective parts most like good ones first
+    allowed = int(math.floor(target_escape_rate * len(bad) + 1e-9))
+    out = {"target_escape_rate": target_escape_rate, "escapes_allowed": allowed}
+    if not len(bad) or not good.any():
+        return {**out, "escape": rate(0, len(bad)), "false_reject": rate(0, int(good.sum()))}
+    t = np.nextafter(bad[allowed], np.inf) if allowed < len(bad) else -np.inf  # just above the first defect to reject
+    return {**out, "escape": rate(int((bad >= t).sum()), len(bad)), "false_reject": rate(int((s[good] < t).sum()), int(good.sum()))}
+
+
 # --------------------------------------------------------------------------- curves
 
 

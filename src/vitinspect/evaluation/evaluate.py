@@ -15,12 +15,16 @@ import pandas as pd
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.storage import load_dataset_dir
 from vitinspect.data.arrow import MappedImages, columns, good_index, label_names
-from vitinspect.evaluation.decision import UNSCORED, curves, decide, evaluation_detail, operating_point, unscored_detail
+from vitinspect.evaluation.decision import (UNSCORED, at_escape_target, curves, decide, evaluation_detail, operating_point,
+                                            unscored_detail)
 from vitinspect.evaluation.gate import roc as gate_roc
 from vitinspect.evaluation.metrics import confusion
 from vitinspect.evaluation.verdict import RULE, blocks, combined, headline, unscored_headline
 
 INTERVAL = "Wilson score, 95 %; macro-F1: percentile bootstrap, 95 %, 1000 resamples"
+AT_TARGET = ("each judge at its own threshold that lets at most evaluate.target_escape_rate of the lot's defective parts "
+             "pass and rejects the fewest good ones: a comparison at the same escapes, chosen with the lot's labels, "
+             "not an operating point (the gate's MD; the classifier's and the peers' p(passed))")
 
 
 def lot_split(lot_dir: str, lot_meta: dict, input_name: str, classes: list[str], image_shape: tuple) -> dict:
@@ -104,6 +108,11 @@ def evaluate(sets: dict, test_ids: np.ndarray, classes: list[str], good: str, ev
                for a, b, i, j in zip(table["label"], table["predicted"], labels, preds)]
     lot_curves = curves(sets["lot"][1][:, passed], sets["lot"][0] == passed, t) if lot_scored else {"roc": [], "pr": []}
     lot_gate_roc = gate_roc(gate_scores["lot"], sets["lot"][0] == passed, gate.threshold) if lot_scored else []
+    if lot_scored:  # every judge at the same escapes on the lot: the gate (the combined verdict's pass) and the classifier
+        is_good = sets["lot"][0] == passed
+        detail["lot"]["at_escape_target"] = {
+            "rule": AT_TARGET, "gate": at_escape_target(-gate_scores["lot"], is_good, p.target_escape_rate),
+            "classifier": at_escape_target(sets["lot"][1][:, passed], is_good, p.target_escape_rate)}
 
     lo = detail["lot"]["combined"]
     lot_line = (f"{lo['escape']['k']} of {lo['escape']['n']} defective parts escaped, {lo['false_reject']['k']} of "

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.runtime import set_threads
 from vitinspect.data.arrow import MappedImages, columns, label_names
+from vitinspect.evaluation.peer_lot import lot_block
 from vitinspect.evaluation.rt_peer import peer_scores
 from vitinspect.model.cnn_peer import CnnPeer, build_cnn, save_cnn
 from vitinspect.model.prediction import predict_images
@@ -66,10 +69,12 @@ def fit_cnn(ds, cnn_params, good: str, work: Path) -> tuple[CnnPeer, InputSpec, 
     return run.model, spec, run, data.column
 
 
-def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, where: str) -> CnnPeerResult:
+def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, where: str, lot: dict | None = None) -> CnnPeerResult:
     """The CNN peer fitted on ``ds`` (nsoartc's dataset, read from ``where``) and judged on its test split at its own
-    operating point (:func:`vitinspect.evaluation.rt_peer.peer_scores`, the SVM's rule). ``classes``: the parts'
-    class names, which the dataset's must equal. :data:`OFF` when ``baseline.cnn.enabled`` is false."""
+    operating point (:func:`vitinspect.evaluation.rt_peer.peer_scores`, the SVM's rule), and on the lot (``lot``:
+    :func:`vitinspect.evaluation.peer_lot.lot_views`; its block in the report, :func:`~vitinspect.evaluation.peer_lot.lot_block`).
+    ``classes``: the parts' class names, which the dataset's must equal. :data:`OFF` when ``baseline.cnn.enabled``
+    is false."""
     c = cnn_params
     if not c.enabled:
         return OFF
@@ -83,12 +88,17 @@ def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, whe
     proba_test = predict_images(model, MappedImages(ds["test"], column), spec)
     predict_seconds = time.perf_counter() - start
     scored = peer_scores(y["val"], proba_val, y["test"], proba_test, classes, good, evaluate_params, where)
+    proba_lot = (predict_images(model, MappedImages(lot["split"], column), spec) if lot and len(lot["label"])
+                 else np.zeros((0, len(classes))))
+    lot_figures = lot_block(lot["label"] if lot else np.zeros(0), proba_lot, scored.operating_point, classes, good,
+                            evaluate_params.target_escape_rate)
     model = model.cpu()
     evals = [e for e in run.trainer.state.log_history if "eval_macro_f1" in e]
     _, total = count_trainable(model)
     report = {"input": c.input, "widths": list(c.widths), "parameters": total, "epochs": int(round(evals[-1]["epoch"])) if evals else 0,
               "val_macro_f1": round(float(evals[-1]["eval_macro_f1"]), 6) if evals else None,
-              "operating_point": scored.operating_point, "confusion_matrix": scored.confusion_matrix, "model": "cnn/model.safetensors"}
+              "operating_point": scored.operating_point, "confusion_matrix": scored.confusion_matrix, "lot": lot_figures,
+              "model": "cnn/model.safetensors"}
     args = run.trainer.args
     run_info = {"train_wall_seconds": round(run.wall_seconds, 1), "device": str(args.device), "bf16": bool(args.bf16),
                 "images_per_second": round(float(run.result.metrics["train_samples_per_second"]), 1),

@@ -13,6 +13,7 @@ import numpy as np
 
 from vitinspect.core.storage import save_figure
 from vitinspect.study.claims import BY_FINDING, Claim, compare, noise_word, spread, verdict
+from vitinspect.study.lot_judges import f2_lot
 from vitinspect.study.paired import peer_of
 from vitinspect.study.plan import by_setting
 from vitinspect.study.runs import bytes_at, figures_of, json_at
@@ -133,7 +134,7 @@ def f2_passed_ratio(st: Study) -> list[str]:
               verdict(claim, st.compare(claim), measured) if st.has(claim.higher) else "Ratio 0.2 not run: F2 not judged.",
               *([f"The rare class has few test parts (about {rare_test_parts(st):.0f} passed parts in the test split at {base_ratio:g}), "
                  "which is why its seeds spread widely."] if rare_test_parts(st) >= 1 else []), ""]
-    return lines
+    return lines + f2_lot(st, ratios)
 
 
 def rare_test_parts(st: Study) -> float:

@@ -170,7 +170,29 @@ def figures_of(record: dict, read=None) -> dict:
     for name in ("raw", "nsoartc"):
         for score in ("relevance_mass", "pointing_game"):
             f[f"{score}_{name}"] = method.get(name, {}).get(score, nan)
+    f.update(lot_counts(detail("reports/evaluation.json").get("lot", {}), detail("reports/baseline.json")))
     return {k: float(v) if v is not None else nan for k, v in f.items()}
+
+
+# The lot's judges (issue 37): (figure name, where in reports/evaluation.json's "lot" or reports/baseline.json, rate).
+LOT_JUDGES = (("verdict", ("evaluation", "combined")), ("classifier", ("evaluation", "operating_point")),
+              ("gate_at", ("evaluation", "at_escape_target", "gate")), ("classifier_at", ("evaluation", "at_escape_target", "classifier")),
+              ("svm_at", ("baseline", "lot", "at_escape_target")), ("cnn_at", ("baseline", "cnn", "lot", "at_escape_target")))
+
+
+def lot_counts(lot: dict, baseline: dict) -> dict:
+    """Each lot judge's escapes and false rejects as counts (``lot_<judge>_<escape|false_reject>_<k|n>``; NaN where
+    the run predates it): the study pools them over seeds for its intervals."""
+    out = {}
+    for judge, (source, *path) in LOT_JUDGES:
+        node = lot if source == "evaluation" else baseline
+        for key in path:
+            node = node.get(key) or {} if isinstance(node, dict) else {}
+        for what in ("escape", "false_reject"):
+            r = node.get(what) or {}
+            for c in ("k", "n"):
+                out[f"lot_{judge}_{what}_{c}"] = r.get(c) if r.get("rate") is not None else None
+    return out
 
 
 def pretrained_figures_of(record: dict, read=None) -> dict:

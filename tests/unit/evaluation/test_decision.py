@@ -259,3 +259,22 @@ def test_an_unlabelled_lot_whose_verdict_never_names_a_class_is_noted_with_its_p
     lot = {"rejected": {"k": 6, "n": 6, "rate": 1.0}, "predicted_counts": {"passed": 0, "tilt_x": 3, "tilt_y": 2, "retracted": 1}}
     notes = degenerate({"lot": {"combined": lot}})
     assert notes == ["lot: the model never predicts `passed` (6 parts)"], notes
+
+
+def test_at_escape_target_rejects_the_fewest_good_parts_that_keep_the_escapes_at_the_target():
+    from vitinspect.evaluation.decision import at_escape_target
+
+    score = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.5, 0.1])  # four good parts, then three defective ones
+    good = np.array([True] * 4 + [False] * 3)
+    none = at_escape_target(score, good, 0.0)  # no escape allowed: reject from the best-scored defect (0.6) down
+    assert none["escapes_allowed"] == 0 and none["escape"]["k"] == 0 and none["false_reject"]["k"] == 1
+    one = at_escape_target(score, good, 0.34)  # one of three may pass: the 0.6 one does, 0.5 and below are rejected
+    assert one["escapes_allowed"] == 1 and one["escape"]["k"] == 1 and one["false_reject"]["k"] == 1
+    every = at_escape_target(score, good, 1.0)
+    assert every["escape"]["k"] == 3 and every["false_reject"]["k"] == 0
+    # a defect scored like the best good part: every good part at or below it goes too; ties are rejected together
+    tie = at_escape_target(np.array([0.9, 0.5, 0.9]), np.array([True, True, False]), 0.0)
+    assert tie["escape"]["k"] == 0 and tie["false_reject"]["k"] == 2
+    # degenerate sets: no defective or no good part gives no rate, never a division by zero
+    assert at_escape_target(score[good], good[good], 0.005)["escape"]["rate"] is None
+    assert at_escape_target(score[~good], good[~good], 0.005)["false_reject"]["rate"] is None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vitinspect.core.errors import VitinspectError
-from vitinspect.evaluation.decision import UNSCORED, evaluation_detail, operating_point
+from vitinspect.evaluation.decision import UNSCORED, at_escape_target, evaluation_detail, operating_point
 from vitinspect.evaluation.evaluate import evaluate, lot_split, val_operating_point
 from vitinspect.evaluation.gate import Gate
 from vitinspect.evaluation.verdict import blocks, headline
@@ -63,6 +63,12 @@ def test_test_and_a_labelled_lot_are_scored_at_the_val_threshold():
     assert ev.report["operating_point"] == ev.operating_point
     assert set(ev.report) == {"interval", "operating_point", "gate", "verdict", "val", "test", "lot"}
     assert ev.line.startswith(f"evaluate: threshold {t:.4g} (auto") and "defective parts escaped" in ev.line
+    # the lot's judges at the same escapes: the gate by its MD, the classifier by p(passed), each at its own threshold
+    at = ev.report["lot"]["at_escape_target"]
+    good = sets["lot"][0] == 0
+    assert at["gate"] == at_escape_target(-scores["lot"], good, AUTO.target_escape_rate)
+    assert at["classifier"] == at_escape_target(sets["lot"][1][:, 0], good, AUTO.target_escape_rate)
+    assert "at_escape_target" not in ev.report["test"] and "at_escape_target" not in ev.report["val"]
 
 
 def test_a_lot_without_labels_or_without_parts_is_counted_not_scored():

@@ -13,8 +13,8 @@ from vitinspect.config.params import params_from_dict
 from vitinspect.core.errors import ParamsError, VitinspectError
 from vitinspect.data.geometry import plan
 from vitinspect.data.synthetic import render_parts
-from vitinspect.evaluation.gate import (Gate, Moves, cell_features, fit_gate, from_arrays, gate_of, load_gate, min_good_parts,
-                                        moved_features, save_gate, threshold_from_good)
+from vitinspect.evaluation.gate import (Gate, Moves, cell_features, feature_boxes, fit_gate, from_arrays, gate_of, load_gate,
+                                        min_good_parts, moved_features, parts_needed, save_gate, split_for, threshold_from_good)
 from vitinspect.evaluation.verdict import LOT_KEYS, combined, headline
 
 from conftest import tiny_dict
@@ -98,11 +98,38 @@ def test_a_moved_copy_is_the_composite_made_again_and_copy_0_0_is_the_composite_
     assert np.abs(f[:, k] - again).max() < 0.5, np.abs(f[:, k] - again).max()
 
 
+def test_the_gate_cuts_each_cell_into_quarters_when_the_good_parts_allow_and_keeps_whole_cells_below(rig):
+    data, _, sets, gate, _, _, moves = rig
+    assert gate.split == 2 and len(gate.location) == 144 and gate.info()["split"] == 2  # 84 good training parts
+    assert parts_needed(2, 6, 2) == 18 and parts_needed(2, 6, 1) == min_good_parts(2, 6) == 12
+    assert [split_for(n, 2, 6) for n in (12, 17, 18)] == [1, 1, 2]
+    # the quarters tile each cell: 2 x 2 boxes inside it, together covering it exactly
+    for size in (32, 64, 65):
+        cells, quarters = feature_boxes(size, 2, 6), feature_boxes(size, 2, 6, 2)
+        assert len(quarters) == 4 * len(cells) and (quarters[:, 2:] > quarters[:, :2]).all()
+        for c, q in zip(cells, quarters.reshape(-1, 4, 4)):
+            assert q[:, 0].min() == c[0] and q[:, 1].min() == c[1] and q[:, 2].max() == c[2] and q[:, 3].max() == c[3]
+            assert ((q[:, 2] - q[:, 0]) * (q[:, 3] - q[:, 1])).sum() == (c[2] - c[0]) * (c[3] - c[1])
+    # 15 good training parts: whole cells (36 features), thresholded the same way
+    few = {s: dict(c) for s, c in sets.items()}
+    keep = np.flatnonzero(few["train"]["label"] == 0)[:15]
+    few["train"] = {k: v[keep] for k, v in few["train"].items()}
+    coarse = gate_of(few, 0, data.grid.rows, data.grid.cols, 0.01, "data/nsoartc", moves)
+    assert coarse.split == 1 and len(coarse.location) == 36 and coarse.n_fit == 15
+    test = coarse.score(sets["test"]["nsoartc"])
+    assert np.median(test[sets["test"]["label"] != 0]) > 2 * coarse.threshold
+    # a gate written before the cells were cut (9 settings) still loads, as whole cells
+    legacy = {**coarse.arrays(), "settings": coarse.arrays()["settings"][:9]}
+    assert from_arrays(legacy, "old.npz").split == 1
+
+
 def test_too_few_good_training_parts_is_one_line_naming_the_count_needed():
     feats = np.random.default_rng(0).normal(size=(11, 36))
     assert min_good_parts(2, 6) == 12
     with pytest.raises(VitinspectError, match=r"^data/nsoartc: the gate's 36 features \(3 channels x 2 x 6 cells of data.grid\) "
                                               r"need at least 12 good training parts, there are 11; raise data.passed_ratio"):
+        fit_gate(feats, feats[:3], 2, 6, 0.01, "data/nsoartc")
+    with pytest.raises(VitinspectError, match=r"\(18 give it each cell's quarters, 144 features, the finer gate\)$"):
         fit_gate(feats, feats[:3], 2, 6, 0.01, "data/nsoartc")
     fit_gate(np.random.default_rng(1).normal(size=(12, 36)), feats[:0], 2, 6, 0.01, "x")  # 12 is enough, no val part needed
     with pytest.raises(ParamsError, match=r"need at least 12 good training parts, there are 4"):
@@ -123,7 +150,7 @@ def test_the_gate_comes_back_from_its_file_bit_for_bit_and_a_bad_one_is_one_line
     back = load_gate(tmp_path / "gate.npz")
     comp = rig[2]["test"]["nsoartc"]
     assert np.array_equal(back.score(comp), gate.score(comp)) and back.threshold == gate.threshold and back.held_out == gate.held_out
-    assert back.shift_px == 2 and back.info()["shift_px"] == 2
+    assert back.shift_px == 2 and back.info()["shift_px"] == 2 and back.split == gate.split == 2
     bad = {**gate.arrays(), "precision": np.full_like(gate.precision, np.nan)}
     with pytest.raises(VitinspectError, match=r"^models/gate.npz: not a gate \(the location, precision and settings must be finite"):
         from_arrays(bad, "models/gate.npz")

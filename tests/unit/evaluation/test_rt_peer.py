@@ -104,8 +104,9 @@ def baseline_run(tiny_data, tmp_path_factory):
     old = os.getcwd()
     os.chdir(d)
     try:
+        load_stage("lot").main(["--params", str(params), "--unit-space", str(tiny_data / "unit.npz"), "--out", "lot"])
         load_stage("baseline").main(["--params", str(params), "--parts", str(tiny_data / "parts"), "--data", str(tiny_data / "nsoartc"),
-                                     "--model", "peer", "--metrics", "baseline.json", "--confusion-records", "records.json",
+                                     "--lot", "lot", "--model", "peer", "--metrics", "baseline.json", "--confusion-records", "records.json",
                                      "--cnn-metrics", "cnn.json", "--cnn-confusion-records", "cnn_records.json",
                                      "--figure", "confusion.png", "--report", "report.json", "--run-info", "run.json"])
     finally:
@@ -128,6 +129,11 @@ def test_baseline_stage_writes_eval_shaped_metrics_and_hashes_its_models(baselin
     assert report["features"]["per_part"] == 3 * 12
     run_info = json.loads((d / "run.json").read_text())  # timings: a log, not the tracked report
     assert run_info["svm"]["predict_ms_per_part"] > 0 and "predict_ms_per_part" not in report["svm"]
+    # each peer on the lot (60 parts, 54 good): at its operating point and at the escape target evaluate compares at
+    for lot in (report["lot"], report["cnn"]["lot"]):
+        assert lot["scored"] and lot["operating_point"]["false_reject"]["n"] == 54 and lot["operating_point"]["escape"]["n"] == 6
+        at = lot["at_escape_target"]
+        assert at["escapes_allowed"] == 0 and at["escape"]["k"] == 0 and 0 <= at["false_reject"]["k"] <= 54
     for name in ("svm", "logistic"):
         model = load_peer(d / "peer" / f"{name}.joblib", report["models"][name]["sha256"])
         assert hasattr(model, "predict_proba")
@@ -270,7 +276,7 @@ def test_a_folder_where_a_baseline_file_goes_is_refused_before_any_work(in_tmp, 
     outs = {"--metrics": "m.json", "--confusion-records": "c.json", "--cnn-metrics": "cm.json",
             "--cnn-confusion-records": "cc.json", "--figure": "f.png", "--report": "r.json"}
     outs[option] = "taken"
-    args = ["--parts", "no/parts", "--data", "no/nsoartc", "--model", "models/baseline"]
+    args = ["--parts", "no/parts", "--data", "no/nsoartc", "--lot", "no/lot", "--model", "models/baseline"]
     for k, v in outs.items():
         args += [k, v]
     with pytest.raises(VitinspectError, match=r"^taken: is a folder, where a file is to be written; left as it is"):
