@@ -17,7 +17,7 @@ from vitinspect.study.plan import PREFIX, RENDERERS, renderer_of
 from vitinspect.study.runs import json_at
 
 LABELS = {"blender": "Blender"}
-COMPARED = {"F1": "macro-F1, 10 epochs against 5", "F2": "passed recall, passed ratio 0.2 against 0.02",
+COMPARED = {"F1": "macro-F1, the baseline's epochs (train.epochs) against 5", "F2": "passed recall, passed ratio 0.2 against 0.02",
             "F3": "relevance mass of the NSOARTC model's map, on the raw view against on the composite",
             "F6": "the ViT against the stronger peer (RT+SVM or CNN) on macro-F1, seeds ahead beyond the 95 % interval"}
 
