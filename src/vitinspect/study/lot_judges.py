@@ -58,13 +58,20 @@ def f2_lot(st, ratios: list[tuple[float, str]]) -> list[str]:
               + ("every other judge beyond the intervals (its upper bound under their lower bounds): **yes**." if len(beyond) == len(known)
                  else f"{', '.join(beyond) or 'none of them'} beyond the intervals, not {', '.join(k for k in known if k not in beyond)}: **no**.")]
     more = next((s for r, s in ratios[1:] if r >= 0.2), None)
-    v_fr, v_esc = pooled(st, rare, "verdict", "false_reject"), pooled(st, rare, "verdict", "escape")
-    c_fr, c_esc = (pooled(st, more, "classifier", w) for w in ("false_reject", "escape")) if more else (None, None)
-    if None not in (v_fr, v_esc, c_fr, c_esc):
-        worse = [w for w, a, b in (("good parts rejected", v_fr, c_fr), ("defective parts passed", v_esc, c_esc)) if a["low"] > b["high"]]
-        lines += ["", f"**Does the gate remove the need for 1/5 good parts?** The verdict at {ratios[0][0]:g} rejects "
-                  f"{fmt_rate(v_fr)} of the good parts and passes {fmt_rate(v_esc)} of the defective ones; the classifier alone at "
-                  f"{st.param(more, 'data', 'passed_ratio')} {fmt_rate(c_fr)} and {fmt_rate(c_esc)}. "
-                  + ("**Yes**: no worse on either beyond the intervals." if not worse
-                     else f"**No**: worse on {' and '.join(worse)} beyond the intervals.")]
+    c_at = pooled(st, more, "classifier_at", "false_reject") if more else None
+    if c_at is not None:
+        rare_r, more_r = f"{ratios[0][0]:g}", f"{st.param(more, 'data', 'passed_ratio')}"
+        word = ("**Yes**: below it beyond the intervals" if gate["high"] < c_at["low"] else
+                "**No**: above it beyond the intervals" if gate["low"] > c_at["high"] else "**Within noise**: the intervals overlap")
+        lines += ["", f"**Does the gate remove the need for 1/5 good parts?** At the same escapes the gate at {rare_r} rejects "
+                  f"{fmt_rate(gate)} of the good parts, the classifier at {more_r} {fmt_rate(c_at)}. {word}."]
+        v_fr, v_esc = pooled(st, rare, "verdict", "false_reject"), pooled(st, rare, "verdict", "escape")
+        c_fr, c_esc = (pooled(st, more, "classifier", w) for w in ("false_reject", "escape"))
+        if None not in (v_fr, v_esc, c_fr, c_esc):
+            side = {w: ("fewer" if a["high"] < b["low"] else "more" if a["low"] > b["high"] else "as many, within the intervals,")
+                    for w, a, b in (("rejected", v_fr, c_fr), ("passed", v_esc, c_esc))}
+            lines += [f"At their operating points (the gate's threshold from good parts, the classifier's from val) the verdict at "
+                      f"{rare_r} rejects {fmt_rate(v_fr)} of the good parts and passes {fmt_rate(v_esc)} of the defective ones, "
+                      f"the classifier alone at {more_r} {fmt_rate(c_fr)} and {fmt_rate(c_esc)}: {side['rejected']} good parts "
+                      f"rejected, {side['passed']} defective parts passed."]
     return lines + [""]

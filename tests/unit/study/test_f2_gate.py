@@ -44,20 +44,26 @@ def test_the_lot_judges_are_pooled_over_seeds_with_wilson_intervals(repos, monke
 def test_the_gate_is_judged_below_every_other_judge_and_against_the_classifier_at_one_fifth(repos, monkeypatch, tmp_path):
     text = _f2(*repos[True], monkeypatch, tmp_path)
     assert "Below every other judge beyond the intervals (its upper bound under their lower bounds): **yes**." in text
-    # the verdict at 1/50 passes 7 % of the defective parts, the classifier alone at 1/5 0.5 %: worse beyond the intervals
-    assert "**Does the gate remove the need for 1/5 good parts?**" in text
-    assert "**No**: worse on defective parts passed beyond the intervals." in text
+    # at the same escapes the gate at 1/50 (84 of 3,600) against the classifier at 1/5 (20 of 1,800): above it
+    assert "**Does the gate remove the need for 1/5 good parts?** At the same escapes the gate at 0.02 rejects 84 of 3,600" in text
+    assert "**No**: above it beyond the intervals." in text
+    # at the operating points: the verdict rejects fewer good parts (0 against 20) and passes more defective ones (28 of 400
+    # against 1 of 200)
+    assert "fewer good parts rejected, more defective parts passed." in text
 
 
 def test_a_judge_the_gate_does_not_beat_is_named(repos, monkeypatch, tmp_path):
-    saved = dict(LOT["base"])
-    try:  # a CNN that rejects as few good parts as the gate at the same escapes
+    saved = {k: dict(v) for k, v in LOT.items()}
+    try:  # a CNN that rejects as few good parts as the gate at the same escapes; a classifier at 1/5 that rejects many
         LOT["base"]["cnn_at"] = ((40, 1800), (1, 200))
+        LOT["ratio0.2"]["classifier_at"] = ((336, 1800), (1, 200))
         records = committed_records(tmp_path / "again", RUNS, lot=True)
         text = _f2(tmp_path / "again", records, monkeypatch, tmp_path)
     finally:
-        LOT["base"].update(saved)
+        for k, v in saved.items():
+            LOT[k].update(v)
     assert "Below the classifier, the RT+SVM peer beyond the intervals, not the CNN peer: **no**." in text
+    assert "the classifier at 0.2 336 of 1,800 (18.7 % [" in text and "**Yes**: below it beyond the intervals." in text
 
 
 def test_runs_before_the_gates_comparison_are_not_judged(repos, monkeypatch, tmp_path):
