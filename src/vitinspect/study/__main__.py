@@ -19,7 +19,7 @@ from vitinspect.core.errors import VitinspectError
 from vitinspect.core.runtime import output_path, run_stage
 from vitinspect.study.arguments import check_experiments, check_numbers
 from vitinspect.study.interrupt import Interrupted
-from vitinspect.study.plan import plan
+from vitinspect.study.plan import RENDERERS, plan
 from vitinspect.study.report import write_report
 from vitinspect.study.runs import record_run, run_plan
 
@@ -53,8 +53,8 @@ def main(argv=None) -> None:
                     help=f"one or more of {', '.join(PLANS)}, comma-separated; pretrain: F4/F5 of an NSOARTC-pretrained start and "
                          "label efficiency (issue 17); pretrain-raw: the same from an encoder pretrained on raw views (issue 25); "
                          "blender: F1-F3 and F6 on Blender parts (issue 26)")
-    ap.add_argument("--only", choices=["F6", "pretrain"],
-                    help="rewrite only this finding's section(s) of the report (the f6 and pretrain plans imply it)")
+    ap.add_argument("--only", choices=["F6", "pretrain", "renderers"],
+                    help="rewrite only this finding's section(s) of the report (the f6, pretrain and renderer plans imply it)")
     ap.add_argument("--seeds", type=int, default=3, help="baseline repetitions (training seeds)")
     ap.add_argument("--pretrained", help="a local ViT checkpoint to add to F5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every experiment (e.g. a GPU size)")
@@ -70,7 +70,8 @@ def main(argv=None) -> None:
         check_experiments(exps, extra)
         output_path(str(Path(args.out).with_suffix(".runs.json")), file=True)
         record_run(Path(args.out).with_suffix(".runs.json"), args.plan, args.seeds, run_plan(exps, extra, args.timeout))
-    implied = {"f6": "F6", "pretrain": "pretrain", "pretrain-raw": "pretrain"}.get(args.plan[0]) if len(args.plan) == 1 else None
+    implied = ({"f6": "F6", "pretrain": "pretrain", "pretrain-raw": "pretrain", **dict.fromkeys(RENDERERS, "renderers")}.get(args.plan[0])
+               if len(args.plan) == 1 else None)
     write_report(Path(args.out), only=args.only or implied, all_commits=args.all_commits)
 
 

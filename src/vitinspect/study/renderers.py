@@ -59,8 +59,9 @@ def changed(a: str, b: str) -> str:
     return "no" if a == b else f"**yes**: {a} → {b}"
 
 
-def context_rows(sts: list[Study]) -> list[str]:
-    """What each renderer's baseline is: its size, whether the ViT learnt, the peer, the composite's contrast."""
+def context_rows(sts: list[Study], kept: dict[str, list[str]] | None = None) -> list[str]:
+    """What each renderer's baseline is: its size, whether the ViT learnt, the peer, the composite's contrast (the 2-D
+    cells from ``kept`` where given: :func:`two_d_column`)."""
     def first(st, path):
         return (json_at(st.first("base")["rev"], path) or {}) if st.has("base") else {}
 
@@ -81,21 +82,37 @@ def context_rows(sts: list[Study]) -> list[str]:
             ("RT+SVM peer test accuracy", [svm(st, "accuracy") for st in sts]),
             ("CNN peer test accuracy", [svm(st, "accuracy", "cnn") for st in sts]),
             *[(f"defect contrast in the composite, {c}", [fmt(x.get(c)) for x in contrast]) for c in classes]]
+    if kept:
+        rows = [(label, ((kept.get(label) or [label, a])[1], b)) for label, (a, b) in rows]
     return [f"| {label} | {a} | {b} |" for label, (a, b) in rows]
 
 
-def renderer_sections(st: Study) -> list[str]:
+def renderer_sections(st: Study, previous: dict[str, str | None] | None = None) -> list[str]:
     """Every renderer's block (between its markers), from the experiments of that renderer; [] when none ran.
-    ``st``: the report's study of every run, whose settings (``base``, ``epochs5`` ...) are the 2-D runs'."""
+    ``st``: the report's study of every run, whose settings (``base``, ``epochs5`` ...) are the 2-D runs'.
+    ``previous``: renderer -> its block in the report as it was, whose 2-D column is kept where ``st`` holds no 2-D
+    run (``study run --plan blender`` rewrites the renderer's block alone)."""
     lines = []
     for renderer in RENDERERS:
         own = of_renderer(st.records, renderer)
         if own:
-            lines += renderer_block(st, Study(own, st.figure_dir, st.rel, prefix=f"{renderer}_"), renderer)
+            kept = two_d_column((previous or {}).get(renderer) or "") if not st.has("base") else None
+            lines += renderer_block(st, Study(own, st.figure_dir, st.rel, prefix=f"{renderer}_"), renderer, kept)
     return lines
 
 
-def renderer_block(flat: Study, st: Study, renderer: str) -> list[str]:
+def two_d_column(block: str) -> dict[str, list[str]]:
+    """The cells of a renderer block's two tables ({first cell: its row's cells}), to keep the 2-D column when the 2-D
+    runs are not among the experiments a report is built from."""
+    rows = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 3 and not set(cells[0]) <= set("-: "):
+            rows.setdefault(cells[0], cells)
+    return rows
+
+
+def renderer_block(flat: Study, st: Study, renderer: str, kept: dict[str, list[str]] | None = None) -> list[str]:
     label = LABELS.get(renderer, renderer)
     begin, end = markers(renderer)
     lines = [begin, f"## The findings on {label} parts (`data.renderer: {renderer}`)", "",
@@ -108,6 +125,8 @@ def renderer_block(flat: Study, st: Study, renderer: str) -> list[str]:
     moved = {}
     for finding, what in COMPARED.items():
         (a, wa), (b, wb) = summary(flat, finding), summary(st, finding)
+        if kept and len(kept.get(finding, [])) >= 5:  # the 2-D answer as the report last had it
+            a, wa = kept[finding][2], kept[finding][4]
         lines.append(f"| {finding} | {what} | {a} | {b} | {wa} | {wb} | {changed(wa, wb)} |")
         moved.setdefault(changed(wa, wb).split(":")[0].strip("*"), []).append(finding)
     lines += ["", "**Which findings change with the renderer:** " + "; ".join(
@@ -116,7 +135,10 @@ def renderer_block(flat: Study, st: Study, renderer: str) -> list[str]:
     lines += ["", "F1-F3: *yes*, *no*, *within noise* and *not judged* as in the claims table above. F6 counts seeds: *yes* (or "
               "*no*) when every seed is beyond the interval that way, *mostly yes* (*mostly no*) when more seeds are, *within noise* "
               "otherwise. What each renderer's baseline is:", "", f"| | 2-D renderer | {label} |", "|---|---:|---:|",
-              *context_rows([flat, st]), ""]
+              *context_rows([flat, st], kept), ""]
+    if kept:
+        lines += ["The 2-D column is the report's as it was: its runs are not among the experiments this block was built "
+                  f"from (`study run --plan {renderer}` rewrites this block alone).", ""]
     for section in (f1_epochs, f2_passed_ratio, f3_raw_vs_nsoartc, f6_peer):
         lines += [f"#{line} ({label} parts)" if line.startswith("## ") else line for line in section(st)]
     return lines + [end, ""]

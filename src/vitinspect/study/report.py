@@ -155,6 +155,22 @@ def write_report(out: Path, only: str | None = None, all_commits: bool = False) 
         write_text(out, text)
         print(f"study: pretrained-start sections from {len(records)} experiments -> {out}")
         return
+    if only == "renderers":  # rewrite the renderers' blocks alone (study run --plan blender); the 2-D findings stay
+        fig_dir = out.with_suffix("")
+        old = out.read_text() if out.exists() else "# The study: the source's findings, measured\n"
+        previous = {r: marked_block(old, *markers(r)) for r in RENDERERS}
+        with atomic_path(fig_dir, is_dir=True) as tmp:
+            if fig_dir.is_dir():
+                shutil.copytree(fig_dir, tmp, dirs_exist_ok=True)
+            text = old
+            for renderer in RENDERERS:
+                mine = {n: r for n, r in records.items() if renderer_of(n) in (None, renderer)}
+                block = renderer_sections(Study(mine, tmp, fig_dir.name), previous)
+                if block:
+                    text = splice_marked(text, block, *markers(renderer))
+        write_text(out, text)
+        print(f"study: the renderers' sections from {len(records)} experiments -> {out}")
+        return
     fig_dir = out.with_suffix("")
     old = out.read_text() if out.exists() else ""
     kept = {b: marked_block(old, b, e) for b, e in ((PT_BEGIN, PT_END), (RAW_BEGIN, RAW_END), *map(markers, RENDERERS))}

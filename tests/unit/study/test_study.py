@@ -131,3 +131,35 @@ def test_blender_runs_get_their_own_section_and_leave_the_2d_findings_as_they_we
     for heading in ("### F1: does 10 epochs beat 5? (Blender parts)", "### F2", "### F3", "### F6"):
         assert heading in block
     assert "## F4" not in block
+
+
+def test_a_renderer_plan_rewrites_its_block_alone_and_keeps_the_2d_column(fixed_report, monkeypatch, tmp_path):
+    """`study run --plan blender` reports from the Blender experiments alone (the 2-D runs may live elsewhere): the
+    report's 2-D findings stay byte for byte, the Blender block is rebuilt, and its side-by-side 2-D column is the
+    report's as it was."""
+    import vitinspect.study.report as report
+    from vitinspect.study.renderers import markers
+
+    records, text, figures, root = fixed_report
+    monkeypatch.chdir(root / "repo")
+    blender = {n: r for n, r in records.items() if n.startswith("study-blender-")}
+    out = tmp_path / "study.md"
+    begin, end = markers("blender")
+    old_block = text.split(begin)[1].split(end)[0]
+    # the report as it was, with a stale Blender block whose 2-D column the rewrite must keep
+    stale = old_block.replace("| ViT test accuracy, baseline |", "| ViT test accuracy, baseline (stale) |")
+    out.write_text(text.replace(old_block, stale))
+    (tmp_path / "study").mkdir()
+    monkeypatch.setattr(report, "collect", lambda all_commits=False: blender)
+    report.write_report(out, only="renderers")
+    new = out.read_text()
+    assert new.split(begin)[0] == text.split(begin)[0] and new.split(end)[1] == text.split(end)[1]  # the rest as it was
+    block = new.split(begin)[1].split(end)[0]
+    assert "(stale)" not in block and "The 2-D column is the report's as it was" in block
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in block.splitlines() if line.startswith("| F")}
+    old_rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in old_block.splitlines() if line.startswith("| F")}
+    for finding in ("F1", "F2", "F3", "F6"):
+        assert rows[finding][2] == old_rows[finding][2] and rows[finding][4] == old_rows[finding][4], finding
+        assert rows[finding][3] == old_rows[finding][3] and rows[finding][5] == old_rows[finding][5], finding
+    assert "| training seeds of the baseline | 3 | 3 |" in block
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["blender_f1_confusion.png", "blender_f2_ratio.png"]
