@@ -16,10 +16,13 @@ from vitinspect.evaluation.decision import rate
 
 def pooled(st, setting: str, judge: str, what: str) -> dict | None:
     """A lot judge's rate pooled over the setting's seeds (k and n summed), with its Wilson interval; None where a
-    run predates it."""
+    run predates it. A judge whose counts are the same in every seed (the gate, the peers: none depends on the ViT's
+    training seed, and every seed judges the same lot) is one measurement, counted once, not n times."""
     k, n = (st.values(setting, f"lot_{judge}_{what}_{c}") for c in ("k", "n"))
     if not n or any(np.isnan(x) for x in k + n) or sum(n) == 0:
         return None
+    if len(set(zip(k, n))) == 1:
+        return rate(int(k[0]), int(n[0]))
     return rate(int(sum(k)), int(sum(n)))
 
 
@@ -32,7 +35,7 @@ def f2_lot(st, ratios: list[tuple[float, str]]) -> list[str]:
     """F2 asked again with the unit-space gate (issue 37): the line's verdict and the classifier alone on the lot, and
     every judge at the same escapes; does the gate at the rare ratio do what 1/5 good parts did for the classifier?"""
     lines = ["**F2 asked again with the unit-space gate** (issue 37; the lot stage's parts, every seed's counts "
-             "pooled, 95 % Wilson intervals). The line's verdict passes a part when the gate, fitted on good parts alone, "
+             "pooled (a judge with the same counts in every seed counted once), 95 % Wilson intervals). The line's verdict passes a part when the gate, fitted on good parts alone, "
              "accepts it; the classifier alone passes it at its operating point (chosen on val):", "",
              "| passed ratio | seeds | verdict: good parts rejected | verdict: defective parts passed | classifier alone: good parts rejected | classifier alone: defective parts passed |",
              "|---:|---:|---:|---:|---:|---:|"]

@@ -33,21 +33,35 @@ def _row(text: str, head: str, nth: int = 0) -> list[str]:
 def test_the_lot_judges_are_pooled_over_seeds_with_wilson_intervals(repos, monkeypatch, tmp_path):
     text = _f2(*repos[True], monkeypatch, tmp_path)
     verdict = _row(text, "| 0.02 | 2 |", 1)  # the first 0.02 row is the classifier's test table
-    # two seeds of 1,800 good and 200 defective parts: the counts add up
-    assert verdict[2].startswith("0 of 3,600 (0.0 % [0.0,") and verdict[3].startswith("28 of 400 (7.0 % [")
-    assert verdict[4].startswith("1,722 of 3,600 (47.8 %")
+    # the fixed runs give every judge the same counts in both seeds: one measurement, counted once
+    assert verdict[2].startswith("0 of 1,800 (0.0 % [0.0,") and verdict[3].startswith("14 of 200 (7.0 % [")
+    assert verdict[4].startswith("861 of 1,800 (47.8 %")
     same = _row(text, "| 0.02 | 2 |", 2)
-    assert same[2].startswith("84 of 3,600 (2.3 % [") and same[4].startswith("3,400 of 3,600") and same[5].startswith("600 of 3,600")
+    assert same[2].startswith("42 of 1,800 (2.3 % [") and same[4].startswith("1,700 of 1,800") and same[5].startswith("300 of 1,800")
     assert _row(text, "| 0.2 | 1 |", 2)[2].startswith("3 of 1,800")
+
+
+def test_a_judge_that_differs_between_seeds_is_summed_and_one_that_does_not_is_counted_once():
+    from types import SimpleNamespace
+
+    from vitinspect.study.lot_judges import pooled
+
+    counts = {"lot_classifier_false_reject_k": [861, 1382, 1580], "lot_classifier_false_reject_n": [1800] * 3,
+              "lot_gate_at_false_reject_k": [42] * 3, "lot_gate_at_false_reject_n": [1800] * 3,
+              "lot_svm_at_false_reject_k": [175, float("nan"), 175], "lot_svm_at_false_reject_n": [1800] * 3}
+    st = SimpleNamespace(values=lambda setting, key: counts[key])
+    assert pooled(st, "base", "classifier", "false_reject")["k"] == 3823 and pooled(st, "base", "classifier", "false_reject")["n"] == 5400
+    assert (pooled(st, "base", "gate_at", "false_reject")["k"], pooled(st, "base", "gate_at", "false_reject")["n"]) == (42, 1800)
+    assert pooled(st, "base", "svm_at", "false_reject") is None  # a run that predates it: no figure
 
 
 def test_the_gate_is_judged_below_every_other_judge_and_against_the_classifier_at_one_fifth(repos, monkeypatch, tmp_path):
     text = _f2(*repos[True], monkeypatch, tmp_path)
     assert "Below every other judge beyond the intervals (its upper bound under their lower bounds): **yes**." in text
-    # at the same escapes the gate at 1/50 (84 of 3,600) against the classifier at 1/5 (20 of 1,800): above it
-    assert "**Does the gate remove the need for 1/5 good parts?** At the same escapes the gate at 0.02 rejects 84 of 3,600" in text
+    # at the same escapes the gate at 1/50 (42 of 1,800) against the classifier at 1/5 (20 of 1,800): above it
+    assert "**Does the gate remove the need for 1/5 good parts?** At the same escapes the gate at 0.02 rejects 42 of 1,800" in text
     assert "**No**: above it beyond the intervals." in text
-    # at the operating points: the verdict rejects fewer good parts (0 against 20) and passes more defective ones (28 of 400
+    # at the operating points: the verdict rejects fewer good parts (0 against 20) and passes more defective ones (14 of 200
     # against 1 of 200)
     assert "fewer good parts rejected, more defective parts passed." in text
 
