@@ -85,12 +85,13 @@ def test_what_each_edit_reruns(project):
 
 def test_exp_run_show_diff_apply_report_and_checkout(project):
     """The one `dvc exp run` (a production lot of half good parts) serves every experiment-facing promise:
-    only validate, lot and evaluate rerun (nothing upstream, not the model); exp show, exp diff and plots diff
+    only validate, lot, evaluate and baseline rerun (nothing upstream, not the model); exp show, exp diff and plots diff
     compare it with main; `dvc exp apply` leaves dvc up to date; the experiment as a branch gets a PR report
     against main; checking main out again leaves a clean tree. What a train.epochs edit reruns is checked
     with --dry (test_what_each_edit_reruns) and by the study's queue (test_toy_study_writes_every_section)."""
     out = run("dvc exp run -n e1 -S lot.passed_ratio=0.5", project).stdout
-    assert ran(out) == {"validate", "lot", "evaluate"}  # validate checks every params change (same bytes out)
+    # validate checks every params change (same bytes out); baseline judges the lot with the peers (issue 37)
+    assert ran(out) == {"validate", "lot", "evaluate", "baseline"}
     lot = json.loads((project / "reports/evaluation.json").read_text())["lot"]["argmax"]
     assert lot["false_reject"]["n"] == 30 and lot["escape"]["n"] == 30  # 60 parts, half good
     table = run("dvc exp show --md --no-pager", project).stdout
