@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         cnn.save(tmp / "cnn")
     foreign_cells = dataset_meta(args.parts).get("source") == "folders"
     out = peer_report(fitted, tested, inputs, classes, good, params.evaluate, p.class_weight, hashes, foreign_cells, args.parts)
-    svm_lot = lot_proba(fitted["svm"], inputs, lot["views"], list(views), params.nsoartc.eps) if len(lot["label"]) else None
+    svm_lot = lot_proba(fitted["svm"], inputs, lot["views"], list(views), params.nsoartc.eps) if lot["views"] is not None else None
     out.report["lot"] = lot_block(lot["label"], svm_lot, out.report["operating_point"], classes, good, params.evaluate.target_escape_rate)
     out.report["cnn"], out.run_info["cnn"] = cnn.report, cnn.run_info
     write_json(args.confusion_records, out.confusion_records)

@@ -27,17 +27,21 @@ def lot_block(labels: np.ndarray, proba: np.ndarray, operating_point: dict, clas
 
 def lot_views(lot_dir, view_names: list[str]) -> dict:
     """The lot stage's parts as the peers read them: {"label": (N,) int (-1 where unlabelled), "views": (N, V, S, S)
-    uint8 in ``view_names``' order, "split": the Arrow split (for the CNN's image column)}; N = 0 when there is no lot."""
+    uint8 in ``view_names``' order, "split": the Arrow split (for the CNN's image column)}; N = 0 when there is no lot,
+    and "views" and "split" None when it has no labels (nothing to score, so nothing for the peers to predict)."""
     from vitinspect.core.storage import dataset_meta, load_dataset_dir
     from vitinspect.data.arrow import columns
 
     if dataset_meta(lot_dir)["rows"].get("lot") == 0:
         return {"label": np.zeros(0, dtype=np.int64), "views": None, "split": None}
     split = load_dataset_dir(lot_dir, splits=("lot",))["lot"]
-    cols = columns(split, ["label", "views"])
+    labels = columns(split, ["label"])["label"].astype(np.int64)
+    if (labels < 0).any():
+        return {"label": labels, "views": None, "split": None}
+    cols = columns(split, ["views"])
     if cols["views"].shape[1] != len(view_names):
         raise VitinspectError(f"{lot_dir}: lot parts hold {cols['views'].shape[1]} views but data.views lists {len(view_names)}; run dvc repro lot")
-    return {"label": cols["label"].astype(np.int64), "views": cols["views"], "split": split}
+    return {"label": labels, "views": cols["views"], "split": split}
 
 
 def lot_proba(fitted: Fitted, inputs: PeerInputs, views: np.ndarray, view_names: list[str], eps: float) -> np.ndarray:

@@ -88,7 +88,7 @@ def cnn_peer(ds, cnn_params, classes: list[str], good: str, evaluate_params, whe
     proba_test = predict_images(model, MappedImages(ds["test"], column), spec)
     predict_seconds = time.perf_counter() - start
     scored = peer_scores(y["val"], proba_val, y["test"], proba_test, classes, good, evaluate_params, where)
-    proba_lot = (predict_images(model, MappedImages(lot["split"], column), spec) if lot and len(lot["label"])
+    proba_lot = (predict_images(model, MappedImages(lot["split"], column), spec) if lot and lot["split"] is not None
                  else np.zeros((0, len(classes))))
     lot_figures = lot_block(lot["label"] if lot else np.zeros(0), proba_lot, scored.operating_point, classes, good,
                             evaluate_params.target_escape_rate)
