@@ -65,7 +65,8 @@ def run(args) -> None:
     for seed in [int(x) for x in args.seeds.split(",")]:
         t = dataclasses.replace(p.train, seed=seed)
         data = training_data(ds, t)
-        model, spec = initial_model(p.model, seed, data, str(Path(args.project) / "models/pretrain"), "data/nsoartc")
+        model, spec = initial_model(p.model, seed, data, str(Path(args.project) / "models/pretrain"), "data/nsoartc",
+                                    str(Path(args.project) / "data/unit_space.npz"))
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             done = run_training(model, spec, data, t, p.finetune, good, Path(tmp) / "checkpoints", str(Path(tmp) / "live"))

@@ -24,6 +24,7 @@ def main(argv=None) -> None:
     ap = stage_parser(__doc__)
     ap.add_argument("--data", required=True, help="nsoartc's dataset directory")
     ap.add_argument("--pretrained", default="models/pretrain", help="the pretrain stage's encoder (read when model.source is pretrain)")
+    ap.add_argument("--unit-space", default=None, help="nsoartc's unit space (.npz): where a conv-stem model's crop box comes from (model.crop)")
     ap.add_argument("--out", required=True, type=runtime.output_path, help="trained model directory (save_pretrained)")
     ap.add_argument("--init", required=True, type=runtime.output_path, help="initial weights directory, for the audit")
     ap.add_argument("--checkpoints", required=True, type=runtime.output_path,
@@ -38,7 +39,7 @@ def main(argv=None) -> None:
     t, m, good = params.train, params.model, params.data.good_class
     threads = runtime.set_threads(t.threads)
     data = training_data(load_dataset_dir(args.data), t)
-    model, spec = initial_model(m, t.seed, data, args.pretrained, args.data)
+    model, spec = initial_model(m, t.seed, data, args.pretrained, args.data, args.unit_space)
     key = resume_fingerprint(t, m, params.finetune, data, __file__, args.pretrained)
     ckpt = Path(args.checkpoints)
     if int(os.environ.get("RANK", "0")) == 0:  # set by torchrun; 0 in a plain run

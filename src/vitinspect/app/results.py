@@ -155,6 +155,7 @@ def write_explanations(b, folders, views, j, out_dir) -> list[str]:
 
     from vitinspect.explain.maps import gradient_attention, upsample
     from vitinspect.model.prediction import to_pixel_values
+    from vitinspect.model.stem import crop_of
     from vitinspect.model.vit import load_trained, trained_input
     from vitinspect.visualization.figures import inspection_panel
 
@@ -163,7 +164,7 @@ def write_explanations(b, folders, views, j, out_dir) -> list[str]:
         model = load_trained(b.model_dir)
         _, spec = trained_input(model, b.model_dir)
         target = torch.as_tensor([b.classes.index(c) for c in j.cls])
-        maps = upsample(gradient_attention(model, to_pixel_values(j.images, spec), target), b.image_size)
+        maps = upsample(gradient_attention(model, to_pixel_values(j.images, spec), target), b.image_size, crop_of(model.config))
     except Exception as exc:  # noqa: BLE001 - the verdicts stand without their pictures
         return [f"{safe_text(f)}: no --explain image ({reason(exc)})" for f in folders]
     for i, folder in enumerate(folders):

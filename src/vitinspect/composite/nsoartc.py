@@ -132,6 +132,20 @@ class UnitSpace:
         mean, std, n = moments(channels)
         return cls(mean.astype(np.float32), std.astype(np.float32), n)
 
+    def floored(self, fraction: float) -> "UnitSpace":
+        """This unit space with each channel's std raised to at least ``fraction`` x that channel's 99th-percentile
+        std over the pixels (``nsoartc.std_floor``; 0 leaves it as fitted).
+
+        Where no part ever is (empty background) the passed parts differ only by sensor or render noise, so
+        the fitted std there is tiny and the z-score turns that noise into unit noise, as loud in the composite
+        as the part itself. The floor is found from the data (the spread where the parts move), never a level
+        typed for one renderer; pixels whose std is above it keep theirs."""
+        if fraction <= 0:
+            return self
+        top = np.quantile(self.std.reshape(len(self.std), -1).astype(np.float64), 0.99, axis=1)
+        floor = (fraction * top).astype(np.float32)[:, None, None]
+        return UnitSpace(self.mean, np.maximum(self.std, floor), self.n)
+
     def zscore(self, channels: np.ndarray, eps: float) -> np.ndarray:
         """(N, 3, H, W) -> (N, 3, H, W) :func:`zscore` against this unit space, float32."""
         return zscore(channels, self.mean, self.std, eps).astype(np.float32)

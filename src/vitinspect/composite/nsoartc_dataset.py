@@ -43,7 +43,7 @@ def fit_unit_space(parts_dir: str, chunks: dict, view_names: list[str], passed: 
             f"params.yaml: the unit space has {sums.n} good ({good!r}) training parts, fewer than "
             f"nsoartc.min_unit_space={p.min_unit_space}; raise data.passed_ratio or data.n_images (or bring more good parts)"
         )
-    return sums.space()
+    return sums.space().floored(p.std_floor)
 
 
 def first_of_each_class(parts_dir: str, parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

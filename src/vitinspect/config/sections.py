@@ -28,6 +28,7 @@ BLENDER_DEVICES = ("auto", "cpu", "gpu")
 # model.stem: transformers' patchify convolution, log2(patch) stride-2 convs (vitinspect.model.stem), or auto: conv
 # for a scratch model whose patch size is a power of two, else the encoder's own patchify stem (vitinspect.model.stem.resolve)
 STEMS = ("auto", "patch", "conv")
+CROPS = ("auto", "none")
 # transformers' lr_scheduler_type names train.schedule may take: cosine (today's), linear (warmup, then a straight
 # decay to 0: with a large train.warmup_ratio the triangular one-cycle), cosine_with_min_lr (decays to a tenth of train.lr).
 SCHEDULES = ("cosine", "linear", "cosine_with_min_lr")
@@ -136,6 +137,7 @@ class Nsoartc:
     gain: float = _f(24.0, positive)
     eps: float = _f(1e-6, lambda v: None if 0 < v <= 0.1 else f"must be in (0, 0.1] (a guard, far below the data's std), got {short(v)}")
     min_unit_space: int = _f(10, count(MAX_PARTS))
+    std_floor: float = _f(0.25, lambda v: None if 0 <= v <= 1 else f"must be in [0, 1] (a fraction of the unit space's 99th-percentile std), got {short(v)}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class Model:
     layers: int = _f(4, count(256))
     heads: int = _f(4, count(256))
     mlp_size: int = _f(128, count(32768))
+    crop: str = _f("auto", one_of(CROPS))  # auto: the conv stem crops to where the unit space says the parts are (model.stem)
     stem: str = _f("auto", one_of(STEMS))  # conv: model.source scratch, model.patch_size a power of two (cross-checks)
 
 

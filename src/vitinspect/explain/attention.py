@@ -14,6 +14,7 @@ import numpy as np
 from vitinspect.core.errors import VitinspectError
 from vitinspect.explain.maps import compute_maps, headline_scores, high_norm_tokens, mean_scores, score_maps, upsample
 from vitinspect.model.prediction import predict_proba, to_pixel_values
+from vitinspect.model.stem import crop_of
 
 MAP_INPUTS = ("raw", "nsoartc")  # composite.nsoartc.INPUTS in the report's order: the raw view first, as the source compared them
 BATCH = 1024  # parts converted to float at a time (a multiple of compute_maps' batch: the same maps)
@@ -37,6 +38,7 @@ class Scored:
     labels: np.ndarray
     masks: np.ndarray
     has_mask: np.ndarray
+    box: tuple | None = None  # the frame's box the model's tokens cover (vitinspect.model.stem.crop_of), None: all of it
 
 
 def score_attention(model, spec, own: str, classes: list[str], cols: dict, good: int, settings) -> Scored:
@@ -47,6 +49,7 @@ def score_attention(model, spec, own: str, classes: list[str], cols: dict, good:
     head_fusion, discard_ratio).
     """
     p = settings
+    box = crop_of(model.config)
     defective = cols["label"] != good
     labels, masks = cols["label"][defective], cols["mask"][defective].astype(bool)
     has_mask = masks.reshape(len(masks), -1).any(axis=1)
@@ -63,14 +66,14 @@ def score_attention(model, spec, own: str, classes: list[str], cols: dict, good:
         maps[name] = {m: np.concatenate([c[m] for c in parts]) for m in p.methods}
     for method in p.methods if has_mask.any() else ():
         report["methods"][method] = {
-            name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method][has_mask], masks[has_mask]),
+            name: {"in_distribution": name == own, **mean_scores(score_maps(maps[name][method][has_mask], masks[has_mask], box),
                                                                  labels[has_mask], classes)}
             for name in MAP_INPUTS
         }
     if has_mask.any():
         report["token_norms"] = high_norm_tokens(model, to_pixel_values(cols[own][defective][has_mask], spec), masks[has_mask])
     metrics = headline_scores(report) | ({"masks": NO_MASKS} if not has_mask.any() else {})
-    return Scored(report, metrics, maps, np.flatnonzero(defective), labels, masks, has_mask)
+    return Scored(report, metrics, maps, np.flatnonzero(defective), labels, masks, has_mask, box)
 
 
 def panel_rows(scored: Scored, cols: dict, classes: list[str], k: int, panels: int, methods) -> list[dict]:
@@ -80,7 +83,7 @@ def panel_rows(scored: Scored, cols: dict, classes: list[str], k: int, panels: i
     return [
         {"label": f"{classes[k]} #{j}\n{m}", "mask": scored.masks[j],
          "images": {n: cols[n][scored.rows[j]] for n in MAP_INPUTS},
-         "maps": {n: upsample(scored.maps[n][m][j:j + 1], size)[0] for n in MAP_INPUTS}}
+         "maps": {n: upsample(scored.maps[n][m][j:j + 1], size, scored.box)[0] for n in MAP_INPUTS}}
         for j in np.flatnonzero(scored.labels == k)[:panels] for m in methods
     ]
 
@@ -115,5 +118,5 @@ def photo_maps(model, spec, photos: list[np.ndarray], classes: list[str], settin
     p = settings
     pv = to_pixel_values(np.stack(photos), spec)
     preds = [classes[k] for k in predict_proba(model, pv).argmax(axis=1)]
-    maps = {m: upsample(v, spec.size) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
+    maps = {m: upsample(v, spec.size, crop_of(model.config)) for m, v in compute_maps(model, pv, p.methods, p.head_fusion, p.discard_ratio).items()}
     return preds, maps

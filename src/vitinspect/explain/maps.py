@@ -13,6 +13,8 @@ import math
 import numpy as np
 import torch
 
+from vitinspect.model.stem import crop_of
+
 
 def _grid(t: int) -> int:
     g = math.isqrt(t - 1)
@@ -104,10 +106,18 @@ def gradient_attention(model, pixel_values: torch.Tensor, target: torch.Tensor |
     return _cls_map(r)
 
 
-def upsample(maps: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
-    """(B, g, g) -> (B, size, size) float32, bilinear."""
+def upsample(maps: torch.Tensor | np.ndarray, size: int, box=None) -> np.ndarray:
+    """(B, g, g) -> (B, size, size) float32, bilinear. ``box`` (top, bottom, left, right): the part of the frame
+    the tokens cover (a model that crops, :func:`vitinspect.model.stem.crop_of`); the map fills that box and
+    the rest of the frame, which the model never saw, is 0."""
     m = torch.as_tensor(np.asarray(maps), dtype=torch.float32).unsqueeze(1)
-    return torch.nn.functional.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+    if box is None:
+        return torch.nn.functional.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+    top, bottom, left, right = box
+    out = np.zeros((len(m), size, size), dtype=np.float32)
+    out[:, top:bottom, left:right] = torch.nn.functional.interpolate(m, size=(bottom - top, right - left), mode="bilinear",
+                                                                     align_corners=False)[:, 0].numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- scores
@@ -189,9 +199,10 @@ def compute_maps(model, pixel_values: torch.Tensor, methods, head_fusion: str = 
     return {m: torch.cat(v).numpy().astype(np.float32) for m, v in maps.items()}
 
 
-def score_maps(maps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
-    """(N, g, g) maps against (N, H, W) masks: per-sample scores and the uniform-map baseline."""
-    up = upsample(maps, masks.shape[-1])
+def score_maps(maps: np.ndarray, masks: np.ndarray, box=None) -> dict[str, np.ndarray]:
+    """(N, g, g) maps against (N, H, W) masks: per-sample scores and the uniform-map baseline. ``box``: the
+    frame's box the tokens cover (:func:`upsample`)."""
+    up = upsample(maps, masks.shape[-1], box)
     return {
         "relevance_mass": relevance_mass(up, masks),
         "pointing_game": pointing_game(up, masks).astype(np.float64),
@@ -214,6 +225,9 @@ def high_norm_tokens(model, pixel_values: torch.Tensor, masks: np.ndarray, facto
     hidden = model(pixel_values=pixel_values, output_hidden_states=True).hidden_states[-1][:, 1:].float()
     norms = hidden.norm(dim=-1)  # (N, T)
     g = _grid(norms.shape[1] + 1)
+    box = crop_of(model.config)  # a model that crops: its tokens cover that box of the frame
+    if box is not None:
+        masks = np.asarray(masks)[:, box[0]:box[1], box[2]:box[3]]
     m = torch.from_numpy(np.ascontiguousarray(masks)).float().unsqueeze(1)
     in_mask = (torch.nn.functional.adaptive_max_pool2d(m, g).flatten(1) > 0)  # (N, T): patch touches the mask
     median = norms.median()

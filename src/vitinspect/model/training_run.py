@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from dvclive import Live
 
+from vitinspect.composite.nsoartc import load_unit_space
 from vitinspect.core.errors import VitinspectError
 from vitinspect.data.arrow import MappedImages, columns, label_names, labelled_subset
 from vitinspect.evaluation.metrics import collapsed, one_class_macro_f1
 from vitinspect.model.augment import shifted
 from vitinspect.model.prediction import to_pixel_values
 from vitinspect.model.strategies import apply_strategy, count_trainable
+from vitinspect.model.stem import part_box, resolve
 from vitinspect.model.training import EpochLog, ImageDataset, balanced_weights, diverged, fingerprint, make_trainer, resume_point
 from vitinspect.model.vit import InputSpec, build_scratch, load_pretrained
 
@@ -56,16 +58,21 @@ def training_data(ds, train_params) -> TrainingData:
     return TrainingData(label_names(ds["train"]), column, train, val)
 
 
-def initial_model(model_params, seed: int, data: TrainingData, pretrained_dir: str, where: str):
+def initial_model(model_params, seed: int, data: TrainingData, pretrained_dir: str, where: str, unit_space: str | None = None):
     """The model before any step and its InputSpec: a scratch ViT sized by ``model.*`` (seeded), or a
     pretrained encoder (``model.source`` pretrain: ``pretrained_dir``; pretrained: ``model.name_or_path``)
     with a fresh head for the classes, initialised after ``torch.manual_seed(seed)``. ``where``: the data
-    directory, named when its image size does not fit ``model.patch_size``."""
+    directory, named when its image size does not fit ``model.patch_size``. ``unit_space``: the nsoartc stage's
+    unit space (.npz), where a scratch model with the conv stem and ``model.crop: auto`` finds its crop box
+    (:func:`vitinspect.model.stem.part_box`); without it the model sees the whole frame."""
     m = model_params
     if m.source == "scratch":
         if data.image_size % m.patch_size:
             raise VitinspectError(f"{where}: images are {data.image_size} px, not divisible by model.patch_size={m.patch_size}")
-        return build_scratch(m, data.image_size, data.classes, seed), InputSpec(data.image_size)
+        crop = None
+        if unit_space is not None and m.crop == "auto" and resolve(m.stem, m.source, m.patch_size) == "conv":
+            crop = part_box(load_unit_space(unit_space, data.image_size).std, m.patch_size)
+        return build_scratch(m, data.image_size, data.classes, seed, crop), InputSpec(data.image_size)
     torch.manual_seed(seed)  # the fresh head's initialisation
     path = pretrained_dir if m.source == "pretrain" else m.name_or_path
     return load_pretrained(path, data.classes, m.allow_download and m.source == "pretrained")

@@ -17,7 +17,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from vitinspect.core.errors import VitinspectError
 from vitinspect.core.storage import atomic_path
-from vitinspect.model.stem import CONFIG_KEY, STEMS, model_class, resolve, stem_of
+from vitinspect.model.stem import CONFIG_KEY, CROP_KEY, STEMS, model_class, resolve, stem_of
 
 EAGER = "eager"
 
@@ -37,11 +37,13 @@ def encoder_kwargs(model_params, image_size: int) -> dict:
             "num_hidden_layers": m.layers, "num_attention_heads": m.heads, "intermediate_size": m.mlp_size}
 
 
-def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfig:
+def scratch_config(model_params, image_size: int, labels: list[str], crop=None) -> ViTConfig:
     """The ViTConfig of ``model.source: scratch``; with ``model.stem: conv`` it records ``vitinspect_stem``
-    (:mod:`vitinspect.model.stem`), which :func:`load_trained` reads back."""
+    (:mod:`vitinspect.model.stem`), which :func:`load_trained` reads back, and ``crop`` (a box of the frame, from
+    :func:`vitinspect.model.stem.part_box`), when given, as ``vitinspect_crop``: only a conv stem crops."""
     m = model_params
     stem = resolve(getattr(m, "stem", "patch"), getattr(m, "source", "scratch"), m.patch_size)
+    crop = list(crop) if crop and stem == "conv" and getattr(m, "crop", "none") == "auto" else None
     return ViTConfig(
         **encoder_kwargs(model_params, image_size),
         num_labels=len(labels),
@@ -49,13 +51,15 @@ def scratch_config(model_params, image_size: int, labels: list[str]) -> ViTConfi
         label2id={c: i for i, c in enumerate(labels)},
         attn_implementation=EAGER,
         **({CONFIG_KEY: stem} if stem != "patch" else {}),  # the patchify stem's config stays transformers' own
+        **({CROP_KEY: [int(v) for v in crop]} if crop else {}),
     )
 
 
-def build_scratch(model_params, image_size: int, labels: list[str], seed: int) -> ViTForImageClassification:
-    """A freshly initialised ViT (with ``model.stem: conv``, its convolutional stem); the same seed gives the same weights."""
+def build_scratch(model_params, image_size: int, labels: list[str], seed: int, crop=None) -> ViTForImageClassification:
+    """A freshly initialised ViT (with ``model.stem: conv``, its convolutional stem, and with ``model.crop: auto`` the
+    ``crop`` box); the same seed gives the same weights."""
     torch.manual_seed(seed)
-    config = scratch_config(model_params, image_size, labels)
+    config = scratch_config(model_params, image_size, labels, crop)
     model = model_class(stem_of(config))(config)
     assert model.config._attn_implementation == EAGER, "attentions need eager attention"
     return model

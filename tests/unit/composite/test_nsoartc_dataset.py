@@ -16,7 +16,7 @@ from vitinspect.data.arrow import SPLITS, columns, parts_features, to_dataset_di
 
 CLASSES = ["passed", "tilt"]
 NAMES = ["center", "left", "right"]
-P = SimpleNamespace(window=3, eps=1e-6, gain=20.0, min_unit_space=2)
+P = SimpleNamespace(window=3, eps=1e-6, gain=20.0, min_unit_space=2, std_floor=0.0)
 
 
 @pytest.fixture

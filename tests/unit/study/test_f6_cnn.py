@@ -51,3 +51,21 @@ def test_stronger_peer_and_the_answer_name_the_peer():
     assert stronger_peer([{"svm": None, "cnn": cnn}]) == ("CNN", "paired_cnn")
     assert "no: the CNN is ahead in every seed (2 of 2)" in f6_answer([("default data, macro-F1", 0, 2, 2, "", "CNN")])
     assert "no: the SVM is ahead in every seed (1 of 1)" in f6_answer([("n_images 1000", 0, 1, 1, "")])
+
+
+def test_f6_of_runs_since_the_gate_reads_the_vits_argmax_figures_from_the_report(repos, monkeypatch):
+    # Since the gate, metrics/eval.json's headline keys are the verdict's and its classifier_ keys hold the operating
+    # point's figures and the defect classes' macro-F1 only: F6 takes accuracy, macro-F1 and passed recall at argmax
+    # from reports/evaluation.json, as for the peers, and escape and false-reject rates at the operating point.
+    repo, records = repos[True]
+    before = _f6(repo, records, monkeypatch)
+    gate_era = {}
+    for name, r in records.items():
+        m = r["metrics"]["metrics/eval.json"]
+        eval_json = {"classifier_accuracy": 0.5, "classifier_macro_f1_defects": 0.5, "classifier_threshold": 0.7,
+                     "classifier_escapes_per_million": m["escape_rate"] * 1e6, "classifier_false_reject_rate": m["false_reject_rate"],
+                     "escapes_per_million": 0.0, "false_reject_rate": 0.0, "gate_threshold": 1.0, "rejected_per_1000": 0.0}
+        gate_era[name] = {**r, "metrics": {**r["metrics"], "metrics/eval.json": eval_json}}
+    after = _f6(repo, gate_era, monkeypatch)
+    row = lambda text: next(line for line in text.splitlines() if line.startswith("| default data | 2 |"))  # noqa: E731
+    assert row(after) == row(before) and "n/a" not in row(after)
