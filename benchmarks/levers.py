@@ -53,6 +53,7 @@ def run(args) -> None:
     from vitinspect.core import runtime
     from vitinspect.core.storage import load_dataset_dir
     from vitinspect.data.arrow import MappedImages, columns
+    from vitinspect.evaluation.decision import choose_threshold, rates_at
     from vitinspect.evaluation.metrics import epoch_metrics
     from vitinspect.model.prediction import predict_images
     from vitinspect.model.strategies import plain_model
@@ -84,6 +85,21 @@ def run(args) -> None:
                "val_macro_f1": [round(e.get("eval_macro_f1", 0.0), 3) for e in evals],
                "val_accuracy": [round(e.get("eval_accuracy", 0.0), 3) for e in evals],
                "train_loss": [round(e["loss"], 3) for e in history if "loss" in e]}
+        lot_dir = Path(args.project) / "data/lot"
+        if lot_dir.exists():  # the classifier alone on the lot at argmax: good parts called defective, defective called good
+            lot = load_dataset_dir(lot_dir, splits=("lot",))["lot"]
+            lot_labels = columns(lot, ["label"])["label"]
+            lot_proba = predict_images(plain_model(done.model), MappedImages(lot, data.column), spec)
+            lot_pred = lot_proba.argmax(-1)
+            g = data.classes.index(good)
+            row["lot_false_reject_argmax"] = [int(((lot_labels == g) & (lot_pred != g)).sum()), int((lot_labels == g).sum())]
+            row["lot_escapes_argmax"] = [int(((lot_labels != g) & (lot_pred == g)).sum()), int((lot_labels != g).sum())]
+            # ... and at its operating point: the threshold on p(good) chosen on val as evaluate chooses it
+            val_proba = predict_images(plain_model(done.model), MappedImages(ds["val"], data.column), spec)
+            chosen = choose_threshold(val_proba[:, g], columns(ds["val"], ["label"])["label"] == g, p.evaluate.target_escape_rate)
+            at = rates_at(lot_proba[:, g], lot_labels == g, chosen["threshold"])
+            row["lot_operating_point"] = {"threshold": chosen["threshold"], "false_reject": [at["false_reject"]["k"], at["false_reject"]["n"]],
+                                          "escapes": [at["escape"]["k"], at["escape"]["n"]]}
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

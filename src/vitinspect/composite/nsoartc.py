@@ -119,12 +119,19 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 class UnitSpace:
     """Per-pixel mean and standard deviation of the raw channels over passed parts.
 
-    mean, std: (3, H, W) float32; n: how many parts it was built from.
+    mean, std: (3, H, W) float32, std as fitted; n: how many parts it was built from; floor: (3,) float32, the
+    least std per channel the z-scores divide by (``nsoartc.std_floor``, :meth:`floored`), or None.
     """
 
     mean: np.ndarray
     std: np.ndarray
     n: int
+    floor: np.ndarray | None = None
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(3, H, W) float32: what the z-scores divide by (plus eps): the fitted std, raised to the floor."""
+        return self.std if self.floor is None else np.maximum(self.std, self.floor.astype(np.float32)[:, None, None])
 
     @classmethod
     def fit(cls, channels: np.ndarray) -> "UnitSpace":
@@ -143,19 +150,26 @@ class UnitSpace:
         if fraction <= 0:
             return self
         top = np.quantile(self.std.reshape(len(self.std), -1).astype(np.float64), 0.99, axis=1)
-        floor = (fraction * top).astype(np.float32)[:, None, None]
-        return UnitSpace(self.mean, np.maximum(self.std, floor), self.n)
+        return UnitSpace(self.mean, self.std, self.n, (fraction * top).astype(np.float32))
+
+    def unfloored(self, z: np.ndarray, eps: float) -> np.ndarray:
+        """z-scores made against :attr:`scale` -> the same parts' z-scores against the fitted std: the OOD guard's
+        view, where anything in the empty background stands out as far as the background's noise allows."""
+        if self.floor is None:
+            return z
+        return (z * ((self.scale + eps) / (self.std + eps))).astype(np.float32)
 
     def zscore(self, channels: np.ndarray, eps: float) -> np.ndarray:
         """(N, 3, H, W) -> (N, 3, H, W) :func:`zscore` against this unit space, float32."""
-        return zscore(channels, self.mean, self.std, eps).astype(np.float32)
+        return zscore(channels, self.mean, self.scale, eps).astype(np.float32)
 
 
 def save_unit_space(space: UnitSpace, path) -> None:
-    """Write ``space`` to ``path`` as .npz (mean, std float32 (3, H, W); n int64): what the nsoartc stage
-    writes (the caller makes the write atomic) and :func:`load_unit_space` reads."""
+    """Write ``space`` to ``path`` as .npz (mean, std float32 (3, H, W); n int64; floor float32 (3,) when it has
+    one): what the nsoartc stage writes (the caller makes the write atomic) and :func:`load_unit_space` reads."""
+    floor = {} if space.floor is None else {"floor": space.floor}
     with open(path, "wb") as fh:
-        np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n))
+        np.savez(fh, mean=space.mean, std=space.std, n=np.int64(space.n), **floor)
 
 
 def load_unit_space(path, image_size: int | None = None) -> UnitSpace:
@@ -163,7 +177,7 @@ def load_unit_space(path, image_size: int | None = None) -> UnitSpace:
     ``image_size`` px when given; a one-line VitinspectError naming ``path`` otherwise."""
     try:
         with np.load(path) as z:
-            space = UnitSpace(z["mean"], z["std"], int(z["n"]))
+            space = UnitSpace(z["mean"], z["std"], int(z["n"]), z["floor"] if "floor" in z.files else None)
     except (OSError, KeyError, ValueError) as exc:
         raise VitinspectError(f"{path}: not a unit space written by the nsoartc stage ({type(exc).__name__}); run dvc repro") from None
     if image_size is not None and space.mean.shape[-1] != image_size:

@@ -4,7 +4,7 @@ Layout (``bundle.json`` says which files belong to it)::
 
     bundle.json        views, classes, image size, NSOARTC settings, operating point, OOD calibration,
                        the data settings (for `vitinspect render`), the OOD figures measured when it was built
-    unit_space.npz     per-pixel mean/std of the raw RT channels over passed training parts
+    unit_space.npz     per-pixel mean/std of the raw RT channels over passed training parts (and the std floor)
     features.npz       class means and shared precision of the model's pooled features (OOD guard)
     gate.npz           the unit-space gate (evaluation.gate): good parts' mean and shrunk precision of the cell
                        features, its threshold; bundle.json's ``gate`` says the same threshold
@@ -121,7 +121,7 @@ def write(path: Path, content: dict, unit: UnitSpace, features: FeatureSpace, mo
     manifest.json (the hashes) last."""
     shutil.copytree(model_dir, path / MODEL_DIR)
     with open(path / UNIT_SPACE, "wb") as fh:
-        np.savez(fh, mean=unit.mean, std=unit.std, n=np.int64(unit.n))
+        np.savez(fh, mean=unit.mean, std=unit.std, n=np.int64(unit.n), **({} if unit.floor is None else {"floor": unit.floor}))
     with open(path / FEATURES, "wb") as fh:
         np.savez(fh, means=features.means, precision=features.precision)
     with open(path / GATE, "wb") as fh:
@@ -181,7 +181,12 @@ def read_unit_space(z: dict, s: int) -> UnitSpace:
     n = _field(z, "n")
     if n.shape != () or n.dtype.kind not in "iu" or int(n) < 1:
         fail("n", "must be a count >= 1", n.tolist() if n.size < 5 else n.shape)
-    return UnitSpace(mean, std, int(n))
+    floor = None
+    if "floor" in z:  # nsoartc.std_floor; a bundle from before it has none
+        floor = check_array("floor", z["floor"], (3,))
+        if np.any(floor < 0):
+            fail("floor", "must be >= 0", float(floor.min()))
+    return UnitSpace(mean, std, int(n), floor)
 
 
 def read_features(z: dict, k: int) -> FeatureSpace:

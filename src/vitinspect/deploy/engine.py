@@ -172,7 +172,11 @@ class Judgement:
 
 
 def ood_scores(bundle: Bundle, z: np.ndarray, features: np.ndarray, feature_space: FeatureSpace, clip: float) -> dict:
-    """component -> (N,) raw scores (see vitinspect.deploy.ood_guard); the unit space and eps come from ``bundle``."""
+    """component -> (N,) raw scores (see vitinspect.deploy.ood_guard); the unit space and eps come from ``bundle``.
+    The pixel and pattern scores read the z-scores against the fitted std, not the floored one the composite uses
+    (``nsoartc.std_floor``): a shifted or rescaled part shows in the empty background, where only the fitted std
+    is small enough to tell it."""
+    z = bundle.unit.unfloored(z, bundle.eps)
     return {"pixel": pixel_score(z, clip), "pattern": pattern_score(z, bundle.unit.mean, bundle.unit.std, bundle.eps),
             "feature": feature_space.distance(features)}
 

@@ -184,7 +184,7 @@ def moves_from(unit_space_path, gain: float, eps: float, px: int) -> Moves:
     from vitinspect.composite.nsoartc import load_unit_space
 
     space = load_unit_space(unit_space_path)
-    return Moves(space.mean.astype(np.float64), space.std.astype(np.float64), float(gain), float(eps), int(px))
+    return Moves(space.mean.astype(np.float64), space.scale.astype(np.float64), float(gain), float(eps), int(px))
 
 
 def _moved(raw: np.ndarray, dx: int, dy: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vitinspect.composite.nsoartc import UnitSpace, defect_contrast, double_eye, rt_maps, to_image
+from vitinspect.composite.nsoartc import UnitSpace, defect_contrast, double_eye, load_unit_space, rt_maps, save_unit_space, to_image
 
 
 def direct_rt(x, m, w, eps):
@@ -85,24 +85,34 @@ def test_unit_space_centres_normal_parts_and_flags_an_outlier():
     assert img.shape == (1, 8, 8, 3) and img.dtype == np.uint8
 
 
-def test_std_floor_quiets_a_background_of_noise_and_keeps_where_parts_move():
+def test_std_floor_quiets_a_background_of_noise_and_keeps_where_parts_move(tmp_path):
     # A frame whose left half is background (render noise, std 0.01) and right half a part that moves (std 1):
     # unfloored, the background's noise is unit noise like the part; with the floor it is quiet, the part unchanged.
     rng = np.random.default_rng(4)
     normal = np.concatenate([rng.normal(0, 0.01, (300, 3, 8, 4)), rng.normal(0, 1.0, (300, 3, 8, 4))], axis=-1).astype(np.float32)
     space = UnitSpace.fit(normal)
-    assert space.floored(0.0) is space
+    assert space.floored(0.0) is space and space.floor is None
     floored = space.floored(0.25)
     top = np.quantile(space.std.reshape(3, -1), 0.99, axis=1)
-    np.testing.assert_allclose(floored.std[:, :, :4], np.broadcast_to((0.25 * top)[:, None, None], (3, 8, 4)), rtol=1e-6)
-    np.testing.assert_array_equal(floored.std[:, :, 4:], space.std[:, :, 4:])
+    np.testing.assert_allclose(floored.floor, 0.25 * top, rtol=1e-6)
+    np.testing.assert_allclose(floored.scale[:, :, :4], np.broadcast_to((0.25 * top)[:, None, None], (3, 8, 4)), rtol=1e-6)
+    np.testing.assert_array_equal(floored.scale[:, :, 4:], space.std[:, :, 4:])
+    np.testing.assert_array_equal(floored.std, space.std)  # the fitted std is kept (the OOD guard reads it)
     np.testing.assert_array_equal(floored.mean, space.mean)
     z, zf = space.zscore(normal, 1e-6), floored.zscore(normal, 1e-6)
     assert np.abs(z[..., :4]).mean() > 0.7 and np.abs(zf[..., :4]).mean() < 0.1
     np.testing.assert_array_equal(z[..., 4:], zf[..., 4:])
+    np.testing.assert_allclose(floored.unfloored(zf, 1e-6), z, rtol=1e-5, atol=1e-5)  # back to the fitted std's view
     # a defect in the part's half stands out more against the quiet background
     odd = normal[:1].copy()
     odd[0, :, 2:4, 5:7] += 4
     masks = np.zeros((1, 8, 8), bool)
     masks[0, 2:4, 5:7] = True
     assert defect_contrast(floored.zscore(odd, 1e-6), masks) > 1.5 * defect_contrast(space.zscore(odd, 1e-6), masks)
+    # saved and loaded with its floor; a file without one loads unfloored
+    save_unit_space(floored, tmp_path / "u.npz")
+    back = load_unit_space(tmp_path / "u.npz")
+    np.testing.assert_array_equal(back.floor, floored.floor)
+    np.testing.assert_array_equal(back.scale, floored.scale)
+    save_unit_space(space, tmp_path / "plain.npz")
+    assert load_unit_space(tmp_path / "plain.npz").floor is None

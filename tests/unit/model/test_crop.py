@@ -42,7 +42,7 @@ def test_a_floored_unit_space_gives_the_same_box():
 
     std = band_std()
     space = UnitSpace(np.zeros_like(std), std, 50)
-    assert part_box(space.floored(0.25).std, 8) == part_box(std, 8)
+    assert part_box(space.floored(0.25).scale, 8) == part_box(std, 8)
 
 
 def crop_model(tiny_params, box=(8, 24, 4, 28), **model):
