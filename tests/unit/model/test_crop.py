@@ -1,5 +1,6 @@
 """model.crop auto: the box where the parts are, found from a unit space, and a conv-stem model that crops to it
-(the forward, save and load_trained, a bad box in config.json, the ONNX export, maps placed back in the frame)."""
+(the forward, save and load_trained, a bad box in config.json, maps placed back in the frame; the ONNX export is
+test_stem.py's)."""
 
 from __future__ import annotations
 
@@ -99,17 +100,3 @@ def test_maps_fill_the_box_and_the_rest_of_the_frame_is_zero(tiny_params):
     model = crop_model(tiny_params).eval()
     got = high_norm_tokens(model, torch.randn(2, 3, 32, 32), masks)
     assert got["mask_patch_share"] == pytest.approx(1 / 4)  # the box's top quarter of tokens touch the mask
-
-
-def test_the_onnx_export_of_a_cropping_model_matches_torch(tiny_params, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    from vitinspect.deploy.exported_net import InspectionNet, export_onnx, run
-
-    save_model(crop_model(tiny_params), InputSpec(32), "nsoartc", 32, tmp_path / "vit")
-    net = InspectionNet(load_trained(tmp_path / "vit"), InputSpec(32))
-    export_onnx(net, 32, tmp_path / "net.onnx")
-    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
-    proba, _ = run(net, images)
-    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(["proba"], {"images": images.astype(np.float32)})[0]
-    np.testing.assert_allclose(got, proba, atol=1e-5)

@@ -96,11 +96,13 @@ def test_strategies_and_the_audit_see_the_stem(tiny_params):
     assert set(merged.state_dict()) == set(conv_model(tiny_params).state_dict())
 
 
-def test_the_onnx_export_matches_torch(tiny_params, tmp_path):
+@pytest.mark.parametrize("crop", [None, (8, 24, 4, 28)])  # model.crop's slice and resize are in the graph too
+def test_the_onnx_export_matches_torch(tiny_params, tmp_path, crop):
     ort = pytest.importorskip("onnxruntime")
     from vitinspect.deploy.exported_net import InspectionNet, export_onnx, run
 
-    model = conv_model(tiny_params)
+    model = build_scratch(dataclasses.replace(tiny_params.model, stem="conv", crop="auto"), 32, CLASSES, seed=0, crop=crop)
+    assert (model.config.to_dict().get("vitinspect_crop") is None) == (crop is None)
     save_model(model, InputSpec(32), "nsoartc", 32, tmp_path / "vit")
     net = InspectionNet(load_trained(tmp_path / "vit"), InputSpec(32))
     export_onnx(net, 32, tmp_path / "net.onnx")
