@@ -229,15 +229,14 @@ def f5_model_size(st: Study) -> list[str]:
     return lines
 
 
-def _vit_figures(record: dict) -> dict:
+def _vit_figures(record: dict, f: dict) -> dict:
     """The ViT's F6 figures of one run, as the peers' are read: accuracy, macro-F1 over every class and passed recall
     at argmax on the test split (reports/evaluation.json); escape and false-reject rates at its operating point
     (metrics/eval.json: since the gate its headline keys are the verdict's, its classifier_ keys the classifier's).
-    A run without the report keeps what its eval.json holds."""
+    A run without the report keeps what its eval.json holds. ``f``: :func:`figures_of` of the run."""
     m = dict(record["metrics"].get("metrics/eval.json", {}))
     if "classifier_threshold" in m:
         m = {k[len("classifier_"):]: v for k, v in m.items() if k.startswith("classifier_")}
-    f = figures_of(record)
     for key in ("accuracy", "macro_f1"):
         if not np.isnan(f[key]):
             m[key] = f[key]
@@ -247,9 +246,10 @@ def _vit_figures(record: dict) -> dict:
     return m
 
 
-def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> list[str]:
+def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]], figs: dict | None = None) -> list[str]:
     """## F6: does the ViT beat the RT+SVM machine (and the CNN)? Per setting, every seed, with a paired interval against the
-    stronger peer (:func:`stronger_peer`)."""
+    stronger peer (:func:`stronger_peer`). ``figs``: each run's :func:`figures_of`, when the caller has them (read here
+    otherwise)."""
     lines = ["## F6: does the ViT beat the RT+SVM machine?", ""]
     settings = [(label, s) for label, s in (("default data", "base"), ("passed ratio 0.2", "ratio0.2"), ("n_images 1000", "n1000"))
                 if by_setting.get(s)]
@@ -290,7 +290,7 @@ def f6_section(records: dict[str, dict], by_setting: dict[str, list[str]]) -> li
     verdicts = []
     for label, s in settings:
         names = by_setting[s]
-        vit = [_vit_figures(records[n]) for n in names]
+        vit = [_vit_figures(records[n], figs[n] if figs is not None else figures_of(records[n])) for n in names]
         svm, cnn = [peers[n]["svm"] for n in names], [peers[n].get("cnn") for n in names]
         lr = [(peers[n]["report"].get("logistic") or {}).get("test") for n in names]
         col = lambda ms, *k: stat([get(m, *k) for m in ms])  # noqa: E731
@@ -360,7 +360,7 @@ def f6_answer(verdicts: list[tuple]) -> str:
 
 
 def f6_peer(st: Study) -> list[str]:
-    return f6_section(st.records, st.by_setting)
+    return f6_section(st.records, st.by_setting, st.figs)
 
 
 # The report's sections, in order: each finding reads the study and returns its markdown lines.
